@@ -1,0 +1,14 @@
+'use strict'
+// The public entry of bulwark: the native blocks (from the generated loader, binding.js) with
+// the JS glue they need, and the error classes.
+const { RateLimiter } = require('./lib/limiter')
+const { TestClock } = require('./lib/test-clock')
+const { BulwarkError, RateLimitError, codes } = require('./lib/errors')
+
+module.exports = {
+  RateLimiter,
+  TestClock,
+  BulwarkError,
+  RateLimitError,
+  codes,
+}

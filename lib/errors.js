@@ -1,0 +1,61 @@
+'use strict'
+// The error classes of the package. Every error bulwark throws or rejects with has a stable
+// `code`; invalid options and arguments are native TypeError/RangeError instances with
+// `code: 'ERR_BULWARK_INVALID_OPTION'` or `'ERR_BULWARK_INVALID_ARGUMENT'`.
+
+/** The stable codes, by name. */
+const codes = Object.freeze({
+  INVALID_OPTION: 'ERR_BULWARK_INVALID_OPTION',
+  INVALID_ARGUMENT: 'ERR_BULWARK_INVALID_ARGUMENT',
+  RATE_LIMITED: 'ERR_RATE_LIMITED',
+})
+
+/** Base class of the package's own errors; `code` is stable across versions. */
+class BulwarkError extends Error {
+  constructor(message, code, options) {
+    super(message, options)
+    this.name = 'BulwarkError'
+    this.code = code
+  }
+}
+
+/**
+ * A request refused by a RateLimiter. `retryAfterMs` says when trying again may succeed;
+ * `reason` says why: 'rate_limited', 'blocked', 'wait_too_long', 'queue_full', 'timed_out',
+ * 'aborted' or 'closed'.
+ */
+class RateLimitError extends BulwarkError {
+  constructor(message, { retryAfterMs = 0, reason = 'rate_limited', key } = {}, options) {
+    super(message, codes.RATE_LIMITED, options)
+    this.name = 'RateLimitError'
+    this.retryAfterMs = retryAfterMs
+    this.reason = reason
+    if (key !== undefined) this.key = key
+  }
+}
+
+/** An invalid argument in JS glue, shaped like the native ones. */
+function invalidArgument(ErrorClass, message) {
+  const error = new ErrorClass(message)
+  error.code = codes.INVALID_ARGUMENT
+  return error
+}
+
+/** An invalid option in JS glue, shaped like the native ones. */
+function invalidOption(ErrorClass, message) {
+  const error = new ErrorClass(message)
+  error.code = codes.INVALID_OPTION
+  return error
+}
+
+/** A short description of a received value for error messages. */
+function describe(value) {
+  if (value === null) return 'null'
+  if (typeof value === 'string') return `string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '...' : value)}`
+  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`
+  if (typeof value === 'undefined') return 'undefined'
+  if (typeof value === 'function') return 'a function'
+  return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
+}
+
+module.exports = { codes, BulwarkError, RateLimitError, invalidArgument, invalidOption, describe }

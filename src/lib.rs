@@ -1,0 +1,3 @@
+//! bulwark: the building blocks every production Node service ends up needing, as one addon.
+pub mod common;
+pub mod limiter;

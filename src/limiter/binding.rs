@@ -1,0 +1,427 @@
+//! The JS class `RateLimiter` (the native half; `index.js` adds `acquire` on top).
+//!
+//! Options are read and validated here into a [`LimiterConfig`], naming the option in every
+//! error. The hot methods take a key and a cost with one N-API call each and return a number
+//! or a small object; the queue methods (`_enqueue`, `_pump`, `_cancel`, `_close`) are the
+//! internal interface of the facade's promise-based `acquire`.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, Unknown};
+use napi_derive::napi;
+
+use super::rate_limiter::{block_millis, ceil_ms, Decision, Enqueued, LimiterConfig, RateLimiter};
+use super::Limits;
+use crate::common::binding::{read_clock, throw_invalid, JsCost, JsKey, OptionsReader};
+use crate::common::clock::NANOS_PER_MS;
+use crate::common::error::{integer_at_least, positive_finite, InvalidInput};
+
+const LIMITER_OPTIONS: &[&str] = &[
+    "capacity",
+    "refillPerSecond",
+    "weight",
+    "tiers",
+    "blockDurationMs",
+    "global",
+    "queue",
+    "maxKeys",
+    "clock",
+];
+const LIMITS_OPTIONS: &[&str] = &["capacity", "refillPerSecond", "weight"];
+const GLOBAL_OPTIONS: &[&str] = &["capacity", "refillPerSecond"];
+const QUEUE_OPTIONS: &[&str] = &["maxPerClient", "maxTotal", "maxWaitMs"];
+
+/// Reads `capacity`, `refillPerSecond` and (when allowed) `weight` from `reader`; `inherit`
+/// supplies values that may be left out.
+fn read_limits(
+    reader: &OptionsReader,
+    inherit: Option<&Limits>,
+    with_weight: bool,
+) -> std::result::Result<Limits, InvalidInput> {
+    let required = |name: &str, inherited: Option<f64>| match reader.number(name)? {
+        Some(value) => positive_finite(&reader.path_of(name), value),
+        None => inherited.ok_or_else(|| {
+            InvalidInput::option_type(format!(
+                "{} is required: a finite number greater than 0, received undefined",
+                reader.path_of(name)
+            ))
+        }),
+    };
+    let capacity = required("capacity", inherit.map(|l| l.capacity))?;
+    let refill = required("refillPerSecond", inherit.map(|l| l.refill_per_second))?;
+    let weight = if with_weight {
+        match reader.number("weight")? {
+            Some(value) => positive_finite(&reader.path_of("weight"), value)?,
+            None => inherit.map_or(1.0, |l| l.weight),
+        }
+    } else {
+        1.0
+    };
+    Ok(Limits::new(capacity, refill, weight))
+}
+
+fn read_config(
+    env: Env,
+    options: Unknown,
+) -> std::result::Result<(LimiterConfig, crate::common::Clock), InvalidInput> {
+    let Some(reader) = OptionsReader::open(env.raw(), options.raw(), "options", LIMITER_OPTIONS)?
+    else {
+        return Err(InvalidInput::option_type(
+            "options is required: an object with capacity and refillPerSecond, received undefined",
+        ));
+    };
+    let mut config = LimiterConfig::new(read_limits(&reader, None, true)?);
+    for (name, tier) in reader.named_objects("tiers", LIMITS_OPTIONS)? {
+        config.tiers.insert(name, read_limits(&tier, None, true)?);
+    }
+    if let Some(ms) = reader.number("blockDurationMs")? {
+        config.block_nanos = block_millis("options.blockDurationMs", ms, true)? * NANOS_PER_MS;
+    }
+    if let Some(global) = reader.object("global", GLOBAL_OPTIONS)? {
+        config.global = Some(read_limits(&global, None, false)?);
+    }
+    if let Some(queue) = reader.object("queue", QUEUE_OPTIONS)? {
+        if let Some(n) = queue.number("maxPerClient")? {
+            config.queue.max_per_client =
+                integer_at_least(&queue.path_of("maxPerClient"), n, 1)? as usize;
+        }
+        if let Some(n) = queue.number("maxTotal")? {
+            config.queue.max_total = integer_at_least(&queue.path_of("maxTotal"), n, 1)? as usize;
+        }
+        if let Some(ms) = queue.number("maxWaitMs")? {
+            config.queue.max_wait_nanos = wait_millis(&queue.path_of("maxWaitMs"), ms, true)?;
+        }
+    }
+    if let Some(n) = reader.number("maxKeys")? {
+        config.max_keys = integer_at_least("options.maxKeys", n, 1)? as usize;
+    }
+    let clock = read_clock(&reader)?;
+    Ok((config, clock))
+}
+
+/// Validates a wait in milliseconds (finite, >= 0) and converts it to nanoseconds.
+fn wait_millis(name: &str, ms: f64, option: bool) -> std::result::Result<u64, InvalidInput> {
+    if ms.is_finite() && ms >= 0.0 && ms <= 2f64.powi(40) {
+        Ok((ms * 1e6).round() as u64)
+    } else {
+        let message = format!(
+            "{name} must be a finite number of milliseconds >= 0, received {}",
+            crate::common::error::describe_number(ms)
+        );
+        Err(if option {
+            InvalidInput::option_range(message)
+        } else {
+            InvalidInput::argument_range(message)
+        })
+    }
+}
+
+/// The result of `check`: the same decision as `tryConsume`, as an object.
+#[napi(object)]
+pub struct RateLimitDecision {
+    /// Whether the request was admitted (and its tokens taken).
+    pub allowed: bool,
+    /// The key's capacity.
+    pub limit: f64,
+    /// Whole tokens the key holds after the decision.
+    pub remaining: f64,
+    /// Milliseconds until the key's bucket is full again.
+    pub reset_ms: f64,
+    /// Milliseconds until the same request would be admitted (0 when allowed).
+    pub retry_after_ms: f64,
+}
+
+impl From<Decision> for RateLimitDecision {
+    fn from(d: Decision) -> Self {
+        RateLimitDecision {
+            allowed: d.allowed,
+            limit: d.limit,
+            remaining: d.remaining,
+            reset_ms: ceil_ms(d.reset_nanos),
+            retry_after_ms: if d.allowed {
+                0.0
+            } else {
+                ceil_ms(d.retry_after_nanos).max(1.0)
+            },
+        }
+    }
+}
+
+/// Wait times of granted `acquire` calls, in milliseconds.
+#[napi(object)]
+pub struct WaitSummary {
+    /// Median wait.
+    pub p50: f64,
+    /// 95th percentile wait.
+    pub p95: f64,
+    /// 99th percentile wait.
+    pub p99: f64,
+    /// Longest wait.
+    pub max: f64,
+}
+
+/// Counters of a limiter since it was created.
+#[napi(object)]
+pub struct RateLimiterStats {
+    /// Requests admitted, at once or after waiting.
+    pub allowed: f64,
+    /// Requests refused, including blocked ones and `acquire` calls that were turned down.
+    pub rejected: f64,
+    /// Refusals because the key was blocked.
+    pub blocked: f64,
+    /// `acquire` calls waiting now.
+    pub queued: f64,
+    /// `acquire` calls granted after waiting.
+    pub waited: f64,
+    /// `acquire` calls that reached their deadline.
+    pub timed_out: f64,
+    /// Keys held in memory.
+    pub keys: f64,
+    /// Keys evicted to stay within `maxKeys`.
+    pub evicted: f64,
+    /// How long granted `acquire` calls waited.
+    pub wait_ms: WaitSummary,
+}
+
+/// What `_enqueue` did: `granted` (with `decision`), `queued` (with `id`) or `rejected` (with
+/// `reason` and `retryAfterMs`).
+#[napi(object)]
+pub struct EnqueueOutcome {
+    /// `granted`, `queued` or `rejected`.
+    pub status: String,
+    /// The waiter id when queued.
+    pub id: Option<f64>,
+    /// The decision when granted.
+    pub decision: Option<RateLimitDecision>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// When to try again, when rejected.
+    pub retry_after_ms: Option<f64>,
+}
+
+/// One waiter granted by `_pump`.
+#[napi(object)]
+pub struct GrantedWaiter {
+    /// The waiter id.
+    pub id: f64,
+    /// Its decision.
+    pub decision: RateLimitDecision,
+}
+
+/// What `_pump` did.
+#[napi(object)]
+pub struct PumpOutcome {
+    /// Waiters granted, in the order they were served.
+    pub granted: Vec<GrantedWaiter>,
+    /// Waiters that reached their deadline.
+    pub expired: Vec<f64>,
+    /// Milliseconds until the next pump is due; absent when nobody waits.
+    pub next_wake_ms: Option<f64>,
+}
+
+/// A token-bucket rate limiter keyed by client (the native class; see `index.d.ts`).
+#[napi(js_name = "RateLimiter")]
+pub struct RateLimiterBinding {
+    inner: RateLimiter,
+}
+
+#[napi]
+impl RateLimiterBinding {
+    /// Creates a limiter; every option is validated and unknown options are refused.
+    #[napi(constructor, ts_args_type = "options: RateLimiterOptions")]
+    pub fn new(env: Env, options: Unknown) -> Result<Self> {
+        let (config, clock) = read_config(env, options).map_err(|e| throw_invalid(env.raw(), e))?;
+        Ok(RateLimiterBinding {
+            inner: RateLimiter::new(config, clock),
+        })
+    }
+
+    /// The fast path: tokens left (>= 0) when allowed, minus the milliseconds to wait when not.
+    #[napi(ts_args_type = "key: string, cost?: number")]
+    pub fn try_consume(&mut self, env: Env, key: JsKey, cost: JsCost) -> Result<f64> {
+        match self.inner.decide(key.as_str(), cost.0) {
+            Ok(decision) => Ok(decision.as_number()),
+            Err(e) => Err(throw_invalid(env.raw(), e)),
+        }
+    }
+
+    /// The same decision as `tryConsume`, as an object.
+    #[napi(ts_args_type = "key: string, cost?: number")]
+    pub fn check(&mut self, env: Env, key: JsKey, cost: JsCost) -> Result<RateLimitDecision> {
+        match self.inner.decide(key.as_str(), cost.0) {
+            Ok(decision) => Ok(decision.into()),
+            Err(e) => Err(throw_invalid(env.raw(), e)),
+        }
+    }
+
+    /// Whole tokens the key holds now, without taking any.
+    #[napi(ts_args_type = "key: string")]
+    pub fn peek(&mut self, key: JsKey) -> f64 {
+        self.inner.peek(key.as_str())
+    }
+
+    /// Refills the key and lifts any block on it.
+    #[napi(ts_args_type = "key: string")]
+    pub fn reset(&mut self, key: JsKey) {
+        self.inner.reset(key.as_str())
+    }
+
+    /// Refuses every request of `key` for `ms` milliseconds.
+    #[napi(ts_args_type = "key: string, ms: number")]
+    pub fn block(&mut self, env: Env, key: JsKey, ms: f64) -> Result<()> {
+        let ms = block_millis("ms", ms, false).map_err(|e| throw_invalid(env.raw(), e))?;
+        self.inner.block(key.as_str(), ms);
+        Ok(())
+    }
+
+    /// Lifts a block on `key`.
+    #[napi(ts_args_type = "key: string")]
+    pub fn unblock(&mut self, key: JsKey) {
+        self.inner.unblock(key.as_str())
+    }
+
+    /// Puts `key` in the named tier from the next request on.
+    #[napi(ts_args_type = "key: string, tier: string")]
+    pub fn set_client_tier(&mut self, env: Env, key: JsKey, tier: Unknown) -> Result<()> {
+        let raw = tier.raw();
+        let Some(name) = crate::common::binding::read_string(env.raw(), raw) else {
+            return Err(throw_invalid(
+                env.raw(),
+                InvalidInput::argument_type(format!(
+                    "tier must be a string, received {}",
+                    crate::common::binding::describe_value(env.raw(), raw)
+                )),
+            ));
+        };
+        self.inner
+            .set_client_tier(key.as_str(), &name)
+            .map_err(|e| throw_invalid(env.raw(), e))
+    }
+
+    /// Gives `key` its own limits from the next request on (omitted figures keep the
+    /// defaults).
+    #[napi(ts_args_type = "key: string, limits: ClientLimits")]
+    pub fn set_client_limits(&mut self, env: Env, key: JsKey, limits: Unknown) -> Result<()> {
+        let read = || {
+            let reader = OptionsReader::open(env.raw(), limits.raw(), "limits", LIMITS_OPTIONS)?
+                .ok_or_else(|| {
+                    InvalidInput::argument_type("limits must be an object, received undefined")
+                })?;
+            read_limits(&reader, Some(&self.inner.config().limits), true)
+        };
+        let limits = read().map_err(|e| throw_invalid(env.raw(), e))?;
+        self.inner.set_client_limits(key.as_str(), limits);
+        Ok(())
+    }
+
+    /// Returns `key` to the default limits.
+    #[napi(ts_args_type = "key: string")]
+    pub fn clear_client(&mut self, key: JsKey) {
+        self.inner.clear_client(key.as_str())
+    }
+
+    /// A snapshot of the counters.
+    #[napi]
+    pub fn stats(&self) -> RateLimiterStats {
+        let s = self.inner.stats();
+        let ms = |micros: u64| micros as f64 / 1_000.0;
+        RateLimiterStats {
+            allowed: s.allowed as f64,
+            rejected: s.rejected as f64,
+            blocked: s.blocked as f64,
+            queued: s.queued as f64,
+            waited: s.waited as f64,
+            timed_out: s.timed_out as f64,
+            keys: s.keys as f64,
+            evicted: s.evicted as f64,
+            wait_ms: WaitSummary {
+                p50: ms(s.wait_micros.p50),
+                p95: ms(s.wait_micros.p95),
+                p99: ms(s.wait_micros.p99),
+                max: ms(s.wait_micros.max),
+            },
+        }
+    }
+
+    /// Internal (used by `acquire`): grants, queues or rejects a waiting request.
+    #[napi(
+        js_name = "_enqueue",
+        ts_args_type = "key: string, cost?: number, maxWaitMs?: number"
+    )]
+    pub fn enqueue(
+        &mut self,
+        env: Env,
+        key: JsKey,
+        cost: JsCost,
+        max_wait_ms: Option<f64>,
+    ) -> Result<EnqueueOutcome> {
+        let mut run = || {
+            let max_wait = max_wait_ms
+                .map(|ms| wait_millis("maxWaitMs", ms, false))
+                .transpose()?;
+            self.inner.enqueue(key.as_str(), cost.0, max_wait)
+        };
+        let outcome = run().map_err(|e| throw_invalid(env.raw(), e))?;
+        Ok(match outcome {
+            Enqueued::Granted(decision) => EnqueueOutcome {
+                status: "granted".into(),
+                id: None,
+                decision: Some(decision.into()),
+                reason: None,
+                retry_after_ms: None,
+            },
+            Enqueued::Queued(id) => EnqueueOutcome {
+                status: "queued".into(),
+                id: Some(id as f64),
+                decision: None,
+                reason: None,
+                retry_after_ms: None,
+            },
+            Enqueued::Rejected {
+                reason,
+                retry_after_nanos,
+            } => EnqueueOutcome {
+                status: "rejected".into(),
+                id: None,
+                decision: None,
+                reason: Some(reason.as_str().into()),
+                retry_after_ms: Some(ceil_ms(retry_after_nanos)),
+            },
+        })
+    }
+
+    /// Internal (used by `acquire`): grants what can be granted and expires what is due.
+    #[napi(js_name = "_pump")]
+    pub fn pump(&mut self) -> PumpOutcome {
+        let pumped = self.inner.pump();
+        PumpOutcome {
+            granted: pumped
+                .granted
+                .into_iter()
+                .map(|(id, decision)| GrantedWaiter {
+                    id: id as f64,
+                    decision: decision.into(),
+                })
+                .collect(),
+            expired: pumped.expired.into_iter().map(|id| id as f64).collect(),
+            next_wake_ms: pumped.next_wake_nanos.map(|n| n as f64 / 1e6),
+        }
+    }
+
+    /// Internal (used by `acquire`): removes an aborted waiter; true when it was queued.
+    #[napi(js_name = "_cancel")]
+    pub fn cancel(&mut self, id: f64) -> bool {
+        self.inner.cancel(id as u64)
+    }
+
+    /// Internal (used by `close`): refuses every waiter and later `acquire`; returns the ids.
+    #[napi(js_name = "_close")]
+    pub fn close_queue(&mut self) -> Vec<f64> {
+        self.inner.close().into_iter().map(|id| id as f64).collect()
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
