@@ -6,9 +6,13 @@
 //! holds at least `c`. This is the token bucket written the way GCRA writes it, so a bucket costs
 //! eight bytes, and a bucket whose `full_at` has passed is indistinguishable from a missing one,
 //! which is what lets the store drop it without asking for its limits.
+//!
+//! Decisions are made on whole nanoseconds: a cost becomes `round(c / r)` ns and the capacity
+//! `round(C / r)` ns, so "is it allowed" and "how long to wait" are exact integer comparisons
+//! that always agree with each other, whatever the rate.
 
-/// Tokens are compared with this slack so that rounding `c / r` to whole nanoseconds never
-/// turns 99 tokens into 98.999999.
+/// Reported token counts are floored with this slack, so that rounding costs to whole
+/// nanoseconds never shows 99 tokens as 98.
 const TOKEN_EPSILON: f64 = 1e-6;
 
 /// The limits of one bucket, with the derived figures the hot path needs precomputed.
@@ -21,6 +25,7 @@ pub struct Limits {
     /// Share of a shared budget this client gets relative to others when requests queue.
     pub weight: f64,
     nanos_per_token: f64,
+    capacity_nanos: u64,
 }
 
 impl Limits {
@@ -31,7 +36,14 @@ impl Limits {
             refill_per_second,
             weight,
             nanos_per_token: 1e9 / refill_per_second,
+            capacity_nanos: (capacity * 1e9 / refill_per_second).round() as u64,
         }
+    }
+
+    /// A cost in whole nanoseconds of refill.
+    #[inline]
+    pub fn cost_nanos(&self, cost: f64) -> u64 {
+        (cost * self.nanos_per_token).round() as u64
     }
 
     /// Nanoseconds it takes to refill `tokens`.
@@ -74,18 +86,14 @@ impl Bucket {
     /// Nanoseconds until the bucket holds `cost` tokens (0 when it already does).
     #[inline]
     pub fn wait_nanos(&self, limits: &Limits, cost: f64, now: u64) -> u64 {
-        let missing = cost - self.tokens(limits, now);
-        if missing <= TOKEN_EPSILON {
-            0
-        } else {
-            limits.nanos_for(missing).ceil() as u64
-        }
+        let deficit = self.full_at.saturating_sub(now);
+        (deficit + limits.cost_nanos(cost)).saturating_sub(limits.capacity_nanos)
     }
 
     /// Takes `cost` tokens; the caller has checked that `wait_nanos` is 0.
     #[inline]
     pub fn take(&mut self, limits: &Limits, cost: f64, now: u64) {
-        self.full_at = self.full_at.max(now) + limits.nanos_for(cost).round() as u64;
+        self.full_at = self.full_at.max(now) + limits.cost_nanos(cost);
     }
 
     /// Nanoseconds until the bucket is full again.
@@ -105,7 +113,7 @@ impl Bucket {
     pub fn convert(&self, old: &Limits, new: &Limits, now: u64) -> Bucket {
         let used = old.capacity - self.tokens(old, now);
         let tokens = (new.capacity - used).clamp(0.0, new.capacity);
-        let deficit = new.nanos_for(new.capacity - tokens).round() as u64;
+        let deficit = new.cost_nanos(new.capacity - tokens);
         Bucket {
             full_at: if deficit == 0 { 0 } else { now + deficit },
         }

@@ -169,7 +169,9 @@ mod tests {
 
     fn serve_all(queue: &mut FairQueue) -> Vec<String> {
         let mut order = Vec::new();
-        while let Some(id) = queue.heads().next().map(|w| w.id) {
+        loop {
+            let next = queue.heads().next().map(|w| w.id);
+            let Some(id) = next else { break };
             order.push(queue.grant(id).unwrap().key.to_string());
         }
         order
@@ -211,7 +213,9 @@ mod tests {
             .map(|_| queue.push("a", 1.0, 1.0, u64::MAX, 0))
             .collect();
         let mut served = Vec::new();
-        while let Some(id) = queue.heads().next().map(|w| w.id) {
+        loop {
+            let next = queue.heads().next().map(|w| w.id);
+            let Some(id) = next else { break };
             served.push(queue.grant(id).unwrap().id);
         }
         assert_eq!(served, ids);

@@ -40,6 +40,8 @@ pub struct KeyState {
     pub bucket: Bucket,
     /// Millisecond stamp until which the key is blocked; 0 when it is not.
     pub blocked_until_ms: u32,
+    /// Millisecond stamp of the last use, kept by the store for eviction.
+    last_seen_ms: u32,
 }
 
 impl KeyState {
@@ -80,7 +82,6 @@ pub trait BucketStore {
 struct Slot {
     key: CompactString,
     state: KeyState,
-    last_seen_ms: u32,
 }
 
 struct Shard {
@@ -148,14 +149,14 @@ impl Shard {
         let mut ages: Vec<u32> = self
             .table
             .iter()
-            .map(|slot| now_ms.wrapping_sub(slot.last_seen_ms))
+            .map(|slot| now_ms.wrapping_sub(slot.state.last_seen_ms))
             .collect();
         // The excess-th oldest age: everything at least that old goes (ties stop at `excess`).
         let pivot = ages.len() - excess;
         let (_, &mut threshold, _) = ages.select_nth_unstable(pivot);
         let mut evicted = 0;
         self.table.retain(|slot| {
-            if evicted < excess && now_ms.wrapping_sub(slot.last_seen_ms) >= threshold {
+            if evicted < excess && now_ms.wrapping_sub(slot.state.last_seen_ms) >= threshold {
                 evicted += 1;
                 false
             } else {
@@ -192,12 +193,11 @@ impl BucketStore for MemoryStore {
                     .insert(Slot {
                         key: CompactString::from(key),
                         state: KeyState::default(),
-                        last_seen_ms: now_ms,
                     })
                     .into_mut()
             }
         };
-        slot.last_seen_ms = now_ms;
+        slot.state.last_seen_ms = now_ms;
         &mut slot.state
     }
 
