@@ -1,0 +1,58 @@
+'use strict'
+// A script that creates the package's objects, uses them and returns must exit promptly: no
+// thread, timer or ThreadsafeFunction may keep Node alive. Every block adds itself here.
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+
+const root = path.join(__dirname, '..')
+
+function runScript(source, timeoutMs = 2000) {
+  return new Promise((resolve) => {
+    const started = Date.now()
+    const child = spawn(process.execPath, ['-e', source], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => (output += chunk))
+    child.stderr.on('data', (chunk) => (output += chunk))
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, output, elapsedMs: Date.now() - started })
+    })
+  })
+}
+
+test('a script using every block exits within 2 s of returning', async () => {
+  const { code, signal, output } = await runScript(`
+    const { RateLimiter, TestClock } = require('.')
+    const { rateLimit } = require('./express.js')
+    const limiter = new RateLimiter({ capacity: 2, refillPerSecond: 100, global: { capacity: 10, refillPerSecond: 10 } })
+    limiter.tryConsume('a'); limiter.check('a'); limiter.tryConsume('a')
+    rateLimit({ limiter })
+    const clock = new TestClock()
+    const tested = new RateLimiter({ capacity: 1, refillPerSecond: 1, clock })
+    tested.tryConsume('x')
+    tested.acquire('x').then(() => {})
+    clock.advance(1000)
+    // a waiter served on the real clock, then nothing left pending
+    limiter.acquire('a').then((d) => console.log('granted', d.allowed))
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /granted true/)
+})
+
+test('an idle limiter with no waiters holds no timer', async () => {
+  const { code, signal, output } = await runScript(`
+    const { RateLimiter } = require('.')
+    const limiter = new RateLimiter({ capacity: 1, refillPerSecond: 1 })
+    limiter.tryConsume('k'); limiter.tryConsume('k')
+    const pending = limiter.acquire('k', 1, { maxWaitMs: 100000 })
+    pending.catch((e) => console.log(e.reason))
+    limiter.close()
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /closed/)
+})

@@ -1,0 +1,54 @@
+'use strict'
+// The addon must load in worker_threads and keep each environment's state apart: four workers
+// use it at once and each checks its own results.
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { Worker } = require('node:worker_threads')
+const path = require('node:path')
+
+const root = path.join(__dirname, '..')
+
+const workerSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { RateLimiter, TestClock } = require(${JSON.stringify(root)})
+  const clock = new TestClock()
+  const limiter = new RateLimiter({ capacity: workerData.capacity, refillPerSecond: 1, clock })
+  let allowed = 0
+  for (let i = 0; i < 20000; i++) {
+    if (limiter.tryConsume('key-' + (i % 100)) >= 0) allowed++
+  }
+  clock.advance(1000)
+  const afterRefill = limiter.peek('key-0')
+  limiter.acquire('key-1').then(
+    () => parentPort.postMessage({ allowed, afterRefill, stats: limiter.stats(), waited: true }),
+    (e) => parentPort.postMessage({ error: e.message }))
+  clock.advance(1000)
+`
+
+test('four workers use the addon concurrently with correct, separate results', async () => {
+  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
+    const worker = new Worker(workerSource, { eval: true, workerData: { capacity: n * 10 } })
+    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
+    worker.once('error', reject)
+  }))
+  const results = await Promise.all(runs)
+  for (const { n, message } of results) {
+    assert.equal(message.error, undefined)
+    // 100 keys, capacity n*10 each: exactly that many allowed, the rest refused
+    assert.equal(message.allowed, 100 * n * 10)
+    assert.equal(message.afterRefill, 1)
+    assert.equal(message.stats.keys, 100)
+    assert.equal(message.stats.allowed, 100 * n * 10 + 1)
+  }
+})
+
+test('a worker that exits while holding limiters does not crash the process', async () => {
+  const worker = new Worker(`
+    const { RateLimiter } = require(${JSON.stringify(root)})
+    const l = new RateLimiter({ capacity: 1, refillPerSecond: 1 })
+    l.tryConsume('a'); l.acquire('a').catch(() => {})
+    process.exit(0)
+  `, { eval: true })
+  const code = await new Promise((resolve) => worker.once('exit', resolve))
+  assert.equal(code, 0)
+})
