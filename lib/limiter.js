@@ -30,13 +30,29 @@ class RateLimiter extends binding.RateLimiter {
   #timer = null
   #timerDueAt = Infinity
   #stopClockListener = null
+  #decide
+  #decision
 
   constructor(options) {
     super(options)
+    // The hot calls are functions bound to this limiter's native state (no per-call unwrap);
+    // `tryConsume` becomes an own property, and `check` reads its figures from a shared array.
+    const fast = this._fastPath()
+    /** Tokens left (>= 0) when allowed; minus the ms to wait (<= -1) when refused. */
+    this.tryConsume = fast.tryConsume
+    this.#decide = fast.decide
+    this.#decision = fast.decision
     const clock = options && options.clock
     if (clock instanceof TestClock) {
       this.#stopClockListener = clock.onMove(() => this.#pump())
     }
+  }
+
+  /** The same decision as `tryConsume`, as `{ allowed, limit, remaining, resetMs, retryAfterMs }`. */
+  check(key, cost) {
+    const allowed = this.#decide(key, cost)
+    const figures = this.#decision
+    return { allowed, limit: figures[0], remaining: figures[1], resetMs: figures[2], retryAfterMs: figures[3] }
   }
 
   /**

@@ -1,9 +1,15 @@
-//! The JS class `RateLimiter` (the native half; `index.js` adds `acquire` on top).
+//! The JS class `RateLimiter` (the native half; `lib/limiter.js` adds `acquire` and `check`).
 //!
 //! Options are read and validated here into a [`LimiterConfig`], naming the option in every
-//! error. The hot methods take a key and a cost with one N-API call each and return a number
-//! or a small object; the queue methods (`_enqueue`, `_pump`, `_cancel`, `_close`) are the
-//! internal interface of the facade's promise-based `acquire`.
+//! error. The two hot calls (`tryConsume`, and the decision behind `check`) are plain functions
+//! bound to the limiter's state (see `common::binding::raw`), made once per limiter by
+//! `_fastPath()`: they skip napi-rs's per-call unwrap, and `check`'s figures come back through a
+//! shared `Float64Array` so that JS builds the result object, which it does far faster than
+//! N-API. The queue methods (`_enqueue`, `_pump`, `_cancel`, `_close`) are the internal
+//! interface of the facade's promise-based `acquire`.
+
+use std::cell::{RefCell, UnsafeCell};
+use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, Unknown};
@@ -11,8 +17,11 @@ use napi_derive::napi;
 
 use super::rate_limiter::{block_millis, ceil_ms, Decision, Enqueued, LimiterConfig, RateLimiter};
 use super::Limits;
-use crate::common::binding::{read_clock, throw_invalid, JsCost, JsKey, OptionsReader};
+use crate::common::binding::{
+    raw, read_clock, read_cost, throw_coded, throw_invalid, JsCost, JsKey, OptionsReader,
+};
 use crate::common::clock::NANOS_PER_MS;
+use crate::common::error::ErrorCode;
 use crate::common::error::{integer_at_least, positive_finite, InvalidInput};
 
 const LIMITER_OPTIONS: &[&str] = &[
@@ -218,10 +227,92 @@ pub struct PumpOutcome {
     pub next_wake_ms: Option<f64>,
 }
 
+/// What the class and its fast-path functions share.
+struct Shared {
+    limiter: RefCell<RateLimiter>,
+    /// The figures of the last `_decide`: limit, remaining, resetMs, retryAfterMs.
+    decision: UnsafeCell<[f64; 4]>,
+}
+
 /// A token-bucket rate limiter keyed by client (the native class; see `index.d.ts`).
 #[napi(js_name = "RateLimiter")]
 pub struct RateLimiterBinding {
-    inner: RateLimiter,
+    shared: Rc<Shared>,
+}
+
+/// Runs `f` on the limiter behind a fast-path call, turning errors into JS exceptions.
+#[inline]
+unsafe fn with_limiter(
+    env: napi::sys::napi_env,
+    info: napi::sys::napi_callback_info,
+    f: impl FnOnce(
+        &Shared,
+        &mut RateLimiter,
+        &str,
+        f64,
+    ) -> std::result::Result<napi::sys::napi_value, InvalidInput>,
+) -> napi::sys::napi_value {
+    let (args, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
+    let key = match unsafe { JsKey::read(env, args[0]) } {
+        Ok(key) => key,
+        Err(e) => {
+            throw_invalid(env, e);
+            return std::ptr::null_mut();
+        }
+    };
+    let cost = match read_cost(env, args[1]) {
+        Ok(cost) => cost,
+        Err(e) => {
+            throw_invalid(env, e);
+            return std::ptr::null_mut();
+        }
+    };
+    let Ok(mut limiter) = shared.limiter.try_borrow_mut() else {
+        throw_coded(
+            env,
+            ErrorCode::InvalidArgument,
+            "the limiter was called re-entrantly",
+        );
+        return std::ptr::null_mut();
+    };
+    match f(shared, &mut limiter, key.as_str(), cost) {
+        Ok(value) => value,
+        Err(e) => {
+            throw_invalid(env, e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// `tryConsume(key, cost = 1)`: tokens left, or minus the milliseconds to wait.
+unsafe extern "C" fn try_consume(
+    env: napi::sys::napi_env,
+    info: napi::sys::napi_callback_info,
+) -> napi::sys::napi_value {
+    unsafe {
+        with_limiter(env, info, |_, limiter, key, cost| {
+            Ok(raw::number(env, limiter.decide(key, cost)?.as_number()))
+        })
+    }
+}
+
+/// `_decide(key, cost = 1)`: whether allowed; the other figures go to the shared array.
+unsafe extern "C" fn decide_into_shared(
+    env: napi::sys::napi_env,
+    info: napi::sys::napi_callback_info,
+) -> napi::sys::napi_value {
+    unsafe {
+        with_limiter(env, info, |shared, limiter, key, cost| {
+            let decision: RateLimitDecision = limiter.decide(key, cost)?.into();
+            *shared.decision.get() = [
+                decision.limit,
+                decision.remaining,
+                decision.reset_ms,
+                decision.retry_after_ms,
+            ];
+            Ok(raw::boolean(env, decision.allowed))
+        })
+    }
 }
 
 #[napi]
@@ -231,52 +322,68 @@ impl RateLimiterBinding {
     pub fn new(env: Env, options: Unknown) -> Result<Self> {
         let (config, clock) = read_config(env, options).map_err(|e| throw_invalid(env.raw(), e))?;
         Ok(RateLimiterBinding {
-            inner: RateLimiter::new(config, clock),
+            shared: Rc::new(Shared {
+                limiter: RefCell::new(RateLimiter::new(config, clock)),
+                decision: UnsafeCell::new([0.0; 4]),
+            }),
         })
     }
 
-    /// The fast path: tokens left (>= 0) when allowed, minus the milliseconds to wait when not.
-    #[napi(ts_args_type = "key: string, cost?: number")]
-    pub fn try_consume(&mut self, env: Env, key: JsKey, cost: JsCost) -> Result<f64> {
-        match self.inner.decide(key.as_str(), cost.0) {
-            Ok(decision) => Ok(decision.as_number()),
-            Err(e) => Err(throw_invalid(env.raw(), e)),
+    /// Internal (used by the facade's constructor): the hot-path functions bound to this
+    /// limiter, `{ tryConsume, decide, decision }`, where `decide(key, cost)` returns whether
+    /// the request was allowed and writes limit, remaining, resetMs and retryAfterMs into the
+    /// `decision` Float64Array.
+    #[napi(
+        js_name = "_fastPath",
+        ts_return_type = "{ tryConsume(key: string, cost?: number): number; decide(key: string, cost?: number): boolean; decision: Float64Array }"
+    )]
+    pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let mut object = Object::new(env)?;
+        unsafe {
+            let try_consume =
+                raw::bound_function(env.raw(), "tryConsume", try_consume, &self.shared)?;
+            let decide =
+                raw::bound_function(env.raw(), "decide", decide_into_shared, &self.shared)?;
+            let decision = raw::shared_f64_array(
+                env.raw(),
+                self.shared.decision.get() as *mut f64,
+                4,
+                &self.shared,
+            )?;
+            object.set(
+                "tryConsume",
+                Unknown::from_raw_unchecked(env.raw(), try_consume),
+            )?;
+            object.set("decide", Unknown::from_raw_unchecked(env.raw(), decide))?;
+            object.set("decision", Unknown::from_raw_unchecked(env.raw(), decision))?;
         }
-    }
-
-    /// The same decision as `tryConsume`, as an object.
-    #[napi(ts_args_type = "key: string, cost?: number")]
-    pub fn check(&mut self, env: Env, key: JsKey, cost: JsCost) -> Result<RateLimitDecision> {
-        match self.inner.decide(key.as_str(), cost.0) {
-            Ok(decision) => Ok(decision.into()),
-            Err(e) => Err(throw_invalid(env.raw(), e)),
-        }
+        Ok(object)
     }
 
     /// Whole tokens the key holds now, without taking any.
     #[napi(ts_args_type = "key: string")]
     pub fn peek(&mut self, key: JsKey) -> f64 {
-        self.inner.peek(key.as_str())
+        self.shared.limiter.borrow_mut().peek(key.as_str())
     }
 
     /// Refills the key and lifts any block on it.
     #[napi(ts_args_type = "key: string")]
     pub fn reset(&mut self, key: JsKey) {
-        self.inner.reset(key.as_str())
+        self.shared.limiter.borrow_mut().reset(key.as_str())
     }
 
     /// Refuses every request of `key` for `ms` milliseconds.
     #[napi(ts_args_type = "key: string, ms: number")]
     pub fn block(&mut self, env: Env, key: JsKey, ms: f64) -> Result<()> {
         let ms = block_millis("ms", ms, false).map_err(|e| throw_invalid(env.raw(), e))?;
-        self.inner.block(key.as_str(), ms);
+        self.shared.limiter.borrow_mut().block(key.as_str(), ms);
         Ok(())
     }
 
     /// Lifts a block on `key`.
     #[napi(ts_args_type = "key: string")]
     pub fn unblock(&mut self, key: JsKey) {
-        self.inner.unblock(key.as_str())
+        self.shared.limiter.borrow_mut().unblock(key.as_str())
     }
 
     /// Puts `key` in the named tier from the next request on.
@@ -292,7 +399,9 @@ impl RateLimiterBinding {
                 )),
             ));
         };
-        self.inner
+        self.shared
+            .limiter
+            .borrow_mut()
             .set_client_tier(key.as_str(), &name)
             .map_err(|e| throw_invalid(env.raw(), e))
     }
@@ -306,23 +415,30 @@ impl RateLimiterBinding {
                 .ok_or_else(|| {
                     InvalidInput::argument_type("limits must be an object, received undefined")
                 })?;
-            read_limits(&reader, Some(&self.inner.config().limits), true)
+            read_limits(
+                &reader,
+                Some(&self.shared.limiter.borrow().config().limits),
+                true,
+            )
         };
         let limits = read().map_err(|e| throw_invalid(env.raw(), e))?;
-        self.inner.set_client_limits(key.as_str(), limits);
+        self.shared
+            .limiter
+            .borrow_mut()
+            .set_client_limits(key.as_str(), limits);
         Ok(())
     }
 
     /// Returns `key` to the default limits.
     #[napi(ts_args_type = "key: string")]
     pub fn clear_client(&mut self, key: JsKey) {
-        self.inner.clear_client(key.as_str())
+        self.shared.limiter.borrow_mut().clear_client(key.as_str())
     }
 
     /// A snapshot of the counters.
     #[napi]
     pub fn stats(&self) -> RateLimiterStats {
-        let s = self.inner.stats();
+        let s = self.shared.limiter.borrow_mut().stats();
         let ms = |micros: u64| micros as f64 / 1_000.0;
         RateLimiterStats {
             allowed: s.allowed as f64,
@@ -354,11 +470,14 @@ impl RateLimiterBinding {
         cost: JsCost,
         max_wait_ms: Option<f64>,
     ) -> Result<EnqueueOutcome> {
-        let mut run = || {
+        let run = || {
             let max_wait = max_wait_ms
                 .map(|ms| wait_millis("maxWaitMs", ms, false))
                 .transpose()?;
-            self.inner.enqueue(key.as_str(), cost.0, max_wait)
+            self.shared
+                .limiter
+                .borrow_mut()
+                .enqueue(key.as_str(), cost.0, max_wait)
         };
         let outcome = run().map_err(|e| throw_invalid(env.raw(), e))?;
         Ok(match outcome {
@@ -392,7 +511,7 @@ impl RateLimiterBinding {
     /// Internal (used by `acquire`): grants what can be granted and expires what is due.
     #[napi(js_name = "_pump")]
     pub fn pump(&mut self) -> PumpOutcome {
-        let pumped = self.inner.pump();
+        let pumped = self.shared.limiter.borrow_mut().pump();
         PumpOutcome {
             granted: pumped
                 .granted
@@ -410,18 +529,24 @@ impl RateLimiterBinding {
     /// Internal (used by `acquire`): removes an aborted waiter; true when it was queued.
     #[napi(js_name = "_cancel")]
     pub fn cancel(&mut self, id: f64) -> bool {
-        self.inner.cancel(id as u64)
+        self.shared.limiter.borrow_mut().cancel(id as u64)
     }
 
     /// Internal (used by `close`): refuses every waiter and later `acquire`; returns the ids.
     #[napi(js_name = "_close")]
     pub fn close_queue(&mut self) -> Vec<f64> {
-        self.inner.close().into_iter().map(|id| id as f64).collect()
+        self.shared
+            .limiter
+            .borrow_mut()
+            .close()
+            .into_iter()
+            .map(|id| id as f64)
+            .collect()
     }
 
     /// Whether `close()` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.inner.is_closed()
+        self.shared.limiter.borrow_mut().is_closed()
     }
 }
