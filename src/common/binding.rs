@@ -100,7 +100,7 @@ const INLINE_KEY_BYTES: usize = 128;
 /// A key argument: a non-empty string of at most 1024 UTF-8 bytes, validated on the way in.
 /// A wrong type is a `TypeError`, an empty or too long key a `RangeError`, both naming `key`.
 pub struct JsKey {
-    inline: [u8; INLINE_KEY_BYTES],
+    inline: [std::mem::MaybeUninit<u8>; INLINE_KEY_BYTES],
     len: usize,
     heap: Option<String>,
 }
@@ -112,7 +112,11 @@ impl JsKey {
         match &self.heap {
             // SAFETY: N-API writes valid UTF-8 (it replaces lone surrogates) and stops at a
             // character boundary when the buffer is short, which `read` rules out anyway.
-            None => unsafe { std::str::from_utf8_unchecked(&self.inline[..self.len]) },
+            None => unsafe {
+                // the first `len` bytes were written by N-API
+                let bytes = std::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), self.len);
+                std::str::from_utf8_unchecked(bytes)
+            },
             Some(s) => s,
         }
     }
@@ -126,7 +130,7 @@ impl JsKey {
         value: sys::napi_value,
     ) -> std::result::Result<Self, InvalidInput> {
         let mut key = JsKey {
-            inline: [0; INLINE_KEY_BYTES],
+            inline: [std::mem::MaybeUninit::uninit(); INLINE_KEY_BYTES],
             len: 0,
             heap: None,
         };
@@ -570,8 +574,8 @@ pub mod raw {
         Ok(array)
     }
 
-    /// Reads up to `N` arguments (missing ones are `undefined`) and the state of a function
-    /// made by [`bound_function`].
+    /// Reads up to `N` arguments (missing ones are `undefined`), how many were passed, and the
+    /// state of a function made by [`bound_function`].
     ///
     /// # Safety
     /// Only inside a callback registered by [`bound_function`] with the same `T`.
@@ -579,7 +583,7 @@ pub mod raw {
     pub unsafe fn args<'a, T, const N: usize>(
         env: sys::napi_env,
         info: sys::napi_callback_info,
-    ) -> ([sys::napi_value; N], &'a Rc<T>) {
+    ) -> ([sys::napi_value; N], usize, &'a Rc<T>) {
         let mut argc = N;
         let mut argv = [ptr::null_mut(); N];
         let mut data = ptr::null_mut();
@@ -593,7 +597,7 @@ pub mod raw {
                 &mut data,
             )
         };
-        (argv, unsafe { &*(data as *const Rc<T>) })
+        (argv, argc, unsafe { &*(data as *const Rc<T>) })
     }
 
     /// A JS number.

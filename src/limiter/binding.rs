@@ -252,7 +252,7 @@ unsafe fn with_limiter(
         f64,
     ) -> std::result::Result<napi::sys::napi_value, InvalidInput>,
 ) -> napi::sys::napi_value {
-    let (args, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
+    let (args, argc, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
     let key = match unsafe { JsKey::read(env, args[0]) } {
         Ok(key) => key,
         Err(e) => {
@@ -260,7 +260,11 @@ unsafe fn with_limiter(
             return std::ptr::null_mut();
         }
     };
-    let cost = match read_cost(env, args[1]) {
+    let cost = match if argc < 2 {
+        Ok(1.0)
+    } else {
+        read_cost(env, args[1])
+    } {
         Ok(cost) => cost,
         Err(e) => {
             throw_invalid(env, e);
