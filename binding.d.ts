@@ -28,10 +28,13 @@ export type ManualClockBinding = ManualClock
 export declare class RateLimiter {
   /** Creates a limiter; every option is validated and unknown options are refused. */
   constructor(options: RateLimiterOptions)
-  /** The fast path: tokens left (>= 0) when allowed, minus the milliseconds to wait when not. */
-  tryConsume(key: string, cost?: number): number
-  /** The same decision as `tryConsume`, as an object. */
-  check(key: string, cost?: number): RateLimitDecision
+  /**
+   * Internal (used by the facade's constructor): the hot-path functions bound to this
+   * limiter, `{ tryConsume, decide, decision }`, where `decide(key, cost)` returns whether
+   * the request was allowed and writes limit, remaining, resetMs and retryAfterMs into the
+   * `decision` Float64Array.
+   */
+  _fastPath(): { tryConsume(key: string, cost?: number): number; decide(key: string, cost?: number): boolean; decision: Float64Array }
   /** Whole tokens the key holds now, without taking any. */
   peek(key: string): number
   /** Refills the key and lifts any block on it. */

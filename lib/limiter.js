@@ -136,7 +136,8 @@ class RateLimiter extends binding.RateLimiter {
   }
 
   #pump() {
-    if (this.#waiters.size === 0 && this.stats().queued === 0) {
+    if (this.#waiters.size === 0) {
+      // every native waiter has a JS waiter: nothing is queued
       this.#clearTimer()
       return
     }

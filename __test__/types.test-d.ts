@@ -1,0 +1,95 @@
+// Compiled with `tsc --noEmit` by `npm test`: if index.d.ts or express.d.ts stop describing the
+// real API, or accept what the API refuses, this file stops compiling.
+import {
+  RateLimiter,
+  TestClock,
+  BulwarkError,
+  RateLimitError,
+  codes,
+  type RateLimitDecision,
+  type RateLimiterOptions,
+  type RateLimiterStats,
+} from '..'
+import { rateLimit, clientKey, type RateLimitOptions } from '../express'
+import { createServer } from 'node:http'
+
+const clock = new TestClock(0)
+const options: RateLimiterOptions = {
+  capacity: 100,
+  refillPerSecond: 10,
+  weight: 1,
+  tiers: { pro: { capacity: 1000, refillPerSecond: 100, weight: 2 } },
+  blockDurationMs: 1000,
+  global: { capacity: 500, refillPerSecond: 50 },
+  queue: { maxPerClient: 10, maxTotal: 100, maxWaitMs: 1000 },
+  maxKeys: 10_000,
+  clock,
+}
+const limiter = new RateLimiter(options)
+
+const left: number = limiter.tryConsume('k')
+const leftWithCost: number = limiter.tryConsume('k', 2)
+const decision: RateLimitDecision = limiter.check('k', 1)
+const allowed: boolean = decision.allowed
+const figures: number[] = [decision.limit, decision.remaining, decision.resetMs, decision.retryAfterMs]
+const waited: Promise<RateLimitDecision> = limiter.acquire('k', 1, { signal: new AbortController().signal, maxWaitMs: 5 })
+const peeked: number = limiter.peek('k')
+limiter.reset('k')
+limiter.block('k', 100)
+limiter.unblock('k')
+limiter.setClientTier('k', 'pro')
+limiter.setClientLimits('k', { capacity: 5 })
+limiter.clearClient('k')
+const stats: RateLimiterStats = limiter.stats()
+const p99: number = stats.waitMs.p99
+const closed: boolean = limiter.closed
+limiter.close()
+clock.advance(10)
+clock.set(20)
+const now: number = clock.now()
+const stop: () => void = clock.onMove(() => {})
+stop()
+
+// @ts-expect-error capacity is required
+new RateLimiter({ refillPerSecond: 1 })
+// @ts-expect-error unknown options are refused
+new RateLimiter({ capacity: 1, refillPerSecond: 1, burst: 2 })
+// @ts-expect-error keys are strings
+limiter.tryConsume(42)
+
+waited.catch((error: unknown) => {
+  if (error instanceof RateLimitError) {
+    const code: 'ERR_RATE_LIMITED' = error.code
+    const retry: number = error.retryAfterMs
+    const reason: 'rate_limited' | 'blocked' | 'wait_too_long' | 'queue_full' | 'timed_out' | 'aborted' | 'closed' = error.reason
+    void [code, retry, reason]
+  }
+  if (error instanceof BulwarkError) {
+    const code: string = error.code
+    void code
+  }
+})
+const invalidOption: 'ERR_BULWARK_INVALID_OPTION' = codes.INVALID_OPTION
+
+const middlewareOptions: RateLimitOptions = {
+  limiter,
+  key: (req) => req.ip ?? 'unknown',
+  cost: () => 1,
+  skip: (req) => req.url === '/healthz',
+  wait: false,
+  headers: 'draft-8',
+  policyName: 'api',
+  onLimited: (_req, res, _next, limited) => {
+    res.statusCode = 429
+    res.end(String(limited.retryAfterMs))
+  },
+}
+const middleware = rateLimit(middlewareOptions)
+rateLimit({ capacity: 10, refillPerSecond: 1, headers: false })
+rateLimit({ limiter, headers: 'legacy' })
+// @ts-expect-error not a header format
+rateLimit({ limiter, headers: 'draft-9' })
+createServer((req, res) => middleware(req, res, () => res.end('ok')))
+const grouped: string = clientKey('2001:db8::1')
+
+void [left, leftWithCost, allowed, figures, peeked, p99, closed, now, invalidOption, grouped]
