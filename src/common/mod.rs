@@ -2,7 +2,7 @@
 //! with their stable JS codes, and (in `binding`) the one place where core errors become JS
 //! errors and where JS arguments and options are read.
 
-pub mod binding;
+pub(crate) mod binding;
 pub mod clock;
 pub mod error;
 pub mod histogram;

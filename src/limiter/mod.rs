@@ -5,7 +5,7 @@
 //! how memory stays bounded), `fair_queue` (the order in which waiters are served),
 //! `rate_limiter` (the decisions), and last `binding` (the JS class).
 
-pub mod binding;
+pub(crate) mod binding;
 pub mod bucket;
 pub mod fair_queue;
 pub mod rate_limiter;

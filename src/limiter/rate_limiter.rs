@@ -497,12 +497,12 @@ impl<S: BucketStore> RateLimiter<S> {
             Some(Refusal::Blocked) => {
                 return reject(self, AcquireRejection::Blocked, decision.retry_after_nanos)
             }
-            Some(Refusal::KeyLimit) => {
-                // waiting is not a refusal: undo the penalty `decide` may have applied
-                if self.config.block_nanos > 0 && self.queue.client_len(key) == 0 {
-                    if let Some(state) = self.store.existing(key) {
-                        state.blocked_until_ms = 0;
-                    }
+            // waiting is not a refusal: undo the penalty `decide` may have applied
+            Some(Refusal::KeyLimit)
+                if self.config.block_nanos > 0 && self.queue.client_len(key) == 0 =>
+            {
+                if let Some(state) = self.store.existing(key) {
+                    state.blocked_until_ms = 0;
                 }
             }
             _ => {}
