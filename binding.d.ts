@@ -62,6 +62,10 @@ export declare class RateLimiter {
   _cancel(id: number): boolean
   /** Internal (used by `close`): refuses every waiter and later `acquire`; returns the ids. */
   _close(): Array<number>
+  /** The default capacity (tokens a key's bucket holds when full). */
+  get capacity(): number
+  /** The default refill rate, in tokens per second. */
+  get refillPerSecond(): number
   /** Whether `close()` was called. */
   get closed(): boolean
 }

@@ -104,6 +104,10 @@ export declare class RateLimiter {
   close(): void
   /** Whether `close()` was called. */
   readonly closed: boolean
+  /** The default capacity (per-client limits may differ). */
+  readonly capacity: number
+  /** The default refill rate in tokens per second (per-client limits may differ). */
+  readonly refillPerSecond: number
 }
 
 /** A clock for tests: blocks given `clock: testClock` only see time move when it is moved. */

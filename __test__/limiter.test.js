@@ -315,6 +315,15 @@ describe('bounded memory', () => {
   })
 })
 
+describe('configuration', () => {
+  test('the default limits can be read back', () => {
+    const { limiter } = make({ capacity: 7, refillPerSecond: 0.5 })
+    assert.equal(limiter.capacity, 7)
+    assert.equal(limiter.refillPerSecond, 0.5)
+    assert.equal(limiter.closed, false)
+  })
+})
+
 describe('stats', () => {
   test('counts every outcome', () => {
     const { limiter } = make({ capacity: 1, refillPerSecond: 1 })

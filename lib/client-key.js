@@ -45,6 +45,11 @@ function parseIPv4(text, start, end) {
   return i === end ? value : -1
 }
 
+// Hex digit values by character code, -1 for the rest: one load instead of three range tests.
+const HEX = new Int8Array(128).fill(-1)
+for (let d = 0; d < 10; d++) HEX[48 + d] = d
+for (let d = 0; d < 6; d++) HEX[97 + d] = HEX[65 + d] = 10 + d
+
 /**
  * Parses `text[0, end)` as an IPv6 address (RFC 4291 section 2.2 text forms: full, `::`
  * compressed, with a trailing dotted quad) into `groups`. Returns false when it is not one.
@@ -63,18 +68,15 @@ function parseInto(text, end) {
     if (n === 8) return false
     const start = i
     let value = 0
-    while (i < end) {
-      const c = text.charCodeAt(i)
-      let digit
-      if (c >= 48 && c <= 57) digit = c - 48
-      else if (c >= 97 && c <= 102) digit = c - 87
-      else if (c >= 65 && c <= 70) digit = c - 55
-      else break
-      value = value * 16 + digit
-      i++
+    let c = text.charCodeAt(i)
+    let digit
+    while (c < 128 && (digit = HEX[c]) >= 0) {
+      value = (value << 4) | digit
+      if (++i === end) break
+      c = text.charCodeAt(i)
     }
     const digits = i - start
-    if (i < end && text.charCodeAt(i) === 46) {
+    if (c === 46 && i < end) {
       // an IPv4 address in the last 32 bits (::ffff:1.2.3.4, 64:ff9b::1.2.3.4)
       if (n > 6) return false
       const v4 = parseIPv4(text, start, end)
@@ -86,9 +88,8 @@ function parseInto(text, end) {
     if (digits === 0 || digits > 4) return false
     groups[n++] = value
     if (i === end) break
-    if (text.charCodeAt(i) !== 58) return false
-    i++
-    if (i === end) return false // a single trailing ':'
+    if (c !== 58) return false
+    if (++i === end) return false // a single trailing ':'
     if (text.charCodeAt(i) === 58) {
       if (gap !== -1) return false
       gap = n

@@ -548,6 +548,23 @@ impl RateLimiterBinding {
             .collect()
     }
 
+    /// The default capacity (tokens a key's bucket holds when full).
+    #[napi(getter)]
+    pub fn capacity(&self) -> f64 {
+        self.shared.limiter.borrow().config().limits.capacity
+    }
+
+    /// The default refill rate, in tokens per second.
+    #[napi(getter)]
+    pub fn refill_per_second(&self) -> f64 {
+        self.shared
+            .limiter
+            .borrow()
+            .config()
+            .limits
+            .refill_per_second
+    }
+
     /// Whether `close()` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {

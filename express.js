@@ -1,0 +1,296 @@
+'use strict'
+// `require('bulwark/express')`: Express glue.
+//
+// rateLimit(options) is a middleware around one RateLimiter. Per request it makes one native
+// call (`limiter.check`) and sets the rate-limit headers from the decision; everything that does
+// not change between requests (the policy header, the header prefixes, the callbacks chosen)
+// is fixed when the middleware is built.
+//
+// Header formats, as implemented here:
+//
+// 'draft-8': draft-ietf-httpapi-ratelimit-headers-08 (October 2024), sections 3 and 4, read in
+//   https://github.com/ietf-wg-httpapi/ratelimit-headers/blob/main/draft-ietf-httpapi-ratelimit-headers-08/draft-ietf-httpapi-ratelimit-headers.txt
+//   (also https://www.ietf.org/archive/id/draft-ietf-httpapi-ratelimit-headers-08.html):
+//     RateLimit-Policy: "default";q=100;w=10   -- List of Items; the Item is a String (the
+//                                                 policy name); q REQUIRED non-negative Integer
+//                                                 (quota), w OPTIONAL Integer (window, seconds)
+//     RateLimit: "default";r=50;t=30           -- r remaining quota units (non-negative Integer),
+//                                                 t OPTIONAL seconds until the quota resets
+//   and section 5: "If a response contains both the Retry-After and the RateLimit header
+//   fields, the reset parameter value SHOULD reference the same point in time as the
+//   Retry-After field value" -- so a refused request gets t = Retry-After.
+// 'draft-6': draft-ietf-httpapi-ratelimit-headers-06 (December 2022): `RateLimit-Policy: 10;w=1`,
+//   `RateLimit-Limit: 10`, `RateLimit-Remaining: 9`, `RateLimit-Reset: <delay seconds>` (the
+//   same shapes express-rate-limit writes for its 'draft-6' option).
+// 'legacy': the de facto X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (the
+//   Unix time in seconds at which the client's bucket is full again).
+//
+// A token bucket has no fixed window; its window is the time an empty bucket takes to fill,
+// ceil(capacity / refillPerSecond) seconds. Quotas are whole: q and the limit headers carry
+// floor(capacity), as a bucket of 2.5 tokens admits two requests of cost 1.
+const { RateLimiter } = require('./index.js')
+const { RateLimitError, invalidOption, invalidArgument, describe } = require('./lib/errors')
+const { clientKey } = require('./lib/client-key')
+
+const OPTIONS = ['limiter', 'capacity', 'refillPerSecond', 'key', 'cost', 'skip', 'wait', 'headers', 'policyName', 'onLimited']
+const KNOWN = new Set(OPTIONS)
+const HEADER_FORMATS = ['draft-8', 'draft-6', 'legacy']
+
+/** The default key: the client address (`req.ip`, else the socket's), IPv6 grouped by /56. */
+function addressKey(req) {
+  let address = req.ip
+  if (typeof address !== 'string') {
+    const socket = req.socket
+    address = socket ? socket.remoteAddress : undefined
+    if (typeof address !== 'string') return 'unknown'
+  }
+  return clientKey(address)
+}
+
+function isThenable(value) {
+  return value !== null && typeof value === 'object' && typeof value.then === 'function'
+}
+
+/** Seconds, rounded up, of a number of milliseconds. */
+function seconds(ms) {
+  return Math.ceil(ms / 1000)
+}
+
+/** `name` as an RFC 8941 String (the Item of a draft-8 policy): quoted, `\` and `"` escaped. */
+function sfString(name) {
+  return `"${name.replace(/[\\"]/g, '\\$&')}"`
+}
+
+function readFunction(options, name) {
+  const value = options[name]
+  if (value === undefined) return null
+  if (typeof value !== 'function') {
+    throw invalidOption(TypeError, `options.${name} must be a function, received ${describe(value)}`)
+  }
+  return value
+}
+
+/** Validates the options; returns them normalized, with the limiter made when asked to. */
+function readOptions(options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidOption(TypeError, `options must be an object with limiter, or capacity and refillPerSecond, received ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) {
+      throw invalidOption(TypeError, `options has an unknown option "${name}" (received ${describe(options[name])}); known options are: ${OPTIONS.join(', ')}`)
+    }
+  }
+
+  let limiter = options.limiter
+  let capacity
+  let refillPerSecond
+  const ownsFigures = options.capacity !== undefined || options.refillPerSecond !== undefined
+  if (limiter !== undefined) {
+    if (ownsFigures) {
+      throw invalidOption(TypeError, 'options.limiter cannot be combined with options.capacity or options.refillPerSecond: pass a RateLimiter, or the figures to make one')
+    }
+    if (limiter === null || typeof limiter !== 'object' || typeof limiter.check !== 'function') {
+      throw invalidOption(TypeError, `options.limiter must be a RateLimiter, received ${describe(limiter)}`)
+    }
+    // Only known when the limiter tells; otherwise q comes from each decision and w is left out
+    // (draft-8 makes it optional).
+    if (Number.isFinite(limiter.capacity) && Number.isFinite(limiter.refillPerSecond)) {
+      capacity = limiter.capacity
+      refillPerSecond = limiter.refillPerSecond
+    }
+  } else if (ownsFigures) {
+    // the RateLimiter validates both figures and names the option in its error
+    limiter = new RateLimiter({ capacity: options.capacity, refillPerSecond: options.refillPerSecond })
+    capacity = options.capacity
+    refillPerSecond = options.refillPerSecond
+  } else {
+    throw invalidOption(TypeError, 'options.limiter or options.capacity and options.refillPerSecond are required, received neither')
+  }
+
+  const wait = options.wait === undefined ? false : options.wait
+  if (typeof wait !== 'boolean') {
+    throw invalidOption(TypeError, `options.wait must be a boolean, received ${describe(wait)}`)
+  }
+  if (wait && typeof limiter.acquire !== 'function') {
+    throw invalidOption(TypeError, 'options.wait needs a limiter with an acquire method')
+  }
+
+  const headers = options.headers === undefined ? 'draft-8' : options.headers
+  if (headers !== false && !HEADER_FORMATS.includes(headers)) {
+    const ErrorClass = typeof headers === 'string' ? RangeError : TypeError
+    throw invalidOption(ErrorClass, `options.headers must be 'draft-8', 'draft-6', 'legacy' or false, received ${describe(headers)}`)
+  }
+
+  const policyName = options.policyName === undefined ? 'default' : options.policyName
+  if (typeof policyName !== 'string') {
+    throw invalidOption(TypeError, `options.policyName must be a string, received ${describe(policyName)}`)
+  }
+  // an RFC 8941 String holds printable ASCII only
+  if (!/^[\x20-\x7e]{1,256}$/.test(policyName)) {
+    throw invalidOption(RangeError, `options.policyName must be 1 to 256 printable ASCII characters, received ${describe(policyName)}`)
+  }
+
+  return {
+    limiter,
+    capacity,
+    refillPerSecond,
+    key: readFunction(options, 'key'),
+    cost: readFunction(options, 'cost'),
+    skip: readFunction(options, 'skip'),
+    onLimited: readFunction(options, 'onLimited'),
+    wait,
+    headers,
+    policyName,
+  }
+}
+
+/**
+ * Builds the function that writes the rate-limit headers of a decision, or null for none.
+ * `resetMs` is what the reset headers speak of: until the bucket is full when admitted, the
+ * Retry-After wait when refused.
+ */
+function headerWriter(format, policyName, capacity, refillPerSecond) {
+  if (format === false) return null
+  const known = capacity !== undefined
+  const quota = known ? Math.floor(capacity) : -1
+  const windowSeconds = known ? Math.ceil(capacity / refillPerSecond) : 0
+
+  if (format === 'draft-8') {
+    const name = sfString(policyName)
+    const prefix = `${name};r=`
+    const defaultPolicy = `${name};q=${quota};w=${windowSeconds}`
+    // Per-client limits and tiers show in decision.limit. Their refill rate is not in the
+    // decision, so their policy carries q alone; the last one is kept to spare the rebuild.
+    let lastQuota = -1
+    let lastPolicy = ''
+    return function writeDraft8(res, limit, remaining, resetMs) {
+      const q = Math.floor(limit)
+      let policy = defaultPolicy
+      if (q !== quota) {
+        if (q !== lastQuota) {
+          lastQuota = q
+          lastPolicy = `${name};q=${q}`
+        }
+        policy = lastPolicy
+      }
+      res.setHeader('RateLimit-Policy', policy)
+      res.setHeader('RateLimit', `${prefix}${remaining};t=${seconds(resetMs)}`)
+    }
+  }
+
+  if (format === 'draft-6') {
+    // draft-6 has no policy without a window, so the field is left out when w is not known
+    const defaultPolicy = `${quota};w=${windowSeconds}`
+    return function writeDraft6(res, limit, remaining, resetMs) {
+      const q = Math.floor(limit)
+      if (q === quota) res.setHeader('RateLimit-Policy', defaultPolicy)
+      res.setHeader('RateLimit-Limit', q)
+      res.setHeader('RateLimit-Remaining', remaining)
+      res.setHeader('RateLimit-Reset', seconds(resetMs))
+    }
+  }
+
+  return function writeLegacy(res, limit, remaining, resetMs) {
+    res.setHeader('X-RateLimit-Limit', Math.floor(limit))
+    res.setHeader('X-RateLimit-Remaining', remaining)
+    res.setHeader('X-RateLimit-Reset', seconds(Date.now() + resetMs))
+  }
+}
+
+/**
+ * Express middleware that rate-limits requests with a RateLimiter (token bucket per key).
+ * Admitted requests carry the rate-limit headers and go on; refused ones get 429 with
+ * Retry-After and `{"error":"rate_limited","retryAfterMs":n}`, or whatever `onLimited` does.
+ *
+ * @param {import('./express').RateLimitOptions} options
+ * @returns {import('./express').RateLimitMiddleware}
+ */
+function rateLimit(options) {
+  const config = readOptions(options)
+  const { limiter, wait, onLimited } = config
+  const keyOf = config.key || addressKey
+  const costOf = config.cost
+  const skip = config.skip
+  const writeHeaders = headerWriter(config.headers, config.policyName, config.capacity, config.refillPerSecond)
+  // the limit to report when an `acquire` is refused, which comes without a decision
+  const defaultLimit = config.capacity === undefined ? NaN : config.capacity
+
+  function refuse(req, res, next, decision) {
+    const retryAfterMs = decision.retryAfterMs
+    if (writeHeaders !== null && !Number.isNaN(decision.limit)) {
+      // Nothing is left for this request, whatever the bucket holds (a blocked key, a global
+      // budget); draft-8 section 5 lets a server lower the values it reports.
+      writeHeaders(res, decision.limit, 0, retryAfterMs)
+    }
+    res.setHeader('Retry-After', Math.max(1, seconds(retryAfterMs)))
+    if (onLimited !== null) {
+      let result
+      try {
+        result = onLimited(req, res, next, decision)
+      } catch (error) {
+        next(error)
+        return
+      }
+      if (isThenable(result)) result.then(undefined, next)
+      return
+    }
+    res.statusCode = 429
+    res.setHeader('Content-Type', 'application/json; charset=utf-8')
+    res.end(`{"error":"rate_limited","retryAfterMs":${retryAfterMs}}`)
+  }
+
+  function waitFor(req, res, next, key, cost) {
+    // a client that goes away gives its place in the queue back
+    const controller = new AbortController()
+    const onClose = () => controller.abort()
+    res.once('close', onClose)
+    limiter.acquire(key, cost, { signal: controller.signal }).then(
+      (decision) => {
+        res.removeListener('close', onClose)
+        if (writeHeaders !== null) writeHeaders(res, decision.limit, decision.remaining, decision.resetMs)
+        next()
+      },
+      (error) => {
+        res.removeListener('close', onClose)
+        if (!(error instanceof RateLimitError)) {
+          next(error)
+          return
+        }
+        if (error.reason === 'aborted') return // nobody is left to answer
+        const decision = { allowed: false, limit: defaultLimit, remaining: 0, resetMs: error.retryAfterMs, retryAfterMs: error.retryAfterMs }
+        refuse(req, res, next, decision)
+      },
+    )
+  }
+
+  return function bulwarkRateLimit(req, res, next) {
+    let key
+    let cost
+    try {
+      if (skip !== null) {
+        const skipped = skip(req)
+        if (isThenable(skipped)) throw invalidArgument(TypeError, 'options.skip must return a boolean synchronously, received a promise')
+        if (skipped) return next()
+      }
+      key = keyOf(req)
+      if (costOf !== null) cost = costOf(req)
+    } catch (error) {
+      return next(error)
+    }
+    if (wait) return waitFor(req, res, next, key, cost)
+    let decision
+    try {
+      // one crossing: the key and cost are validated on the native side
+      decision = limiter.check(key, cost)
+    } catch (error) {
+      return next(error)
+    }
+    if (decision.allowed) {
+      if (writeHeaders !== null) writeHeaders(res, decision.limit, decision.remaining, decision.resetMs)
+      return next()
+    }
+    refuse(req, res, next, decision)
+  }
+}
+
+module.exports = { rateLimit, clientKey }
