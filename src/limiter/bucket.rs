@@ -25,6 +25,7 @@ pub struct Limits {
     /// Share of a shared budget this client gets relative to others when requests queue.
     pub weight: f64,
     nanos_per_token: f64,
+    tokens_per_nano: f64,
     capacity_nanos: u64,
 }
 
@@ -36,14 +37,16 @@ impl Limits {
             refill_per_second,
             weight,
             nanos_per_token: 1e9 / refill_per_second,
+            tokens_per_nano: refill_per_second / 1e9,
             capacity_nanos: (capacity * 1e9 / refill_per_second).round() as u64,
         }
     }
 
-    /// A cost in whole nanoseconds of refill.
+    /// A cost (>= 0) in whole nanoseconds of refill, rounded to the nearest (with a cast rather
+    /// than `round()`, which is a library call on baseline x86-64).
     #[inline]
     pub fn cost_nanos(&self, cost: f64) -> u64 {
-        (cost * self.nanos_per_token).round() as u64
+        (cost * self.nanos_per_token + 0.5) as u64
     }
 
     /// Nanoseconds it takes to refill `tokens`.
@@ -74,7 +77,7 @@ impl Bucket {
     #[inline]
     pub fn tokens(&self, limits: &Limits, now: u64) -> f64 {
         let deficit = self.full_at.saturating_sub(now) as f64;
-        (limits.capacity - deficit / limits.nanos_per_token).max(0.0)
+        (limits.capacity - deficit * limits.tokens_per_nano).max(0.0)
     }
 
     /// Whether the bucket is full at `now` (it then carries no information).
@@ -86,14 +89,26 @@ impl Bucket {
     /// Nanoseconds until the bucket holds `cost` tokens (0 when it already does).
     #[inline]
     pub fn wait_nanos(&self, limits: &Limits, cost: f64, now: u64) -> u64 {
+        self.wait_for_nanos(limits, limits.cost_nanos(cost), now)
+    }
+
+    /// `wait_nanos` for a cost already converted with [`Limits::cost_nanos`].
+    #[inline]
+    pub fn wait_for_nanos(&self, limits: &Limits, cost_nanos: u64, now: u64) -> u64 {
         let deficit = self.full_at.saturating_sub(now);
-        (deficit + limits.cost_nanos(cost)).saturating_sub(limits.capacity_nanos)
+        (deficit + cost_nanos).saturating_sub(limits.capacity_nanos)
     }
 
     /// Takes `cost` tokens; the caller has checked that `wait_nanos` is 0.
     #[inline]
     pub fn take(&mut self, limits: &Limits, cost: f64, now: u64) {
-        self.full_at = self.full_at.max(now) + limits.cost_nanos(cost);
+        self.take_nanos(limits.cost_nanos(cost), now);
+    }
+
+    /// `take` for a cost already converted with [`Limits::cost_nanos`].
+    #[inline]
+    pub fn take_nanos(&mut self, cost_nanos: u64, now: u64) {
+        self.full_at = self.full_at.max(now) + cost_nanos;
     }
 
     /// Nanoseconds until the bucket is full again.
@@ -105,7 +120,8 @@ impl Bucket {
     /// Whole tokens held at `now`, as reported to users (floored, tolerant of rounding).
     #[inline]
     pub fn whole_tokens(&self, limits: &Limits, now: u64) -> f64 {
-        (self.tokens(limits, now) + TOKEN_EPSILON).floor()
+        // tokens are never negative, so truncating is flooring (and avoids a library call)
+        (self.tokens(limits, now) + TOKEN_EPSILON) as u64 as f64
     }
 
     /// The same bucket under new limits, keeping the tokens already used (so an upgrade to a

@@ -332,16 +332,17 @@ impl<S: BucketStore> RateLimiter<S> {
             });
         }
 
-        let mut key_wait = state.bucket.wait_nanos(&limits, cost, now);
+        let cost_nanos = limits.cost_nanos(cost);
+        let mut key_wait = state.bucket.wait_for_nanos(&limits, cost_nanos, now);
         if key_has_waiters {
             // the key's earlier waiters come first
-            key_wait = key_wait.max(limits.nanos_for(cost).ceil() as u64);
+            key_wait = key_wait.max(cost_nanos);
         }
         let global_wait = match &global_limits {
             Some(global) => {
                 let wait = self.global.wait_nanos(global, cost, now);
                 if someone_waits {
-                    wait.max(global.nanos_for(cost).ceil() as u64)
+                    wait.max(global.cost_nanos(cost))
                 } else {
                     wait
                 }
@@ -350,7 +351,7 @@ impl<S: BucketStore> RateLimiter<S> {
         };
 
         if key_wait == 0 && global_wait == 0 {
-            state.bucket.take(&limits, cost, now);
+            state.bucket.take_nanos(cost_nanos, now);
             if let Some(global) = &global_limits {
                 self.global.take(global, cost, now);
             }
