@@ -1,0 +1,362 @@
+#!/usr/bin/env node
+'use strict'
+// Server CPU per request of an Express hello world, bare and with a rate-limit middleware:
+//   bare                no middleware
+//   floor               hand-written JS: req.ip, a Map counter, draft-8 RateLimit-Policy/RateLimit
+//   bulwark             require('bulwark/express').rateLimit with a roomy RateLimiter, draft-8
+//   express-rate-limit  very high limit, standardHeaders 'draft-8', legacyHeaders false
+//   bare (control)      bare again: what it measures over bare is noise
+//
+//   node benches/js/express.js [out.json] [--quick]
+//
+// The server runs in a child process so the client's CPU is not counted. Each round starts a
+// fresh server per variant on 127.0.0.1 (port 0) and warms it up; then, in rotating order, each
+// server is told over IPC to take process.cpuUsage(), the parent sends it a burst of requests
+// with autocannon, and the server reports its CPU delta and the requests it served. Bursts of
+// all variants alternate, so whatever else the machine does at a moment falls on all of them.
+// Figures are medians over rounds; the overhead of a variant is the median over rounds of
+// (variant - bare of the same round).
+//
+// On a small shared machine two identical servers differ by several µs per request, as much as
+// a middleware costs, so a second measure follows: each middleware's own time inside the
+// server (from its call to its `next`, under the same HTTP load), which is what it adds to a
+// request on the JS thread, with far less noise.
+const { fork } = require('node:child_process')
+const fs = require('node:fs')
+const http = require('node:http')
+
+const VARIANTS = ['bare', 'floor', 'bulwark', 'express-rate-limit', 'bare (control)']
+const MIDDLEWARES = ['floor', 'bulwark', 'express-rate-limit']
+const LIMIT = 1e9
+const WINDOW_S = 60
+// autocannon notices that `amount` is reached on its sampling tick (1 s by default)
+const SAMPLE_MS = 10
+
+/** The rate-limit middleware of `variant` (null for bare). */
+function middlewareOf(variant) {
+  if (variant === 'bare') return null
+  if (variant === 'floor') {
+    const counts = new Map()
+    const policy = `"default";q=${LIMIT};w=${WINDOW_S}`
+    return function floorRateLimit(req, res, next) {
+      const key = req.ip
+      const used = (counts.get(key) || 0) + 1
+      counts.set(key, used)
+      res.setHeader('RateLimit-Policy', policy)
+      res.setHeader('RateLimit', `"default";r=${LIMIT - used};t=${WINDOW_S}`)
+      next()
+    }
+  }
+  if (variant === 'bulwark') {
+    const { RateLimiter } = require('../..')
+    const { rateLimit } = require('../../express.js')
+    return rateLimit({ limiter: new RateLimiter({ capacity: 1e9, refillPerSecond: 1e9 }), headers: 'draft-8' })
+  }
+  if (variant === 'express-rate-limit') {
+    const { rateLimit } = require('express-rate-limit')
+    return rateLimit({ windowMs: WINDOW_S * 1000, limit: LIMIT, standardHeaders: 'draft-8', legacyHeaders: false })
+  }
+  throw new Error(`unknown variant ${variant}`)
+}
+
+/**
+ * The app of `variant`. With `timed`, the middleware (an empty one for bare) is wrapped so that
+ * the time from its call to its `next` is summed into `timing`.
+ */
+function makeApp(variant, timed, timing) {
+  const express = require('express')
+  const app = express()
+  let middleware = middlewareOf(variant)
+  if (timed) {
+    const inner = middleware || ((req, res, next) => next())
+    middleware = (req, res, next) => {
+      const t0 = process.hrtime.bigint()
+      inner(req, res, (error) => {
+        timing.ns += process.hrtime.bigint() - t0
+        timing.calls++
+        next(error)
+      })
+    }
+  }
+  if (middleware) app.use(middleware)
+  app.get('/', (req, res) => {
+    res.send('Hello World!')
+  })
+  return app
+}
+
+function server(variant, timed) {
+  const timing = { ns: 0n, calls: 0 }
+  const app = makeApp(variant, timed, timing)
+  let served = 0
+  let start = null
+  let first = 0n
+  let last = 0n
+  const listener = app.listen(0, '127.0.0.1', () => {
+    process.send({ type: 'listening', port: listener.address().port })
+  })
+  listener.on('request', () => {
+    last = process.hrtime.bigint()
+    if (served++ === 0) first = last
+  })
+  process.on('message', (message) => {
+    if (message === 'start') {
+      served = 0
+      timing.ns = 0n
+      timing.calls = 0
+      start = { cpu: process.cpuUsage() }
+      process.send({ type: 'started' })
+    } else if (message === 'snapshot') {
+      const cpu = process.cpuUsage(start.cpu)
+      process.send({
+        type: 'snapshot',
+        userUs: cpu.user,
+        systemUs: cpu.system,
+        served,
+        // from the first request of the burst to the last one (its response is not timed)
+        activeSeconds: Number(last - first) / 1e9,
+        ownNs: Number(timing.ns),
+        ownCalls: timing.calls,
+      })
+    }
+  })
+}
+
+function nextMessage(child, type) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message) => {
+      if (message && message.type === type) {
+        cleanup()
+        resolve(message)
+      }
+    }
+    const onExit = (code) => {
+      cleanup()
+      reject(new Error(`server exited with ${code} while waiting for ${type}`))
+    }
+    const cleanup = () => {
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+    }
+    child.on('message', onMessage)
+    child.on('exit', onExit)
+  })
+}
+
+function headersOf(port) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/' }, (res) => {
+      res.resume()
+      res.on('end', () => {
+        const picked = {}
+        for (const [name, value] of Object.entries(res.headers)) if (name.startsWith('ratelimit') || name.startsWith('x-ratelimit')) picked[name] = value
+        resolve({ status: res.statusCode, headers: picked })
+      })
+    }).on('error', reject)
+  })
+}
+
+/** Starts the server of `variant` in a child process and warms it up. */
+async function startServer(variant, warmup, timed) {
+  const autocannon = require('autocannon')
+  const args = [`--server=${variant === 'bare (control)' ? 'bare' : variant}`, ...(timed ? ['--timed'] : [])]
+  const child = fork(__filename, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const { port } = await nextMessage(child, 'listening')
+  const url = `http://127.0.0.1:${port}/`
+  const sample = await headersOf(port)
+  await autocannon({ url, connections: 10, amount: warmup, sampleInt: SAMPLE_MS })
+  return { variant, child, url, sample }
+}
+
+/** Sends `requests` requests to `server` and returns what the server measured meanwhile. */
+async function burst(server, requests) {
+  const autocannon = require('autocannon')
+  server.child.send('start')
+  await nextMessage(server.child, 'started')
+  const result = await autocannon({ url: server.url, connections: 10, amount: requests, sampleInt: SAMPLE_MS })
+  server.child.send('snapshot')
+  const snap = await nextMessage(server.child, 'snapshot')
+  if (result['2xx'] !== requests || result.errors || result.timeouts || result.non2xx) {
+    throw new Error(`${server.variant}: ${result['2xx']} 2xx of ${requests} (errors ${result.errors}, timeouts ${result.timeouts}, non2xx ${result.non2xx})`)
+  }
+  return {
+    cpuUs: snap.userUs + snap.systemUs,
+    userUs: snap.userUs,
+    systemUs: snap.systemUs,
+    served: snap.served,
+    seconds: snap.activeSeconds,
+    ownNs: snap.ownNs,
+    ownCalls: snap.ownCalls,
+  }
+}
+
+/**
+ * One round: a fresh server per variant, all warmed up, then `bursts` bursts per variant in
+ * rotating order.
+ */
+async function runRound(round, variants, { bursts, burstRequests, warmup, timed = false }) {
+  const servers = []
+  try {
+    for (const variant of variants) servers.push(await startServer(variant, warmup, timed))
+    const totals = servers.map(() => ({ cpuUs: 0, userUs: 0, systemUs: 0, served: 0, seconds: 0, ownNs: 0, ownCalls: 0 }))
+    for (let b = 0; b < bursts; b++) {
+      for (let j = 0; j < servers.length; j++) {
+        const i = (round + b + j) % servers.length
+        const r = await burst(servers[i], burstRequests)
+        for (const k of Object.keys(r)) totals[i][k] += r[k]
+      }
+    }
+    return Object.fromEntries(servers.map((s, i) => {
+      const t = totals[i]
+      return [s.variant, {
+        cpuUsPerRequest: t.cpuUs / t.served,
+        userUsPerRequest: t.userUs / t.served,
+        systemUsPerRequest: t.systemUs / t.served,
+        served: t.served,
+        reqPerSec: t.served / t.seconds,
+        ownUsPerCall: t.ownCalls ? t.ownNs / t.ownCalls / 1000 : null,
+        sample: s.sample,
+      }]
+    }))
+  } finally {
+    for (const s of servers) s.child.kill()
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const sd = (xs) => {
+  if (xs.length < 2) return NaN
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length
+  return Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1))
+}
+const r2 = (x) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null)
+
+async function main(args) {
+  const quick = args.includes('--quick')
+  const outPath = args.find((a) => !a.startsWith('--'))
+  // Two servers of the same code differ by several percent for the life of the process (code
+  // and heap layout), so more rounds of fresh servers beat longer runs of the same ones.
+  const rounds = quick ? 1 : 5
+  const bursts = quick ? 3 : 4
+  const burstRequests = quick ? 1_500 : 2_500
+  const warmup = quick ? 1_000 : 2_000
+
+  const runs = Object.fromEntries(VARIANTS.map((v) => [v, []]))
+  for (let round = 0; round < rounds; round++) {
+    process.stderr.write(`express: round ${round + 1} of ${rounds}\n`)
+    const result = await runRound(round, VARIANTS, { bursts, burstRequests, warmup })
+    for (const v of VARIANTS) runs[v].push(result[v])
+  }
+  process.stderr.write('express: the middlewares\' own time\n')
+  // a longer warmup: the middleware's own code must be optimized before it is timed
+  const timed = await runRound(0, ['bare', ...MIDDLEWARES], { bursts: quick ? 2 : 4, burstRequests, warmup: quick ? 3_000 : 6_000, timed: true })
+
+  const bare = runs.bare
+  const variants = {}
+  for (const v of VARIANTS) {
+    const list = runs[v]
+    variants[v] = {
+      cpuUsPerRequest: r2(median(list.map((r) => r.cpuUsPerRequest))),
+      overheadUsPerRequest: v === 'bare' ? 0 : r2(median(list.map((r, i) => r.cpuUsPerRequest - bare[i].cpuUsPerRequest))),
+      userOverheadUsPerRequest: v === 'bare' ? 0 : r2(median(list.map((r, i) => r.userUsPerRequest - bare[i].userUsPerRequest))),
+      reqPerSec: Math.round(median(list.map((r) => r.reqPerSec))),
+      runs: list.map((r) => ({
+        cpuUsPerRequest: r2(r.cpuUsPerRequest),
+        userUsPerRequest: r2(r.userUsPerRequest),
+        systemUsPerRequest: r2(r.systemUsPerRequest),
+        served: r.served,
+        reqPerSec: Math.round(r.reqPerSec),
+      })),
+      sample: list[0].sample,
+    }
+  }
+
+  // The noise of an overhead: the standard error of a median of per-round differences, from
+  // what the control (a second bare server) differs from bare by, round by round.
+  const controlDiffs = runs['bare (control)'].map((r, i) => r.cpuUsPerRequest - bare[i].cpuUsPerRequest)
+  const noise = (1.2533 * sd(controlDiffs)) / Math.sqrt(rounds)
+  const overhead = (v) => variants[v].overheadUsPerRequest
+  // A ratio is resolved when its target lies more than two of its standard errors away.
+  const ratio = (num, den, target) => {
+    const value = num / den
+    if (!(den > 0) || !Number.isFinite(value)) return { value: null, target, met: false, resolved: false }
+    const error = (noise / den) * Math.sqrt(1 + value * value)
+    return { value: r2(value), error: r2(error), target, met: value <= target, resolved: Math.abs(value - target) > 2 * error }
+  }
+  const own = Object.fromEntries(['bare', ...MIDDLEWARES].map((v) => [v === 'bare' ? 'empty (timing only)' : v, r2(timed[v].ownUsPerCall)]))
+  const ownOver = (v) => timed[v].ownUsPerCall - timed.bare.ownUsPerCall
+  const ownRatio = (num, den, target) => {
+    const value = ownOver(num) / ownOver(den)
+    return { value: r2(value), target, met: value <= target }
+  }
+  const report = {
+    bench: 'express',
+    date: new Date().toISOString(),
+    node: process.version,
+    quick,
+    rounds,
+    requestsPerRun: bursts * burstRequests,
+    bursts,
+    burstRequests,
+    warmupRequests: warmup,
+    connections: 10,
+    variants,
+    noiseUsPerRequest: r2(noise),
+    controlDiffsUsPerRequest: controlDiffs.map(r2),
+    ratios: {
+      bulwarkVsFloorOverhead: ratio(Math.max(0, overhead('bulwark')), overhead('floor'), 1.3),
+      bulwarkVsExpressRateLimitOverhead: ratio(Math.max(0, overhead('bulwark')), overhead('express-rate-limit'), 0.35),
+    },
+    ownTime: {
+      usPerCall: own,
+      usOverTiming: Object.fromEntries(MIDDLEWARES.map((v) => [v, r2(ownOver(v))])),
+      requests: timed.bulwark.served,
+      ratios: {
+        bulwarkVsFloor: ownRatio('bulwark', 'floor', 1.3),
+        bulwarkVsExpressRateLimit: ownRatio('bulwark', 'express-rate-limit', 0.35),
+      },
+    },
+  }
+
+  const lines = ['', `Express hello world, server CPU per request (${rounds} round(s); per variant and round ${bursts} bursts of ${burstRequests} requests, 10 connections)`]
+  lines.push(`${'variant'.padEnd(22)}${'CPU µs/req'.padStart(12)}${'over bare'.padStart(12)}${'user only'.padStart(12)}${'req/s'.padStart(10)}  rounds (µs/req)`)
+  for (const [v, r] of Object.entries(variants)) {
+    lines.push(`${v.padEnd(22)}${String(r.cpuUsPerRequest).padStart(12)}${String(r.overheadUsPerRequest).padStart(12)}${String(r.userOverheadUsPerRequest).padStart(12)}${String(r.reqPerSec).padStart(10)}  ${r.runs.map((x) => x.cpuUsPerRequest).join(' ')}`)
+  }
+  lines.push(`noise (standard error of an overhead, from the control): ${report.noiseUsPerRequest} µs/req`)
+  for (const [name, r] of Object.entries(report.ratios)) {
+    lines.push(`${name.padEnd(36)} ${String(r.value).padStart(6)} ± ${r.error}  target <= ${r.target}  ${r.met ? 'met' : 'MISSED'}${r.resolved ? '' : ' (not resolved: within the noise)'}`)
+  }
+  lines.push('', `own time of each middleware inside the server, call to next (µs per request, ${report.ownTime.requests} requests each)`)
+  for (const [name, us] of Object.entries(own)) lines.push(`${name.padEnd(22)}${String(us).padStart(10)}${name.startsWith('empty') ? '' : `   +${report.ownTime.usOverTiming[name]} over the timing alone`}`)
+  for (const [name, r] of Object.entries(report.ownTime.ratios)) {
+    lines.push(`${name.padEnd(36)} ${String(r.value).padStart(6)}  target <= ${r.target}  ${r.met ? 'met' : 'MISSED'}`)
+  }
+  lines.push('')
+  for (const [v, r] of Object.entries(variants)) if (!v.startsWith('bare')) lines.push(`${v} headers: ${JSON.stringify(r.sample.headers)}`)
+  const table = lines.join('\n') + '\n'
+  const json = JSON.stringify(report, null, 2) + '\n'
+  if (outPath) {
+    fs.writeFileSync(outPath, json)
+    process.stdout.write(table)
+  } else {
+    process.stderr.write(table)
+    process.stdout.write(json)
+  }
+}
+
+const serverArg = process.argv.find((a) => a.startsWith('--server='))
+if (serverArg) {
+  // a server goes when its parent does
+  process.on('disconnect', () => process.exit(0))
+  server(serverArg.slice('--server='.length), process.argv.includes('--timed'))
+} else {
+  main(process.argv.slice(2)).catch((error) => {
+    console.error(error)
+    process.exit(1)
+  })
+}

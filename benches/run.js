@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+'use strict'
+// `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
+// the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
+//
+//   node benches/run.js [--only=criterion|js|limiter|memory|express] [--quick] [--no-build] [--write]
+//
+// A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
+// figures and leaves it alone unless --write is given. Raw results go to benches/results/.
+//
+// The JS benches load a private copy of the release addon (NAPI_RS_NATIVE_LIBRARY_PATH), taken
+// from cargo's release output right after the build: a debug build made meanwhile in the same
+// checkout (`node scripts/build.js`) overwrites the .node beside Cargo.toml, and a benchmark of
+// a debug build means nothing.
+const { spawnSync, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const root = path.join(__dirname, '..')
+const resultsDir = path.join(__dirname, 'results')
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const onlyArg = args.find((a) => a.startsWith('--only='))
+const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
+const wants = (part) => !only || only.includes(part) || (only.includes('js') && ['limiter', 'memory', 'express'].includes(part))
+const write = args.includes('--write') || (!only && !quick)
+
+function step(title) {
+  console.log(`\n=== ${title}`)
+}
+
+function run(command, commandArgs, options = {}) {
+  const result = spawnSync(command, commandArgs, { cwd: root, stdio: 'inherit', ...options })
+  if (result.status !== 0) {
+    throw new Error(`${command} ${commandArgs.join(' ')} failed (${result.status === null ? result.signal : `exit ${result.status}`})`)
+  }
+  return result
+}
+
+// ---- the addon -------------------------------------------------------------------------------
+
+/** Names of the sections of an ELF file (empty for anything else). */
+function elfSections(buf) {
+  if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2) return []
+  const shoff = Number(buf.readBigUInt64LE(0x28))
+  const size = buf.readUInt16LE(0x3a)
+  const count = buf.readUInt16LE(0x3c)
+  const strtab = Number(buf.readBigUInt64LE(shoff + buf.readUInt16LE(0x3e) * size + 0x18))
+  const names = []
+  for (let i = 0; i < count; i++) {
+    const start = strtab + buf.readUInt32LE(shoff + i * size)
+    names.push(buf.toString('latin1', start, buf.indexOf(0, start)))
+  }
+  return names
+}
+
+const isDebugBuild = (file) => elfSections(fs.readFileSync(file)).includes('.debug_info')
+
+/** The newest release cdylib cargo wrote for the napi build (target/<triple>/release). */
+function releaseArtifact() {
+  const target = path.join(root, 'target')
+  const candidates = []
+  for (const dir of fs.existsSync(target) ? fs.readdirSync(target) : []) {
+    const file = path.join(target, dir, 'release', 'libbulwark.so')
+    if (dir !== 'release' && fs.existsSync(file)) candidates.push(file)
+  }
+  const local = fs.readdirSync(root).filter((f) => /^bulwark\..*\.node$/.test(f)).map((f) => path.join(root, f))
+  const all = [...candidates, ...local].filter((f) => !isDebugBuild(f))
+  all.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)
+  return all[0]
+}
+
+function prepareAddon() {
+  if (!args.includes('--no-build')) {
+    step('release build: node scripts/build.js --release')
+    run(process.execPath, ['scripts/build.js', '--release'])
+  }
+  const source = releaseArtifact()
+  if (!source) throw new Error('no release build of the addon found: run `node scripts/build.js --release`')
+  fs.mkdirSync(resultsDir, { recursive: true })
+  const copy = path.join(resultsDir, 'bulwark.release.node')
+  fs.copyFileSync(source, copy)
+  return { file: path.relative(root, source), copy, builtAt: fs.statSync(source).mtime.toISOString() }
+}
+
+// ---- criterion -------------------------------------------------------------------------------
+
+const UNIT_NS = { ps: 1e-3, ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9 }
+
+/** Criterion's `name  time: [low mid high]` lines (the name may be on the line before). */
+function parseCriterion(text) {
+  const results = {}
+  let lastName = null
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\x1b\[[0-9;]*m/g, '').trimEnd()
+    const timed = line.match(/^(.*?)\s*time:\s+\[([^\]]+)\]/)
+    if (timed) {
+      const name = timed[1].trim() || lastName
+      const parts = timed[2].trim().split(/\s+/)
+      const values = []
+      for (let i = 0; i + 1 < parts.length; i += 2) values.push(Number(parts[i]) * UNIT_NS[parts[i + 1]])
+      if (name && values.length === 3) results[name] = { lowNs: values[0], ns: values[1], highNs: values[2] }
+      continue
+    }
+    if (line && !/^\s/.test(line) && !/^(Benchmarking|Found|Gnuplot|Warning|WARNING|Running|Compiling|Finished|change:|\s)/.test(line)) lastName = line.trim()
+  }
+  return results
+}
+
+function runCriterion() {
+  step('criterion: cargo bench --bench limiter')
+  // napi's `dyn-symbols` lets a bench binary link without Node (the symbols resolve at load);
+  // it is asked for here unless Cargo.toml already turns it on.
+  const manifest = fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8')
+  const napiLine = manifest.split('\n').find((line) => /^napi\s*=/.test(line)) || ''
+  const cargoArgs = ['bench', '--bench', 'limiter']
+  if (!napiLine.includes('dyn-symbols')) cargoArgs.push('--features', 'napi/dyn-symbols')
+  cargoArgs.push('--', '--noplot')
+  if (quick) cargoArgs.push('--warm-up-time', '1', '--measurement-time', '2')
+  const result = spawnSync('cargo', cargoArgs, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 })
+  process.stdout.write(result.stdout || '')
+  if (result.status !== 0) {
+    process.stderr.write(result.stderr || '')
+    throw new Error(`cargo bench failed (exit ${result.status})`)
+  }
+  const benches = parseCriterion(`${result.stdout}\n${result.stderr}`)
+  if (Object.keys(benches).length === 0) throw new Error('no criterion results parsed')
+  return { command: `cargo ${cargoArgs.join(' ')}`, benches }
+}
+
+// ---- JS benches ------------------------------------------------------------------------------
+
+function runJs(name, env) {
+  step(`node benches/js/${name}.js`)
+  const out = path.join(resultsDir, `${name}.json`)
+  const benchArgs = [path.join(__dirname, 'js', `${name}.js`), out]
+  if (quick) benchArgs.push('--quick')
+  run(process.execPath, benchArgs, { env })
+  return JSON.parse(fs.readFileSync(out, 'utf8'))
+}
+
+// ---- BENCHMARKS.md ---------------------------------------------------------------------------
+
+function environment(addon) {
+  const cpuinfo = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : ''
+  const model = (cpuinfo.match(/^model name\s*:\s*(.+)$/m) || [])[1] || (os.cpus()[0] || {}).model || 'unknown'
+  let rustc = 'unknown'
+  try {
+    rustc = execFileSync('rustc', ['--version'], { encoding: 'utf8' }).trim()
+  } catch {}
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    rustc,
+    cpu: model.trim(),
+    cores: os.cpus().length,
+    platform: `${process.platform}-${process.arch}`,
+    addon,
+  }
+}
+
+const mark = (met) => (met === undefined || met === null ? '—' : met ? '✅' : '❌')
+const fmt = (x, digits = 1) => (x === undefined || x === null || Number.isNaN(x) ? '—' : Number(x).toLocaleString('en-US', { maximumFractionDigits: digits }))
+const fmtNs = (ns) => (ns >= 1000 ? `${fmt(ns / 1000, 2)} µs` : `${fmt(ns, 1)} ns`)
+
+function targetRows(r) {
+  const rows = []
+  const lim = r.limiter
+  if (lim) {
+    const a = lim.scenarios.allowed
+    const tc = a['bulwark tryConsume']
+    const ck = a['bulwark check']
+    const fl = a['JS Map token bucket (floor)']
+    const rlf = lim.rlfBest.allowed
+    const rlfHow = rlf.name.replace(/^rlf consume, /, '')
+    rows.push(['`tryConsume` vs `rate-limiter-flexible` `RateLimiterMemory.consume`', 'at least 3x its throughput',
+      `${fmt(lim.ratios.tryConsumeVsRlf.value, 2)}x (${fmt(tc.opsPerSec, 0)} vs ${fmt(rlf.opsPerSec, 0)} ops/s; rlf ${rlfHow}, its better way)`, lim.ratios.tryConsumeVsRlf.met])
+    rows.push(['`check` (object result) vs the same', 'at least 1.5x',
+      `${fmt(lim.ratios.checkVsRlf.value, 2)}x (${fmt(ck.opsPerSec, 0)} vs ${fmt(rlf.opsPerSec, 0)} ops/s)`, lim.ratios.checkVsRlf.met])
+    rows.push(['`tryConsume` vs a 20-line pure-JS `Map` token bucket (the floor)', 'within 3x of its time per op; report the ratio',
+      `${fmt(lim.ratios.tryConsumeVsFloorTime.value, 2)}x (${fmt(tc.nsPerOp)} vs ${fmt(fl.nsPerOp)} ns/op)`, lim.ratios.tryConsumeVsFloorTime.met])
+  } else {
+    rows.push(['`tryConsume` / `check` vs rate-limiter-flexible and the JS floor', '3x / 1.5x / within 3x', 'not run', undefined])
+  }
+  const ex = r.express
+  if (ex) {
+    const v = ex.variants
+    // Over HTTP when the measurement resolves the target; otherwise by the middlewares' own time
+    // in the server, which does (see the Express section).
+    const judge = (http, own) => (http.resolved ? { met: http.met, by: 'server CPU' } : { met: own.met, by: 'own time; server CPU within the noise' })
+    const f = ex.ratios.bulwarkVsFloorOverhead
+    const e = ex.ratios.bulwarkVsExpressRateLimitOverhead
+    const fo = ex.ownTime.ratios.bulwarkVsFloor
+    const eo = ex.ownTime.ratios.bulwarkVsExpressRateLimit
+    const fj = judge(f, fo)
+    const ej = judge(e, eo)
+    const pm = (x) => (x.error === undefined || x.error === null ? '' : ` ± ${fmt(x.error, 2)}`)
+    rows.push(['Express hello world with `rateLimit` (draft-8 headers): server CPU per request over bare Express',
+      'at most 1.3x the floor middleware\'s overhead, at most 0.35x express-rate-limit\'s; report req/s',
+      `server CPU over bare: bulwark ${fmt(v.bulwark.overheadUsPerRequest, 2)} µs/req, floor ${fmt(v.floor.overheadUsPerRequest, 2)}, express-rate-limit ${fmt(v['express-rate-limit'].overheadUsPerRequest, 2)} (standard error ${fmt(ex.noiseUsPerRequest, 2)}): ` +
+        `${fmt(f.value, 2)}x${pm(f)} the floor's, ${fmt(e.value, 2)}x${pm(e)} express-rate-limit's. ` +
+        `Own time in the server: ${fmt(fo.value, 2)}x the floor's, ${fmt(eo.value, 2)}x express-rate-limit's. ` +
+        `Verdict: vs floor ${mark(fj.met)} (${fj.by}), vs express-rate-limit ${mark(ej.met)} (${ej.by}). ` +
+        `req/s: bare ${fmt(v.bare.reqPerSec, 0)}, floor ${fmt(v.floor.reqPerSec, 0)}, bulwark ${fmt(v.bulwark.reqPerSec, 0)}, express-rate-limit ${fmt(v['express-rate-limit'].reqPerSec, 0)}`,
+      fj.met && ej.met])
+  } else {
+    rows.push(['Express hello world with `rateLimit` (draft-8 headers)', 'at most 1.3x floor, 0.35x express-rate-limit', 'not run', undefined])
+  }
+  const mem = r.memory
+  if (mem) {
+    const b = mem.subjects.bulwark
+    rows.push(['memory for 1,000,000 distinct keys', 'bytes per key; at most 120',
+      `${fmt(b.bytesPerKey.rss)} B/key RSS (${fmt(b.rssBytes / 1048576)} MB for ${fmt(b.verified.keys, 0)} keys held; rate-limiter-flexible ${fmt(mem.subjects.rlf.bytesPerKey.rss)} B/key)`, mem.target.met])
+  } else {
+    rows.push(['memory for 1,000,000 distinct keys', 'bytes per key; at most 120', 'not run', undefined])
+  }
+  const cr = r.criterion && r.criterion.benches['limiter/bucket check']
+  rows.push(['criterion: core bucket check, one thread', 'at most 50 ns', cr ? `${fmt(cr.ns, 1)} ns [${fmt(cr.lowNs, 1)} – ${fmt(cr.highNs, 1)}]` : 'not run', cr ? cr.ns <= 50 : undefined])
+  return rows
+}
+
+function table(header, rows) {
+  const esc = (c) => String(c).replace(/\|/g, '\\|')
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n')
+}
+
+function markdown(r) {
+  const env = r.environment
+  const out = []
+  out.push('# Benchmarks', '')
+  out.push('Written by `npm run bench` (`node benches/run.js`); do not edit by hand. Raw results: `benches/results/*.json` after a run.', '')
+  out.push(table(['', ''], [
+    ['command', '`npm run bench`' + (r.flags.length ? ` (with \`${r.flags.join(' ')}\`)` : '')],
+    ['date', env.date],
+    ['Node', env.node],
+    ['rustc', env.rustc],
+    ['CPU', `${env.cpu}, ${env.cores} cores (${env.platform})`],
+    ['addon', `release build (LTO), \`${env.addon.file}\` built ${env.addon.builtAt}`],
+  ]))
+  out.push('', '## Targets', '')
+  out.push(table(['what', 'target', 'measured', 'met'], targetRows(r).map(([a, b, c, d]) => [a, b, c, mark(d)])))
+
+  const lim = r.limiter
+  if (lim) {
+    out.push('', '## RateLimiter beside rate-limiter-flexible and the JS floor', '')
+    out.push(`One process, ${fmt(lim.keys, 0)} distinct pre-built keys (\`user-<i>\`), taken in turn. ${lim.rounds} rounds after ${lim.warmupRounds} warmup rounds, every variant in every round in rotating order; the median round is reported. ` +
+      `${fmt(lim.opsPerRound.sync, 0)} operations per round for synchronous variants, ${fmt(lim.opsPerRound.async, 0)} for rate-limiter-flexible, whose \`consume\` returns a promise: it is measured awaited one at a time and in batches of 100 concurrent promises (\`Promise.all\`), and the better of the two is used for the ratios. ` +
+      'The floor is a `Map` of `{ tokens, last }` refilled by elapsed `performance.now()`, with the same return encoding as `tryConsume`.', '')
+    for (const [title, key] of [['All requests allowed (limits no request exhausts)', 'allowed'], ['Half the requests refused (every other request goes to keys whose bucket is empty for an hour)', 'halfRefused']]) {
+      out.push(`**${title}**`, '')
+      const rows = Object.entries(lim.scenarios[key]).map(([name, x]) => [name, fmt(x.nsPerOp), fmt(x.opsPerSec, 0), `${fmt(x.minNsPerOp)} – ${fmt(x.maxNsPerOp)}`])
+      out.push(table(['variant', 'ns/op (median)', 'ops/s', 'range over rounds (ns/op)'], rows), '')
+    }
+    out.push('**What the parts cost on their own** (to read the figures above)', '')
+    out.push(table(['operation', 'ns/op', 'ops/s'], Object.entries(lim.diagnostics).map(([name, x]) => [name, fmt(x.nsPerOp), fmt(x.opsPerSec, 0)])))
+  }
+
+  const mem = r.memory
+  if (mem) {
+    out.push('', `## Memory for ${fmt(mem.keys, 0)} distinct keys`, '')
+    out.push('Each in a fresh `node --expose-gc` process: as many key strings as will be inserted are made and dropped first (so the V8 heap has its working size), then garbage is collected and the baseline taken; the keys are inserted, garbage is collected again and the difference measured. RSS is everything the process holds; bulwark keeps its state off the V8 heap.', '')
+    const rows = Object.values(mem.subjects).map((s) => [s.label, fmt(s.verified.keys, 0), fmt(s.rssBytes / 1048576), fmt(s.bytesPerKey.rss), fmt(s.heapUsedBytes / 1048576), fmt(s.bytesPerKey.heapUsed), fmt(s.insertMs, 0)])
+    out.push(table(['subject', 'keys held', 'RSS MB', 'RSS B/key', 'V8 heap MB', 'heap B/key', 'insert ms'], rows))
+  }
+
+  const ex = r.express
+  if (ex) {
+    out.push('', '## Express hello world: server CPU per request', '')
+    out.push(`The server runs in a child process on 127.0.0.1, so the client's CPU is not counted. Each round starts a fresh server per variant and warms each with ${fmt(ex.warmupRequests, 0)} requests; then the servers take turns: ${ex.bursts} bursts of ${fmt(ex.burstRequests, 0)} requests each (${fmt(ex.requestsPerRun, 0)} per variant and round), sent by autocannon over ${ex.connections} connections, with the server's \`process.cpuUsage()\` (user + system, all its threads) taken around every burst. ` +
+      `${ex.rounds} rounds; medians reported. A variant's overhead is the median over rounds of its CPU per request minus bare Express's in the same round. req/s is the server's rate from the first to the last request of its bursts. ` +
+      '**floor**: a hand-written middleware that reads `req.ip`, bumps a `Map` counter and sets draft-8 `RateLimit-Policy` and `RateLimit`. **bulwark**: `rateLimit({ limiter: new RateLimiter({ capacity: 1e9, refillPerSecond: 1e9 }), headers: \'draft-8\' })`. **express-rate-limit**: `limit: 1e9, standardHeaders: \'draft-8\', legacyHeaders: false`. ' +
+      `**bare (control)** is a second bare server: round by round it differed from bare by ${ex.controlDiffsUsPerRequest.map((x) => fmt(x, 1)).join(', ')} µs/req, which makes the standard error of an overhead ± ${fmt(ex.noiseUsPerRequest, 2)} µs/req. A ratio counts as resolved when its target lies more than two standard errors away.`, '')
+    const signed = (x) => (x > 0 ? `+${fmt(x, 2)}` : fmt(x, 2))
+    const rows = Object.entries(ex.variants).map(([name, v]) => [name, fmt(v.cpuUsPerRequest, 2), name === 'bare' ? '—' : signed(v.overheadUsPerRequest),
+      name === 'bare' ? '—' : signed(v.userOverheadUsPerRequest), fmt(v.reqPerSec, 0), v.runs.map((x) => fmt(x.cpuUsPerRequest, 1)).join(', '),
+      name.startsWith('bare') ? '—' : '`' + Object.entries(v.sample.headers).map(([h, val]) => `${h}: ${val}`).join('`<br>`') + '`'])
+    out.push(table(['variant', 'CPU µs/req', 'over bare', 'over bare, user CPU only', 'req/s', 'rounds (µs/req)', 'headers sent'], rows), '')
+    const rr = (x) => `${fmt(x.value, 2)}x ± ${fmt(x.error, 2)} (target ≤ ${x.target}) ${x.resolved ? mark(x.met) : 'not resolved'}`
+    out.push(`Ratios of server CPU overhead: bulwark / floor ${rr(ex.ratios.bulwarkVsFloorOverhead)}; bulwark / express-rate-limit ${rr(ex.ratios.bulwarkVsExpressRateLimitOverhead)}.`, '')
+    const own = ex.ownTime
+    out.push(`**Each middleware's own time inside the server.** The same servers with the middleware wrapped to time it from its call to its \`next\` (an empty middleware, wrapped the same way, gives the cost of the timing, which is subtracted), under the same load: ${fmt(own.requests, 0)} requests each. What a middleware adds to a request on the JS thread, without the noise of the whole request; over HTTP each middleware also pays for its Express layer and for writing its headers, which is why its overhead there is larger.`, '')
+    out.push(table(['middleware', 'own time, µs per request', 'over the timing alone'], Object.entries(own.usPerCall).map(([n, us]) => [n, fmt(us, 2), n.startsWith('empty') ? '—' : fmt(own.usOverTiming[n], 2)])), '')
+    out.push(`bulwark / floor: ${fmt(own.ratios.bulwarkVsFloor.value, 2)}x (target ≤ 1.3) ${mark(own.ratios.bulwarkVsFloor.met)}; bulwark / express-rate-limit: ${fmt(own.ratios.bulwarkVsExpressRateLimit.value, 2)}x (target ≤ 0.35) ${mark(own.ratios.bulwarkVsExpressRateLimit.met)}.`)
+  }
+
+  const cr = r.criterion
+  if (cr) {
+    out.push('', '## Criterion: the limiter core, one thread', '')
+    out.push(`\`${cr.command}\`; the core alone, no N-API. \`decide\` reads the real system clock (\`Clock::system()\`); limits are large so every request is allowed.`, '')
+    const about = {
+      'limiter/bucket check': 'one key: hash, find the slot, read the clock, decide, take',
+      'limiter/clock now_nanos': 'the system clock read alone (`Clock::system().now_nanos()`)',
+      'limiter/bucket check, manual clock': 'one key as above, on a ManualClock instead of the system clock (includes the atomic add that moves it a nanosecond per call)',
+      'limiter/decide 10k keys': '10,000 distinct keys in turn',
+      'limiter/bucket wait_nanos+take': 'the bucket arithmetic alone',
+      'limiter/fair queue push+grant': 'one waiter in and out of an empty fair queue',
+      'limiter/fair queue push+grant, 1000 queued': 'the same with 1,000 waiters of 100 clients queued',
+    }
+    const rows = Object.entries(cr.benches).map(([name, b]) => [`\`${name}\``, fmtNs(b.ns), `${fmtNs(b.lowNs)} – ${fmtNs(b.highNs)}`, about[name] || ''])
+    out.push(table(['bench', 'time (median estimate)', 'confidence interval', 'what'], rows))
+  }
+  out.push('')
+  return out.join('\n')
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function main() {
+  const started = Date.now()
+  const results = { flags: args.filter((a) => a !== '--write') }
+  let env = process.env
+  if (wants('limiter') || wants('memory') || wants('express')) {
+    const addon = prepareAddon()
+    env = { ...process.env, NAPI_RS_NATIVE_LIBRARY_PATH: addon.copy }
+    results.environment = environment({ file: addon.file, builtAt: addon.builtAt })
+  } else {
+    results.environment = environment({ file: '(not loaded)', builtAt: '—' })
+  }
+  if (wants('criterion')) results.criterion = runCriterion()
+  if (wants('limiter')) results.limiter = runJs('limiter', env)
+  if (wants('memory')) results.memory = runJs('memory', env)
+  if (wants('express')) results.express = runJs('express', env)
+
+  fs.mkdirSync(resultsDir, { recursive: true })
+  fs.writeFileSync(path.join(resultsDir, 'summary.json'), JSON.stringify(results, null, 2) + '\n')
+  const md = markdown(results)
+  step(`targets (${Math.round((Date.now() - started) / 1000)} s)`)
+  console.log(table(['what', 'target', 'measured', 'met'], targetRows(results).map(([a, b, c, d]) => [a, b, c, mark(d)])))
+  if (write) {
+    fs.writeFileSync(path.join(root, 'BENCHMARKS.md'), md)
+    console.log('\nBENCHMARKS.md rewritten')
+  } else {
+    console.log('\npartial or quick run: BENCHMARKS.md left as it is (pass --write to rewrite it)')
+  }
+}
+
+try {
+  main()
+} catch (error) {
+  console.error(`\nbenches/run.js: ${error.message}`)
+  process.exit(1)
+}
