@@ -29,6 +29,7 @@
 // ceil(capacity / refillPerSecond) seconds. Quotas are whole: q and the limit headers carry
 // floor(capacity), as a bucket of 2.5 tokens admits two requests of cost 1.
 const { RateLimiter } = require('./index.js')
+const { kDecide, kDecision } = require('./lib/limiter')
 const { RateLimitError, invalidOption, invalidArgument, describe } = require('./lib/errors')
 const { clientKey } = require('./lib/client-key')
 
@@ -214,6 +215,9 @@ function rateLimit(options) {
   const writeHeaders = headerWriter(config.headers, config.policyName, config.capacity, config.refillPerSecond)
   // the limit to report when an `acquire` is refused, which comes without a decision
   const defaultLimit = config.capacity === undefined ? NaN : config.capacity
+  // the fast path of a bulwark RateLimiter; other limiters (anything with `check`) use `check`
+  const decide = limiter instanceof RateLimiter ? limiter[kDecide] : null
+  const figures = decide !== null ? limiter[kDecision] : null
 
   function refuse(req, res, next, decision) {
     const retryAfterMs = decision.retryAfterMs
@@ -278,6 +282,20 @@ function rateLimit(options) {
       return next(error)
     }
     if (wait) return waitFor(req, res, next, key, cost)
+    if (figures !== null) {
+      // a bulwark RateLimiter: one crossing, the figures left in a shared array, no object
+      let allowed
+      try {
+        allowed = decide.call(limiter, key, cost)
+      } catch (error) {
+        return next(error)
+      }
+      if (allowed) {
+        if (writeHeaders !== null) writeHeaders(res, figures[0], figures[1], figures[2])
+        return next()
+      }
+      return refuse(req, res, next, { allowed, limit: figures[0], remaining: figures[1], resetMs: figures[2], retryAfterMs: figures[3] })
+    }
     let decision
     try {
       // one crossing: the key and cost are validated on the native side

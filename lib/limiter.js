@@ -11,6 +11,14 @@ const { TestClock } = require('./test-clock')
 
 const ACQUIRE_OPTIONS = new Set(['signal', 'maxWaitMs'])
 
+/**
+ * For the package's own glue (the Express middleware): `limiter[kDecide](key, cost)` makes the
+ * decision of `check` and returns whether it was allowed, leaving limit, remaining, resetMs and
+ * retryAfterMs in `limiter[kDecision]` (a Float64Array), so a hot caller builds no object.
+ */
+const kDecide = Symbol('bulwark.decide')
+const kDecision = Symbol('bulwark.decision')
+
 const MESSAGES = {
   blocked: 'the key is blocked',
   wait_too_long: 'the wait would exceed maxWaitMs',
@@ -42,6 +50,8 @@ class RateLimiter extends binding.RateLimiter {
     this.tryConsume = fast.tryConsume
     this.#decide = fast.decide
     this.#decision = fast.decision
+    this[kDecide] = fast.decide
+    this[kDecision] = fast.decision
     const clock = options && options.clock
     if (clock instanceof TestClock) {
       this.#stopClockListener = clock.onMove(() => this.#pump())
@@ -175,4 +185,4 @@ class RateLimiter extends binding.RateLimiter {
   }
 }
 
-module.exports = { RateLimiter }
+module.exports = { RateLimiter, kDecide, kDecision }

@@ -10,8 +10,8 @@
 //! more than half of a rate-limit decision. Where the processor has an invariant time-stamp
 //! counter that the kernel itself uses as its clock source, [`SystemClock`] reads the counter
 //! instead (about 10 ns) and converts ticks to nanoseconds with a rate it keeps measuring against
-//! `Instant`: it re-anchors on the real clock every 2^20 ticks (well under a millisecond), so its
-//! error stays within a microsecond. Elsewhere it reads `Instant`.
+//! `Instant`: it re-anchors on the real clock every 2^23 ticks (a few milliseconds), and its rate
+//! is measured over its whole life, so its error stays within microseconds. Elsewhere it reads `Instant`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -45,8 +45,10 @@ impl Clock {
     }
 }
 
-/// Ticks between two re-anchorings on the real clock (about 0.3 ms at 3 GHz).
-const REANCHOR_TICKS: u64 = 1 << 20;
+/// Ticks between two re-anchorings on the real clock (about 3 ms at 3 GHz). The rate is
+/// measured from the clock's first reading, so it only gets more exact as the clock ages; what
+/// a re-anchoring bounds is the error of the first milliseconds' estimate.
+const REANCHOR_TICKS: u64 = 1 << 23;
 
 /// Real time since creation, from the time-stamp counter where that is safe, else `Instant`.
 #[derive(Debug)]
