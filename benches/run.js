@@ -14,6 +14,7 @@
 // a debug build means nothing.
 const { spawnSync, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
+const { isDebugBuild } = require('./js/common')
 const os = require('node:os')
 const path = require('node:path')
 
@@ -40,22 +41,7 @@ function run(command, commandArgs, options = {}) {
 
 // ---- the addon -------------------------------------------------------------------------------
 
-/** Names of the sections of an ELF file (empty for anything else). */
-function elfSections(buf) {
-  if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2) return []
-  const shoff = Number(buf.readBigUInt64LE(0x28))
-  const size = buf.readUInt16LE(0x3a)
-  const count = buf.readUInt16LE(0x3c)
-  const strtab = Number(buf.readBigUInt64LE(shoff + buf.readUInt16LE(0x3e) * size + 0x18))
-  const names = []
-  for (let i = 0; i < count; i++) {
-    const start = strtab + buf.readUInt32LE(shoff + i * size)
-    names.push(buf.toString('latin1', start, buf.indexOf(0, start)))
-  }
-  return names
-}
 
-const isDebugBuild = (file) => elfSections(fs.readFileSync(file)).includes('.debug_info')
 
 /** The newest release cdylib cargo wrote for the napi build (target/<triple>/release). */
 function releaseArtifact() {

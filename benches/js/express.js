@@ -23,6 +23,7 @@
 // request on the JS thread, with far less noise.
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
+const { writeReport } = require('./common')
 const http = require('node:http')
 
 const VARIANTS = ['bare', 'floor', 'bulwark', 'express-rate-limit', 'bare (control)']
@@ -338,15 +339,7 @@ async function main(args) {
   }
   lines.push('')
   for (const [v, r] of Object.entries(variants)) if (!v.startsWith('bare')) lines.push(`${v} headers: ${JSON.stringify(r.sample.headers)}`)
-  const table = lines.join('\n') + '\n'
-  const json = JSON.stringify(report, null, 2) + '\n'
-  if (outPath) {
-    fs.writeFileSync(outPath, json)
-    process.stdout.write(table)
-  } else {
-    process.stderr.write(table)
-    process.stdout.write(json)
-  }
+  writeReport(outPath, report, lines)
 }
 
 const serverArg = process.argv.find((a) => a.startsWith('--server='))

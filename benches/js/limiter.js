@@ -10,6 +10,7 @@
 // and the table to stderr. Every variant runs in every round, in rotating order, so drift on a
 // noisy machine spreads over all of them; figures are medians of the rounds after warmup.
 const fs = require('node:fs')
+const { isDebugBuild, writeReport } = require('./common')
 const path = require('node:path')
 const { RateLimiterMemory } = require('rate-limiter-flexible')
 const { RateLimiter } = require('../..')
@@ -228,20 +229,6 @@ function ratio(value, target, kind) {
   return { value: Math.round(value * 100) / 100, target, kind, met }
 }
 
-/** Names of the sections of an ELF file (empty for anything else). */
-function elfSections(buf) {
-  if (buf.readUInt32BE(0) !== 0x7f454c46 || buf[4] !== 2) return []
-  const shoff = Number(buf.readBigUInt64LE(0x28))
-  const size = buf.readUInt16LE(0x3a)
-  const count = buf.readUInt16LE(0x3c)
-  const strtab = Number(buf.readBigUInt64LE(shoff + buf.readUInt16LE(0x3e) * size + 0x18))
-  const names = []
-  for (let i = 0; i < count; i++) {
-    const start = strtab + buf.readUInt32LE(shoff + i * size)
-    names.push(buf.toString('latin1', start, buf.indexOf(0, start)))
-  }
-  return names
-}
 
 /** Which addon file is loaded and whether it is a debug build (it has DWARF sections). */
 function loadedAddon() {
@@ -249,7 +236,7 @@ function loadedAddon() {
   const file = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
     || fs.readdirSync(root).filter((f) => f.endsWith('.node')).map((f) => path.join(root, f))[0]
   if (!file) return { file: null, build: 'unknown' }
-  const debug = elfSections(fs.readFileSync(file)).includes('.debug_info')
+  const debug = isDebugBuild(file)
   return { file: path.relative(root, file), build: debug ? 'debug' : 'release' }
 }
 
@@ -307,15 +294,7 @@ async function main() {
   for (const [name, r] of Object.entries(report.ratios)) {
     lines.push(`${name.padEnd(24)} ${String(r.value).padStart(6)}  target ${r.kind === 'min' ? '>=' : '<='} ${r.target}  ${r.met ? 'met' : 'MISSED'}`)
   }
-  const table = lines.join('\n') + '\n'
-  const json = JSON.stringify(report, null, 2) + '\n'
-  if (outPath) {
-    fs.writeFileSync(outPath, json)
-    process.stdout.write(table)
-  } else {
-    process.stderr.write(table)
-    process.stdout.write(json)
-  }
+  writeReport(outPath, report, lines)
 }
 
 main().catch((error) => {

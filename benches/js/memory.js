@@ -13,6 +13,7 @@
 // the V8 heap.
 const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
+const { writeReport } = require('./common')
 
 const args = process.argv.slice(2)
 const option = (name) => {
@@ -142,15 +143,7 @@ function main() {
     lines.push(`${r.label.padEnd(42)}${String(r.verified.keys).padStart(11)}${mb(r.rssBytes).padStart(9)}${String(r.bytesPerKey.rss).padStart(8)}${mb(r.heapUsedBytes).padStart(9)}${String(r.bytesPerKey.heapUsed).padStart(8)}${String(r.insertMs).padStart(11)}`)
   }
   lines.push(`bulwark bytes per key (RSS) ${b.bytesPerKey.rss}  target <= ${TARGET_BYTES_PER_KEY}  ${report.target.met ? 'met' : 'MISSED'}${complete ? '' : '  (not every key was held!)'}`)
-  const table = lines.join('\n') + '\n'
-  const json = JSON.stringify(report, null, 2) + '\n'
-  if (outPath) {
-    fs.writeFileSync(outPath, json)
-    process.stdout.write(table)
-  } else {
-    process.stderr.write(table)
-    process.stdout.write(json)
-  }
+  writeReport(outPath, report, lines)
 }
 
 const childName = option('child')
