@@ -456,6 +456,19 @@ describe('the default key', () => {
     assert.equal((await from('198.51.100.8')).status, 200)
   })
 
+  test('without trust proxy, X-Forwarded-For is ignored and the key is what req.ip says', async () => {
+    const keys = []
+    const seen = []
+    const limiter = new RateLimiter({ capacity: 1, refillPerSecond: 0.001 })
+    const record = (req, res, next) => { seen.push(req.ip); next() }
+    const spy = { check: (key, cost) => (keys.push(key), limiter.check(key, cost)) }
+    const base = await serve(rateLimit({ limiter: spy }), { before: record })
+    assert.equal((await get(base, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
+    assert.equal((await get(base, '/', { 'x-forwarded-for': '198.51.100.2' })).status, 429, 'a forged header does not buy a new bucket')
+    assert.deepEqual(keys, seen.map(clientKey))
+    assert.equal(keys[0], '127.0.0.1')
+  })
+
   test('falls back to the socket address, then to "unknown"', () => {
     const keys = []
     const limiter = { check: (key) => (keys.push(key), { allowed: true, limit: 1, remaining: 0, resetMs: 0, retryAfterMs: 0 }) }

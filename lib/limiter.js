@@ -60,7 +60,8 @@ class RateLimiter extends binding.RateLimiter {
 
   /** The same decision as `tryConsume`, as `{ allowed, limit, remaining, resetMs, retryAfterMs }`. */
   check(key, cost) {
-    const allowed = this.#decide(key, cost)
+    // without a cost the native side reads one argument only
+    const allowed = cost === undefined ? this.#decide(key) : this.#decide(key, cost)
     const figures = this.#decision
     return { allowed, limit: figures[0], remaining: figures[1], resetMs: figures[2], retryAfterMs: figures[3] }
   }
