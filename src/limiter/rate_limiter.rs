@@ -4,7 +4,8 @@
 //! Every decision takes the key's bucket, and the shared bucket when there is one: a request is
 //! allowed only when both hold its cost, and then both pay. Requests that wait (`acquire`) queue
 //! in [`FairQueue`] and are granted by [`RateLimiter::pump`] in weighted fair order across
-//! clients; while anyone waits, immediate requests do not jump the queue.
+//! clients; immediate requests do not jump the queue (while a waiter waits for the shared
+//! budget, that budget is held for the waiters).
 
 use std::collections::HashMap;
 
@@ -213,6 +214,10 @@ pub struct RateLimiter<S: BucketStore = MemoryStore> {
     timed_out: u64,
     wait_micros: Histogram,
     closed: bool,
+    /// Whether a waiter whose own bucket is ready waits for the shared budget: then immediate
+    /// requests leave the shared budget to it. Waiters that only wait for their own bucket
+    /// claim nothing. Set when such a waiter is queued, recomputed by every `pump`.
+    shared_budget_claimed: bool,
 }
 
 fn cost_above_capacity(cost: f64, capacity: f64, what: &str) -> InvalidInput {
@@ -265,6 +270,7 @@ impl<S: BucketStore> RateLimiter<S> {
             timed_out: 0,
             wait_micros: Histogram::new(),
             closed: false,
+            shared_budget_claimed: false,
         }
     }
 
@@ -313,6 +319,7 @@ impl<S: BucketStore> RateLimiter<S> {
         self.check_cost(&limits, cost)?;
         let someone_waits = !self.queue.is_empty();
         let key_has_waiters = someone_waits && self.queue.client_len(key) > 0;
+        let shared_claimed = someone_waits && self.shared_budget_claimed;
         let global_limits = self.config.global;
         let block_nanos = self.config.block_nanos;
         let state = self.store.state(key, now);
@@ -341,7 +348,7 @@ impl<S: BucketStore> RateLimiter<S> {
         let global_wait = match &global_limits {
             Some(global) => {
                 let wait = self.global.wait_nanos(global, cost, now);
-                if someone_waits {
+                if shared_claimed {
                     wait.max(global.cost_nanos(cost))
                 } else {
                     wait
@@ -525,6 +532,9 @@ impl<S: BucketStore> RateLimiter<S> {
         {
             return reject(self, AcquireRejection::QueueFull, least_wait);
         }
+        if decision.refusal == Some(Refusal::SharedBudget) {
+            self.shared_budget_claimed = true;
+        }
         let id = self
             .queue
             .push(key, cost, limits.weight, now.saturating_add(max_wait), now);
@@ -541,6 +551,7 @@ impl<S: BucketStore> RateLimiter<S> {
             self.rejected += 1;
             pumped.expired.push(waiter.id);
         }
+        self.shared_budget_claimed = false;
         loop {
             let mut served = None;
             for head in self.queue.heads() {
@@ -555,6 +566,7 @@ impl<S: BucketStore> RateLimiter<S> {
                 if let Some(global) = &self.config.global {
                     if self.global.wait_nanos(global, head.cost, now) > 0 {
                         // the fairest eligible waiter is next: the budget is held for it
+                        self.shared_budget_claimed = true;
                         break;
                     }
                 }
@@ -854,6 +866,21 @@ mod tests {
         clock.advance(SECOND);
         assert!(!l.decide("rude", 1.0).unwrap().allowed);
         assert_eq!(l.pump().granted.len(), 1);
+    }
+
+    #[test]
+    fn a_waiter_on_its_own_bucket_does_not_hold_the_shared_budget() {
+        let mut config = LimiterConfig::new(Limits::new(100.0, 100.0, 1.0));
+        config.global = Some(Limits::new(100.0, 100.0, 1.0));
+        let (mut l, clock) = limiter(config);
+        l.set_client_limits("slow", Limits::new(1.0, 1.0, 1.0));
+        assert!(l.decide("slow", 1.0).unwrap().allowed);
+        let id = queued(l.enqueue("slow", 1.0, None).unwrap());
+        l.pump();
+        // plenty of shared budget: others go on while "slow" waits for its own refill
+        assert!(l.decide("other", 1.0).unwrap().allowed);
+        clock.advance(SECOND);
+        assert_eq!(l.pump().granted[0].0, id);
     }
 
     #[test]
