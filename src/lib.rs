@@ -1,3 +1,4 @@
 //! bulwark: the building blocks every production Node service ends up needing, as one addon.
 pub mod common;
 pub mod limiter;
+pub mod tracer;

@@ -1,0 +1,15 @@
+//! The tracer block: W3C trace context, spans, sampling, span metrics and OTLP export, behind
+//! the `DistributedTracer` JS class.
+//!
+//! This is its first part, trace context and ids, in plain Rust with no napi: `ids` (trace and
+//! span ids, and the generator that makes them) and `context` (the `traceparent` and
+//! `tracestate` headers, parsed and written exactly as W3C Trace Context Level 1 says).
+
+pub mod context;
+pub mod ids;
+
+pub use context::{
+    format_traceparent, parse_traceparent, parse_tracestate, SpanContext, TraceFlags, TraceState,
+    TraceStateError,
+};
+pub use ids::{IdGenerator, SpanId, TraceId};
