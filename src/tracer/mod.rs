@@ -3,13 +3,19 @@
 //!
 //! This is its first part, trace context and ids, in plain Rust with no napi: `ids` (trace and
 //! span ids, and the generator that makes them) and `context` (the `traceparent` and
-//! `tracestate` headers, parsed and written exactly as W3C Trace Context Level 1 says).
+//! `tracestate` headers, parsed and written exactly as W3C Trace Context Level 1 says), then
+//! `sampler` (parent-based, trace-id ratio sampling that agrees with OpenTelemetry JS) and
+//! `metrics` (per-name span counts and latencies, and the tracer's counters).
 
 pub mod context;
 pub mod ids;
+pub mod metrics;
+pub mod sampler;
 
 pub use context::{
     format_traceparent, parse_traceparent, parse_tracestate, SpanContext, TraceFlags, TraceState,
     TraceStateError,
 };
 pub use ids::{IdGenerator, SpanId, TraceId};
+pub use metrics::{SpanMetrics, SpanNameStats, TracerCounters, OVERFLOW_NAME};
+pub use sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
