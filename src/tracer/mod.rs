@@ -5,12 +5,16 @@
 //! span ids, and the generator that makes them) and `context` (the `traceparent` and
 //! `tracestate` headers, parsed and written exactly as W3C Trace Context Level 1 says), then
 //! `sampler` (parent-based, trace-id ratio sampling that agrees with OpenTelemetry JS) and
-//! `metrics` (per-name span counts and latencies, and the tracer's counters).
+//! `metrics` (per-name span counts and latencies, and the tracer's counters), `span` (the span
+//! data model with OpenTelemetry's limits and status rules) and `otlp` (a batch of spans as an
+//! OTLP `ExportTraceServiceRequest`, in protobuf or OTLP/JSON).
 
 pub mod context;
 pub mod ids;
 pub mod metrics;
+pub mod otlp;
 pub mod sampler;
+pub mod span;
 
 pub use context::{
     format_traceparent, parse_traceparent, parse_tracestate, SpanContext, TraceFlags, TraceState,
@@ -18,4 +22,6 @@ pub use context::{
 };
 pub use ids::{IdGenerator, SpanId, TraceId};
 pub use metrics::{SpanMetrics, SpanNameStats, TracerCounters, OVERFLOW_NAME};
+pub use otlp::{encode_json, encode_protobuf, export_request, OtlpResource};
 pub use sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
+pub use span::{AttributeValue, Attributes, Event, SpanData, SpanKind, SpanLimits, Status};

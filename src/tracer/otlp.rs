@@ -1,0 +1,489 @@
+//! A batch of finished spans as an OTLP `ExportTraceServiceRequest`, encoded as protobuf (the
+//! OTLP/HTTP default, `application/x-protobuf`) or as OTLP/JSON (`application/json`).
+//!
+//! The message types are the registry's, from `opentelemetry-proto` (prost code generated from
+//! the official `.proto` files), so the wire format is never hand-written. Only the message
+//! features are enabled: `gen-tonic-messages` + `trace` give the prost types without tonic or a
+//! gRPC client (`trace` does pull in the `opentelemetry` and `opentelemetry_sdk` crates for the
+//! crate's own conversions, which we do not use), and `with-serde` gives the JSON mapping.
+//!
+//! OTLP/JSON is not protobuf's standard JSON mapping. The OTLP specification (section "JSON
+//! Protobuf Encoding", <https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding>) says:
+//!
+//! > The `traceId` and `spanId` byte arrays are represented as case-insensitive hex-encoded
+//! > strings; they are not base64-encoded as is defined in the standard Protobuf JSON Mapping.
+//! > [...] Values of enum fields MUST be encoded as integer values. [...] The keys of JSON objects
+//! > are field names converted to lowerCamelCase. [...] 64-bit integer numbers in JSON-encoded
+//! > payloads are encoded as decimal strings.
+//!
+//! `opentelemetry-proto`'s `with-serde` serializers implement exactly that (hex ids through
+//! `const-hex`, which writes lowercase; `kind` and `code` are `i32` fields; camelCase names;
+//! `u64` times and `intValue` as strings), and the tests below check each rule on the output
+//! rather than trusting the feature's name.
+//!
+//! One known gap of that mapping: a non-finite `doubleValue` (NaN, ±Infinity) is written by
+//! `serde_json` as `null` rather than proto3 JSON's `"NaN"` / `"Infinity"` strings.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status as ProtoStatus,
+};
+use prost::Message;
+
+use super::span::{AttributeValue, SpanData, SpanKind, Status};
+
+/// The instrumentation scope every span is reported under.
+pub const SCOPE_NAME: &str = "bulwark";
+
+/// The process that produced the spans: `service.name` and any other resource attributes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtlpResource {
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// More resource attributes (`service.version`, `deployment.environment`, ...), in order.
+    /// A `service.name` here is ignored: [`Self::service_name`] wins, as it is the dedicated
+    /// option.
+    pub attributes: Vec<(String, AttributeValue)>,
+}
+
+fn any_value(value: &AttributeValue) -> AnyValue {
+    use any_value::Value;
+    fn array<T>(items: &[T], f: impl Fn(&T) -> Value) -> Value {
+        Value::ArrayValue(ArrayValue {
+            values: items
+                .iter()
+                .map(|item| AnyValue {
+                    value: Some(f(item)),
+                })
+                .collect(),
+        })
+    }
+    let value = match value {
+        AttributeValue::String(s) => Value::StringValue(s.clone()),
+        AttributeValue::Bool(b) => Value::BoolValue(*b),
+        AttributeValue::I64(i) => Value::IntValue(*i),
+        AttributeValue::F64(f) => Value::DoubleValue(*f),
+        AttributeValue::StringArray(v) => array(v, |s| Value::StringValue(s.clone())),
+        AttributeValue::BoolArray(v) => array(v, |b| Value::BoolValue(*b)),
+        AttributeValue::I64Array(v) => array(v, |i| Value::IntValue(*i)),
+        AttributeValue::F64Array(v) => array(v, |f| Value::DoubleValue(*f)),
+    };
+    AnyValue { value: Some(value) }
+}
+
+fn key_values(attributes: &[(String, AttributeValue)]) -> Vec<KeyValue> {
+    attributes
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.clone(),
+            value: Some(any_value(value)),
+            // Profiles-only string-table reference; 0 is left off the wire and out of the JSON.
+            ..KeyValue::default()
+        })
+        .collect()
+}
+
+fn kind(kind: SpanKind) -> span::SpanKind {
+    match kind {
+        SpanKind::Internal => span::SpanKind::Internal,
+        SpanKind::Server => span::SpanKind::Server,
+        SpanKind::Client => span::SpanKind::Client,
+        SpanKind::Producer => span::SpanKind::Producer,
+        SpanKind::Consumer => span::SpanKind::Consumer,
+    }
+}
+
+fn status(status: &Status) -> ProtoStatus {
+    let (code, message) = match status {
+        Status::Unset => (StatusCode::Unset, String::new()),
+        Status::Ok => (StatusCode::Ok, String::new()),
+        Status::Error(message) => (StatusCode::Error, message.clone()),
+    };
+    ProtoStatus {
+        message,
+        code: code as i32,
+    }
+}
+
+fn proto_span(data: &SpanData) -> Span {
+    Span {
+        trace_id: data.trace_id.to_bytes().to_vec(),
+        span_id: data.span_id.to_bytes().to_vec(),
+        // An empty tracestate is an empty string, which proto3 leaves off the wire.
+        trace_state: data
+            .trace_state
+            .header_value(usize::MAX)
+            .unwrap_or_default(),
+        // A root span's parent is empty bytes: "If this is a root span, then this field must be
+        // empty."
+        parent_span_id: data
+            .parent_span_id
+            .map(|id| id.to_bytes().to_vec())
+            .unwrap_or_default(),
+        // Bits 0-7 are the W3C trace flags; bits 8-9 (parent remoteness) are left unset, which
+        // the proto defines as "unknown".
+        flags: u32::from(data.flags.bits()),
+        name: data.name.clone(),
+        kind: kind(data.kind) as i32,
+        start_time_unix_nano: data.start_unix_nanos,
+        end_time_unix_nano: data.end_unix_nanos,
+        attributes: key_values(&data.attributes),
+        dropped_attributes_count: data.dropped_attributes,
+        events: data
+            .events
+            .iter()
+            .map(|event| span::Event {
+                time_unix_nano: event.time_unix_nanos,
+                name: event.name.clone(),
+                attributes: key_values(&event.attributes),
+                dropped_attributes_count: event.dropped,
+            })
+            .collect(),
+        dropped_events_count: data.dropped_events,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: Some(status(&data.status)),
+    }
+}
+
+/// The request carrying `spans`: one resource, one scope (`bulwark` at this crate's version).
+pub fn export_request(resource: &OtlpResource, spans: &[SpanData]) -> ExportTraceServiceRequest {
+    let mut attributes = vec![KeyValue {
+        key: "service.name".to_owned(),
+        value: Some(any_value(&AttributeValue::String(
+            resource.service_name.clone(),
+        ))),
+        ..KeyValue::default()
+    }];
+    attributes.extend(key_values(
+        &resource
+            .attributes
+            .iter()
+            .filter(|(key, _)| key != "service.name")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes,
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: SCOPE_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..InstrumentationScope::default()
+                }),
+                spans: spans.iter().map(proto_span).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// The request as protobuf bytes, the body of an OTLP/HTTP `application/x-protobuf` POST.
+pub fn encode_protobuf(resource: &OtlpResource, spans: &[SpanData]) -> Vec<u8> {
+    export_request(resource, spans).encode_to_vec()
+}
+
+/// The request as OTLP/JSON, the body of an OTLP/HTTP `application/json` POST.
+///
+/// # Errors
+///
+/// Only if `serde_json` fails, which these types (string keys, no custom failures) do not cause;
+/// it stays a `Result` so that an exporter reports rather than panics should that change.
+pub fn encode_json(resource: &OtlpResource, spans: &[SpanData]) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&export_request(resource, spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracer::context::{TraceFlags, TraceState};
+    use crate::tracer::ids::{SpanId, TraceId};
+    use crate::tracer::span::SpanLimits;
+    use serde_json::Value as Json;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN: &str = "00f067aa0ba902b7";
+    const PARENT: &str = "a3ce929d0e0e4736";
+
+    fn resource() -> OtlpResource {
+        OtlpResource {
+            service_name: "checkout".into(),
+            attributes: vec![
+                ("service.version".into(), "1.2.3".into()),
+                ("service.name".into(), "ignored".into()),
+            ],
+        }
+    }
+
+    /// A span with every field set.
+    fn full_span() -> SpanData {
+        let mut s = SpanData::new(
+            TraceId::from_hex(TRACE).unwrap(),
+            SpanId::from_hex(SPAN).unwrap(),
+            Some(SpanId::from_hex(PARENT).unwrap()),
+            "GET /users/:id",
+            1_700_000_000_000_000_000,
+            SpanLimits {
+                max_attributes: 8,
+                max_events: 2,
+                ..SpanLimits::default()
+            },
+        );
+        s.kind = SpanKind::Server;
+        s.flags = TraceFlags::SAMPLED.with_random(true);
+        s.trace_state = TraceState::parse(&["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"]).unwrap();
+        s.set_attribute("http.method", "GET");
+        s.set_attribute("http.status_code", 200i64);
+        s.set_attribute("cache.hit", false);
+        s.set_attribute("ratio", 0.25);
+        s.set_attribute(
+            "tags",
+            AttributeValue::StringArray(vec!["a".into(), "b".into()]),
+        );
+        s.set_attribute("ids", AttributeValue::I64Array(vec![1, -2]));
+        s.set_attribute("flags", AttributeValue::BoolArray(vec![true]));
+        s.set_attribute("weights", AttributeValue::F64Array(vec![1.5]));
+        s.set_attribute("over.limit", 1i64);
+        s.add_event(
+            "cache.miss",
+            1_700_000_000_000_000_500,
+            vec![("key", AttributeValue::from("u:1"))],
+        );
+        s.record_exception(1_700_000_000_000_000_900, "TypeError", "boom", Some("at f"));
+        s.add_event(
+            "dropped",
+            1_700_000_000_000_000_950,
+            Vec::<(&str, _)>::new(),
+        );
+        s.set_status(Status::Error("boom".into()));
+        s.end(1_700_000_000_000_001_000);
+        s
+    }
+
+    fn root_span() -> SpanData {
+        let mut s = SpanData::new(
+            TraceId::from_hex(TRACE).unwrap(),
+            SpanId::from_hex(PARENT).unwrap(),
+            None,
+            "root",
+            10,
+            SpanLimits::default(),
+        );
+        s.set_status(Status::Ok);
+        s.end(20);
+        s
+    }
+
+    fn str_value(v: &Option<AnyValue>) -> &str {
+        match v.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn protobuf_round_trips_every_field() {
+        let bytes = encode_protobuf(&resource(), &[full_span(), root_span()]);
+        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(req.resource_spans.len(), 1);
+        let rs = &req.resource_spans[0];
+
+        let res = rs.resource.as_ref().unwrap();
+        let res_attrs: Vec<_> = res
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), str_value(&kv.value)))
+            .collect();
+        assert_eq!(
+            res_attrs,
+            vec![("service.name", "checkout"), ("service.version", "1.2.3")]
+        );
+
+        let ss = &rs.scope_spans[0];
+        let scope = ss.scope.as_ref().unwrap();
+        assert_eq!(scope.name, "bulwark");
+        assert_eq!(scope.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(ss.spans.len(), 2);
+
+        let sp = &ss.spans[0];
+        assert_eq!(sp.trace_id, TraceId::from_hex(TRACE).unwrap().to_bytes());
+        assert_eq!(sp.span_id, SpanId::from_hex(SPAN).unwrap().to_bytes());
+        assert_eq!(
+            sp.parent_span_id,
+            SpanId::from_hex(PARENT).unwrap().to_bytes()
+        );
+        assert_eq!(sp.trace_state, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+        assert_eq!(sp.flags, 0x03);
+        assert_eq!(sp.name, "GET /users/:id");
+        // SPAN_KIND_SERVER = 2 in trace.proto.
+        assert_eq!(sp.kind, 2);
+        assert_eq!(sp.start_time_unix_nano, 1_700_000_000_000_000_000);
+        assert_eq!(sp.end_time_unix_nano, 1_700_000_000_000_001_000);
+
+        use any_value::Value as V;
+        let attr = |k: &str| {
+            sp.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.clone())
+                .and_then(|v| v.value)
+                .unwrap()
+        };
+        assert_eq!(attr("http.method"), V::StringValue("GET".into()));
+        assert_eq!(attr("http.status_code"), V::IntValue(200));
+        assert_eq!(attr("cache.hit"), V::BoolValue(false));
+        assert_eq!(attr("ratio"), V::DoubleValue(0.25));
+        let V::ArrayValue(ids) = attr("ids") else {
+            panic!("ids is not an array")
+        };
+        assert_eq!(
+            ids.values,
+            vec![
+                AnyValue {
+                    value: Some(V::IntValue(1))
+                },
+                AnyValue {
+                    value: Some(V::IntValue(-2))
+                }
+            ]
+        );
+        assert_eq!(sp.attributes.len(), 8);
+        assert_eq!(sp.dropped_attributes_count, 1);
+
+        assert_eq!(sp.events.len(), 2);
+        assert_eq!(sp.dropped_events_count, 1);
+        assert_eq!(sp.events[0].name, "cache.miss");
+        assert_eq!(sp.events[0].time_unix_nano, 1_700_000_000_000_000_500);
+        let exc = &sp.events[1];
+        assert_eq!(exc.name, "exception");
+        let exc_attrs: Vec<_> = exc
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), str_value(&kv.value)))
+            .collect();
+        assert_eq!(
+            exc_attrs,
+            vec![
+                ("exception.type", "TypeError"),
+                ("exception.message", "boom"),
+                ("exception.stacktrace", "at f"),
+            ]
+        );
+
+        let st = sp.status.as_ref().unwrap();
+        // STATUS_CODE_ERROR = 2.
+        assert_eq!((st.code, st.message.as_str()), (2, "boom"));
+
+        let root = &ss.spans[1];
+        assert!(root.parent_span_id.is_empty());
+        assert_eq!(root.kind, 1, "SPAN_KIND_INTERNAL");
+        assert_eq!(root.status.as_ref().unwrap().code, 1, "STATUS_CODE_OK");
+        assert!(root.trace_state.is_empty());
+        assert_eq!(root.flags, 0);
+    }
+
+    #[test]
+    fn every_kind_maps_to_its_proto_number() {
+        for (k, n) in [
+            (SpanKind::Internal, 1),
+            (SpanKind::Server, 2),
+            (SpanKind::Client, 3),
+            (SpanKind::Producer, 4),
+            (SpanKind::Consumer, 5),
+        ] {
+            assert_eq!(kind(k) as i32, n);
+        }
+        assert_eq!(status(&Status::Unset).code, 0);
+    }
+
+    #[test]
+    fn an_empty_batch_still_names_the_resource() {
+        let req = export_request(&resource(), &[]);
+        assert!(req.resource_spans[0].scope_spans[0].spans.is_empty());
+        let decoded =
+            ExportTraceServiceRequest::decode(encode_protobuf(&resource(), &[]).as_slice())
+                .unwrap();
+        assert_eq!(decoded, req);
+    }
+
+    fn is_lower_hex(s: &str, len: usize) -> bool {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
+    #[test]
+    fn json_follows_the_otlp_mapping() {
+        let bytes = encode_json(&resource(), &[full_span(), root_span()]).unwrap();
+        let json: Json = serde_json::from_slice(&bytes).unwrap();
+        let rs = &json["resourceSpans"][0];
+        assert_eq!(
+            rs["resource"]["attributes"][0],
+            serde_json::json!({"key": "service.name", "value": {"stringValue": "checkout"}})
+        );
+        let ss = &rs["scopeSpans"][0];
+        assert_eq!(ss["scope"]["name"], "bulwark");
+        let sp = &ss["spans"][0];
+
+        // Ids: lowercase hex, 32 and 16 characters, not base64.
+        assert_eq!(sp["traceId"], TRACE);
+        assert_eq!(sp["spanId"], SPAN);
+        assert_eq!(sp["parentSpanId"], PARENT);
+        assert!(is_lower_hex(sp["traceId"].as_str().unwrap(), 32));
+        assert!(is_lower_hex(sp["spanId"].as_str().unwrap(), 16));
+
+        // Enums are integers.
+        assert_eq!(sp["kind"], 2);
+        assert_eq!(sp["status"]["code"], 2);
+        assert_eq!(sp["status"]["message"], "boom");
+
+        // 64-bit integers are decimal strings.
+        assert_eq!(sp["startTimeUnixNano"], "1700000000000000000");
+        assert_eq!(sp["endTimeUnixNano"], "1700000000000001000");
+        assert_eq!(sp["events"][0]["timeUnixNano"], "1700000000000000500");
+
+        // lowerCamelCase keys and typed attribute values.
+        assert_eq!(sp["droppedAttributesCount"], 1);
+        assert_eq!(sp["droppedEventsCount"], 1);
+        assert_eq!(sp["traceState"], "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+        let attr = |k: &str| {
+            sp["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|kv| kv["key"] == k)
+                .unwrap()["value"]
+                .clone()
+        };
+        assert_eq!(
+            attr("http.status_code"),
+            serde_json::json!({"intValue": "200"})
+        );
+        assert_eq!(attr("cache.hit"), serde_json::json!({"boolValue": false}));
+        assert_eq!(attr("ratio"), serde_json::json!({"doubleValue": 0.25}));
+        assert_eq!(
+            attr("ids"),
+            serde_json::json!({"arrayValue": {"values": [{"intValue": "1"}, {"intValue": "-2"}]}})
+        );
+        assert_eq!(
+            attr("tags"),
+            serde_json::json!({"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}})
+        );
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(!text.contains("_unix_nano") && !text.contains("trace_id"));
+
+        // A root span's parent is absent or empty, never a made-up id.
+        let root = &ss["spans"][1];
+        assert!(root["parentSpanId"].is_null() || root["parentSpanId"] == "");
+        assert_eq!(root["kind"], 1);
+    }
+}
