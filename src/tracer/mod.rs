@@ -7,12 +7,16 @@
 //! `sampler` (parent-based, trace-id ratio sampling that agrees with OpenTelemetry JS) and
 //! `metrics` (per-name span counts and latencies, and the tracer's counters), `span` (the span
 //! data model with OpenTelemetry's limits and status rules) and `otlp` (a batch of spans as an
-//! OTLP `ExportTraceServiceRequest`, in protobuf or OTLP/JSON).
+//! OTLP `ExportTraceServiceRequest`, in protobuf or OTLP/JSON), and last the export pipeline:
+//! `export` (the batching span processor and its thread) and `otlp_http` (the OTLP/HTTP
+//! exporter and endpoint resolution).
 
 pub mod context;
+pub mod export;
 pub mod ids;
 pub mod metrics;
 pub mod otlp;
+pub mod otlp_http;
 pub mod sampler;
 pub mod span;
 
@@ -20,8 +24,13 @@ pub use context::{
     format_traceparent, parse_traceparent, parse_tracestate, SpanContext, TraceFlags, TraceState,
     TraceStateError,
 };
+pub use export::{
+    BatchConfig, BatchProcessor, ExportCounters, ExportResult, MemoryExporter, NoopExporter,
+    SpanExporter,
+};
 pub use ids::{IdGenerator, SpanId, TraceId};
 pub use metrics::{SpanMetrics, SpanNameStats, TracerCounters, OVERFLOW_NAME};
 pub use otlp::{encode_json, encode_protobuf, export_request, OtlpResource};
+pub use otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 pub use sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
 pub use span::{AttributeValue, Attributes, Event, SpanData, SpanKind, SpanLimits, Status};
