@@ -9,7 +9,8 @@
 //! data model with OpenTelemetry's limits and status rules) and `otlp` (a batch of spans as an
 //! OTLP `ExportTraceServiceRequest`, in protobuf or OTLP/JSON), and last the export pipeline:
 //! `export` (the batching span processor and its thread) and `otlp_http` (the OTLP/HTTP
-//! exporter and endpoint resolution).
+//! exporter and endpoint resolution). `tracer_core` ties them together: the [`Tracer`] that the
+//! binding wraps, holding live spans in a slab behind numeric [`SpanHandle`]s.
 
 pub mod context;
 pub mod export;
@@ -19,6 +20,7 @@ pub mod otlp;
 pub mod otlp_http;
 pub mod sampler;
 pub mod span;
+pub mod tracer_core;
 
 pub use context::{
     format_traceparent, parse_traceparent, parse_tracestate, SpanContext, TraceFlags, TraceState,
@@ -34,3 +36,6 @@ pub use otlp::{encode_json, encode_protobuf, export_request, OtlpResource};
 pub use otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 pub use sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
 pub use span::{AttributeValue, Attributes, Event, SpanData, SpanKind, SpanLimits, Status};
+pub use tracer_core::{
+    Parent, SpanHandle, Tracer, TracerConfig, TracerStats, MAX_LIVE_SPANS_LIMIT,
+};
