@@ -8,6 +8,63 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * Spans, W3C trace context, sampling, span metrics and export (the native class; see
+ * `index.d.ts`).
+ */
+export declare class DistributedTracer {
+  /** Creates a tracer; every option is validated and unknown options are refused. */
+  constructor(options: DistributedTracerOptions)
+  /** Internal (used by the facade's constructor): the hot-path functions bound to this tracer. */
+  _fastPath(): { start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean }
+  /**
+   * Internal: starts a span whose parent is the context in `traceparent`/`tracestate` (a new
+   * trace when `traceparent` is invalid). Returns the handle.
+   */
+  _startRemote(name: string, kind: number, traceparent: string, tracestate?: string | undefined | null, startTimeMs?: number | undefined | null, rate?: number | undefined | null): number
+  /**
+   * Internal: the remote context in incoming header values, or null when `traceparent` is
+   * missing, repeated or invalid (the trace restarts; `tracestate` is then ignored).
+   */
+  _extract(traceparentValues: Array<string>, tracestateValues: Array<string>): SpanContextObject | null
+  /** Internal: the live span's `traceparent`, or null once it has ended. */
+  _traceparent(handle: number): string | null
+  /** Internal: the live span's `tracestate`, or null when empty or ended. */
+  _tracestate(handle: number): string | null
+  /** Internal: the live span's context, or null once it has ended. */
+  _context(handle: number): SpanContextObject | null
+  /** Internal: adds an event; whether it was stored. */
+  _addEvent(handle: number, name: string, attributes?: Record<string, unknown>, timeMs?: number): boolean
+  /** Internal: records an `exception` event; whether it was stored. */
+  _recordException(handle: number, exceptionType: string, message: string, stack?: string | undefined | null): boolean
+  /** Internal: sets the status (`ok`, `error` or `unset`); whether the span was live. */
+  _setStatus(handle: number, code: string, message?: string | undefined | null): boolean
+  /** Internal: renames the span; whether it was live. */
+  _updateName(handle: number, name: string): boolean
+  /** The tracer's counters and per-name span metrics (sampled and unsampled spans alike). */
+  metrics(): TracerMetrics
+  /**
+   * The spans the `'memory'` exporter has received (after a flush, or a scheduled export),
+   * oldest first. Empty with any other exporter.
+   */
+  finishedSpans(): Array<FinishedSpan>
+  /** Forgets the spans the `'memory'` exporter has received. */
+  resetFinishedSpans(): void
+  /**
+   * Exports every span ended so far; resolves with whether it finished within `timeoutMs`
+   * (default: the batch export timeout). The wait happens off the JS thread.
+   */
+  flush(timeoutMs?: number | undefined | null): Promise<boolean>
+  /**
+   * Flushes and stops the export thread; spans ended later are dropped and counted. Resolves
+   * with whether everything finished within `timeoutMs` (default: the batch export timeout).
+   */
+  shutdown(timeoutMs?: number | undefined | null): Promise<boolean>
+  /** The `service.name` spans are exported under. */
+  get serviceName(): string
+}
+export type DistributedTracerBinding = DistributedTracer
+
+/**
  * A clock for tests that moves only when told to. Pass it as the `clock` option of a block to
  * drive that block's time by hand; the package exports it as `TestClock`, which also wakes the
  * blocks using it when it moves.
@@ -88,6 +145,61 @@ export interface EnqueueOutcome {
   retryAfterMs?: number
 }
 
+/** An event of a finished span. */
+export interface FinishedEvent {
+  /** The event name (`exception` for a recorded exception). */
+  name: string
+  /** Unix time in nanoseconds, as a decimal string (exact). */
+  timeUnixNano: string
+  /** Its attributes. */
+  attributes: Record<string, AttributeJs>
+}
+
+/**
+ * A span the memory exporter received. Times are Unix nanoseconds as decimal strings (exact;
+ * a JS number cannot hold them), plus the duration in ms as a number.
+ */
+export interface FinishedSpan {
+  /** 32 lowercase hex digits. */
+  traceId: string
+  /** 16 lowercase hex digits. */
+  spanId: string
+  /** Absent for a root span. */
+  parentSpanId?: string
+  /** The span's name. */
+  name: string
+  /** `internal`, `server`, `client`, `producer` or `consumer`. */
+  kind: string
+  /** Start, Unix nanoseconds as a decimal string. */
+  startTimeUnixNano: string
+  /** End, Unix nanoseconds as a decimal string. */
+  endTimeUnixNano: string
+  /** End minus start, in ms. */
+  durationMs: number
+  /** Its attributes (within the limits). */
+  attributes: Record<string, AttributeJs>
+  /** Attributes dropped by the limits or for an unsupported value. */
+  droppedAttributesCount: number
+  /** Its events (within the limits). */
+  events: Array<FinishedEvent>
+  /** Events dropped by the limits. */
+  droppedEventsCount: number
+  /** Its status. */
+  status: FinishedStatus
+  /** The W3C trace flags. */
+  traceFlags: number
+  /** The `tracestate` it carries, when there is one. */
+  traceState?: string
+}
+
+/** A span's status. */
+export interface FinishedStatus {
+  /** `unset`, `ok` or `error`. */
+  code: string
+  /** The error description, when there is one. */
+  message?: string
+}
+
 /** One waiter granted by `_pump`. */
 export interface GrantedWaiter {
   /** The waiter id. */
@@ -140,6 +252,62 @@ export interface RateLimiterStats {
   evicted: number
   /** How long granted `acquire` calls waited. */
   waitMs: WaitSummary
+}
+
+/** A span context as JS sees it (from `extract`, or a live span's `context`). */
+export interface SpanContextObject {
+  /** 32 lowercase hex digits. */
+  traceId: string
+  /** 16 lowercase hex digits. */
+  spanId: string
+  /** The W3C trace flags (bit 0: sampled). */
+  traceFlags: number
+  /** The `tracestate` header value, when there is one. */
+  traceState?: string
+  /** Whether the context came from another process. */
+  isRemote: boolean
+}
+
+/** One span name's numbers. */
+export interface SpanNameMetrics {
+  /** The span name (`_other` once `maxMetricNames` names are tracked). */
+  name: string
+  /** Spans ended with this name, sampled or not. */
+  count: number
+  /** Of those, spans that ended with status error. */
+  errors: number
+  /** Median duration in ms. */
+  p50Ms: number
+  /** 95th percentile duration in ms. */
+  p95Ms: number
+  /** 99th percentile duration in ms. */
+  p99Ms: number
+  /** Longest duration in ms. */
+  maxMs: number
+}
+
+/** The tracer's counters and per-name span metrics. */
+export interface TracerMetrics {
+  /** Spans started. */
+  started: number
+  /** Spans started sampled. */
+  sampled: number
+  /** Spans started unsampled. */
+  unsampled: number
+  /** Starts refused because too many spans were live. */
+  rejectedSpans: number
+  /** Spans live now. */
+  liveSpans: number
+  /** Spans the exporter accepted. */
+  exported: number
+  /** Sampled spans lost before export (full queue, after shutdown). */
+  dropped: number
+  /** Failed export batches. */
+  exportErrors: number
+  /** Attribute values of an unsupported type, dropped. */
+  unsupportedAttributes: number
+  /** Per-name counts and latencies, sorted by name. */
+  spans: Array<SpanNameMetrics>
 }
 
 /** Wait times of granted `acquire` calls, in milliseconds. */

@@ -155,3 +155,215 @@ export declare class RateLimitError extends BulwarkError {
   readonly reason: RateLimitReason
   readonly key?: string
 }
+
+/** An attribute value: a primitive or a homogeneous array of one. */
+export type AttributeValue = string | number | boolean | string[] | number[] | boolean[]
+
+/** Attributes by key. */
+export type Attributes = Record<string, AttributeValue>
+
+/** What role a span plays. */
+export type SpanKindName = 'internal' | 'server' | 'client' | 'producer' | 'consumer'
+
+/** The numbers the native fast path takes for each span kind. */
+export declare const SpanKind: Readonly<Record<SpanKindName, number>>
+
+/** A span's identity as it crosses processes (from `extract`, or `span.spanContext()`). */
+export interface SpanContext {
+  /** 32 lowercase hex digits. */
+  traceId: string
+  /** 16 lowercase hex digits. */
+  spanId: string
+  /** W3C trace flags (bit 0: sampled). */
+  traceFlags: number
+  /** The `tracestate` header value, when there is one. */
+  traceState?: string
+  /** Whether the context came from another process. */
+  isRemote: boolean
+}
+
+/** Options of `new DistributedTracer(options)`. Unknown options are refused. */
+export interface DistributedTracerOptions {
+  /** The `service.name` spans are exported under (non-empty). */
+  serviceName: string
+  /** Fraction of root spans sampled, 0..1; children follow their parent. @default 1 */
+  sampleRate?: number
+  /** Per-name root sampling rates, tried in order before `sampleRate`. */
+  sampling?: {
+    /** `name` is an exact span name or a RegExp (evaluated in JS). */
+    rules?: Array<{ name: string | RegExp; rate: number }>
+  }
+  /** Per-span limits (OpenTelemetry's defaults: 128 attributes, 128 events, no length limit). */
+  limits?: {
+    maxAttributes?: number
+    maxEvents?: number
+    maxAttributeValueLength?: number
+  }
+  /** Distinct span names tracked by `metrics()` before the rest go to `_other`. @default 1000 */
+  maxMetricNames?: number
+  /** How spans are batched for export (OpenTelemetry's BatchSpanProcessor defaults). */
+  batch?: {
+    /** @default 2048 */
+    maxQueueSize?: number
+    /** @default 512 */
+    maxExportBatchSize?: number
+    /** @default 5000 */
+    scheduledDelayMs?: number
+    /** @default 30000 */
+    exportTimeoutMs?: number
+  }
+  /**
+   * Where sampled spans go: nowhere, memory (`finishedSpans()`), stdout (one JSON line per
+   * span), or an OTLP/HTTP collector (`url` defaults to the OTEL_EXPORTER_OTLP_* variables, then
+   * `http://localhost:4318/v1/traces`). @default 'none'
+   */
+  exporter?:
+    | 'none'
+    | 'memory'
+    | 'console'
+    | {
+        otlp: {
+          url?: string
+          headers?: Record<string, string>
+          /** @default 'http/protobuf' */
+          protocol?: 'http/protobuf' | 'http/json'
+          /** @default 10000 */
+          timeoutMs?: number
+        }
+      }
+  /** More resource attributes (`service.version`, `deployment.environment`, ...). */
+  resource?: Record<string, string | number | boolean>
+  /** A TestClock, to drive span times by hand in tests. */
+  clock?: TestClock
+}
+
+/** Options of `startSpan`. */
+export interface StartSpanOptions {
+  /** The parent: a Span, a SpanContext, a traceparent string, or null for a new trace. Default: the active span. */
+  parent?: Span | SpanContext | string | null
+  /** @default 'internal' */
+  kind?: SpanKindName
+  attributes?: Attributes
+  /** Start time (ms since the epoch, or a Date). Default: now. */
+  startTime?: number | Date
+}
+
+/** One span name's numbers in `metrics()`. */
+export interface SpanNameMetrics {
+  name: string
+  count: number
+  errors: number
+  p50Ms: number
+  p95Ms: number
+  p99Ms: number
+  maxMs: number
+}
+
+/** The tracer's counters and per-name span metrics (sampled and unsampled spans alike). */
+export interface TracerMetrics {
+  started: number
+  sampled: number
+  unsampled: number
+  /** Starts refused because too many spans were live. */
+  rejectedSpans: number
+  liveSpans: number
+  exported: number
+  /** Sampled spans lost before export (full queue, after shutdown). */
+  dropped: number
+  exportErrors: number
+  /** Attribute values of an unsupported type, dropped. */
+  unsupportedAttributes: number
+  spans: SpanNameMetrics[]
+}
+
+/**
+ * A span received by the 'memory' exporter. Times are Unix nanoseconds as decimal strings
+ * (exact; a number cannot hold them); `durationMs` is a number.
+ */
+export interface FinishedSpan {
+  traceId: string
+  spanId: string
+  parentSpanId?: string
+  name: string
+  kind: SpanKindName
+  startTimeUnixNano: string
+  endTimeUnixNano: string
+  durationMs: number
+  attributes: Attributes
+  droppedAttributesCount: number
+  events: Array<{ name: string; timeUnixNano: string; attributes: Attributes }>
+  droppedEventsCount: number
+  status: { code: 'unset' | 'ok' | 'error'; message?: string }
+  traceFlags: number
+  traceState?: string
+}
+
+/** One span. Attribute and event calls on an unsampled span cost nothing. */
+export declare class Span {
+  private constructor()
+  /** 32 lowercase hex digits (read it before `end()` if you need it afterwards). */
+  readonly traceId: string
+  readonly spanId: string
+  /** Undefined for a root span. */
+  readonly parentSpanId: string | undefined
+  /** Whether the span was sampled (only sampled spans record and are exported). */
+  readonly sampled: boolean
+  /** Its W3C `traceparent` value. */
+  readonly traceparent: string
+  /** Whether `end()` was called. */
+  readonly ended: boolean
+  spanContext(): SpanContext
+  isRecording(): boolean
+  setAttribute(key: string, value: AttributeValue): this
+  setAttributes(attributes: Attributes): this
+  addEvent(name: string, attributes?: Attributes, time?: number | Date): this
+  /** Records an `exception` event (type, message, stacktrace); the status is left to `setStatus`. */
+  recordException(error: unknown): this
+  /** 'ok' is final; 'error' takes an optional message. */
+  setStatus(code: 'ok' | 'error' | 'unset', message?: string): this
+  updateName(name: string): this
+  /** Ends the span; a second call does nothing. */
+  end(endTime?: number | Date): void
+}
+
+/** Headers `extract` reads: a plain object, a Map, or anything with `get(name)`. */
+export type IncomingHeaders =
+  | Record<string, string | string[] | undefined>
+  | { get(name: string): string | string[] | null | undefined }
+
+/** Headers `inject` writes: a plain object, a Headers object, or an OutgoingMessage. */
+export type OutgoingHeaders =
+  | Record<string, unknown>
+  | { set(name: string, value: string): unknown }
+  | { setHeader(name: string, value: string): unknown }
+
+/** W3C trace context, spans, sampling, span metrics and OTLP export. */
+export declare class DistributedTracer {
+  constructor(options: DistributedTracerOptions)
+  /** The `service.name` spans are exported under. */
+  readonly serviceName: string
+  /** Starts a span; without `parent`, the active span is the parent. */
+  startSpan(name: string, options?: StartSpanOptions): Span
+  /** Starts a span, runs `fn` with it active, and ends it when `fn` returns or settles. */
+  startActiveSpan<T>(name: string, fn: (span: Span) => T): T
+  startActiveSpan<T>(name: string, options: StartSpanOptions | undefined, fn: (span: Span) => T): T
+  /** Runs `fn` with `span` active. */
+  withSpan<A extends unknown[], T>(span: Span | undefined, fn: (...args: A) => T, ...args: A): T
+  /** The active span, or undefined. */
+  active(): Span | undefined
+  /** The active span's trace id, or undefined. */
+  currentTraceId(): string | undefined
+  /** The remote context in incoming headers, or null. Never throws. */
+  extract(headers: IncomingHeaders | null | undefined): SpanContext | null
+  /** Writes traceparent/tracestate of a span or context (default: the active span) into headers. */
+  inject<H extends OutgoingHeaders>(spanOrContext: Span | SpanContext | null | undefined, headers: H): H
+  /** Counters and per-name span metrics. */
+  metrics(): TracerMetrics
+  /** Spans the 'memory' exporter has received (after `flush()`), oldest first. */
+  finishedSpans(): FinishedSpan[]
+  resetFinishedSpans(): void
+  /** Exports every span ended so far; resolves with whether it finished in time. */
+  flush(timeoutMs?: number): Promise<boolean>
+  /** Flushes and stops export; spans ended later are dropped and counted. */
+  shutdown(timeoutMs?: number): Promise<boolean>
+}

@@ -2,11 +2,15 @@
 // The public entry of bulwark: the native blocks (from the generated loader, binding.js) with
 // the JS glue they need, and the error classes.
 const { RateLimiter } = require('./lib/limiter')
+const { DistributedTracer, Span, SpanKind } = require('./lib/tracer')
 const { TestClock } = require('./lib/test-clock')
 const { BulwarkError, RateLimitError, codes } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
+  DistributedTracer,
+  Span,
+  SpanKind,
   TestClock,
   BulwarkError,
   RateLimitError,

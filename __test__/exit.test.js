@@ -56,3 +56,26 @@ test('an idle limiter with no waiters holds no timer', async () => {
   assert.equal(code, 0, output)
   assert.match(output, /closed/)
 })
+
+test('a script with tracers (memory and an unreachable OTLP collector) exits within 2 s', async () => {
+  const { code, signal, output } = await runScript(`
+    const { DistributedTracer } = require('.')
+    const memory = new DistributedTracer({ serviceName: 'exit', exporter: 'memory', batch: { scheduledDelayMs: 10 } })
+    const otlp = new DistributedTracer({
+      serviceName: 'exit',
+      exporter: { otlp: { url: 'http://127.0.0.1:1/v1/traces', timeoutMs: 5000 } },
+      batch: { scheduledDelayMs: 1, exportTimeoutMs: 30000 },
+    })
+    for (const tracer of [memory, otlp]) {
+      for (let i = 0; i < 100; i++) {
+        const span = tracer.startSpan('op', { attributes: { i } })
+        tracer.startSpan('child', { parent: span }).end()
+        span.end()
+      }
+    }
+    memory.flush().then((done) => console.log('flushed', done, memory.finishedSpans().length))
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /flushed true 200/)
+})

@@ -9,6 +9,12 @@ import {
   type RateLimitDecision,
   type RateLimiterOptions,
   type RateLimiterStats,
+  DistributedTracer,
+  Span,
+  type DistributedTracerOptions,
+  type SpanContext,
+  type TracerMetrics,
+  type FinishedSpan,
 } from '..'
 import { rateLimit, clientKey, type RateLimitOptions } from '../express'
 import { createServer } from 'node:http'
@@ -93,3 +99,50 @@ createServer((req, res) => middleware(req, res, () => res.end('ok')))
 const grouped: string = clientKey('2001:db8::1')
 
 void [left, leftWithCost, allowed, figures, peeked, p99, closed, now, invalidOption, grouped]
+
+// DistributedTracer
+const tracerOptions: DistributedTracerOptions = {
+  serviceName: 'svc',
+  sampleRate: 0.5,
+  sampling: { rules: [{ name: 'GET /health', rate: 0 }, { name: /^db\./, rate: 0.1 }] },
+  limits: { maxAttributes: 64, maxEvents: 16, maxAttributeValueLength: 1024 },
+  maxMetricNames: 100,
+  batch: { maxQueueSize: 100, maxExportBatchSize: 10, scheduledDelayMs: 100, exportTimeoutMs: 1000 },
+  exporter: { otlp: { url: 'http://127.0.0.1:4318/v1/traces', headers: { 'x-key': 'k' }, protocol: 'http/json', timeoutMs: 500 } },
+  resource: { 'service.version': '1.0.0', replicas: 3, canary: false },
+  clock,
+}
+const tracer = new DistributedTracer(tracerOptions)
+new DistributedTracer({ serviceName: 'svc', exporter: 'memory' })
+const span: Span = tracer.startSpan('work', { kind: 'server', attributes: { a: 1, b: ['x'] }, startTime: new Date() })
+span.setAttribute('k', 'v').setAttributes({ n: 1 }).addEvent('e', { x: true }).recordException(new Error('x'))
+span.setStatus('error', 'bad').updateName('renamed')
+const ids: string[] = [span.traceId, span.spanId, span.traceparent]
+const parentId: string | undefined = span.parentSpanId
+const sampledFlag: boolean = span.sampled && span.isRecording()
+span.end()
+const extracted: SpanContext | null = tracer.extract({ traceparent: '00-...', tracestate: ['a=1'] })
+if (extracted) tracer.startSpan('child', { parent: extracted })
+tracer.startSpan('child', { parent: span })
+tracer.startSpan('child', { parent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' })
+const outgoing: Record<string, string> = tracer.inject(span, {})
+tracer.inject(span, new Headers())
+const activeResult: Promise<number> = tracer.startActiveSpan('op', async (s) => (s.sampled ? 1 : 0))
+const syncResult: string = tracer.startActiveSpan('op', { kind: 'client' }, () => 'done')
+tracer.withSpan(span, () => tracer.active())
+const current: string | undefined = tracer.currentTraceId()
+const tracerMetrics: TracerMetrics = tracer.metrics()
+const finished: FinishedSpan[] = tracer.finishedSpans()
+tracer.resetFinishedSpans()
+const flushed: Promise<boolean> = tracer.flush()
+const shut: Promise<boolean> = tracer.shutdown(1000)
+// @ts-expect-error serviceName is required
+new DistributedTracer({ sampleRate: 1 })
+// @ts-expect-error unknown exporter
+new DistributedTracer({ serviceName: 'svc', exporter: 'zipkin' })
+// @ts-expect-error unknown span kind
+tracer.startSpan('x', { kind: 'backend' })
+// @ts-expect-error unknown status code
+span.setStatus('failed')
+
+void [ids, parentId, sampledFlag, outgoing, activeResult, syncResult, current, tracerMetrics, finished, flushed, shut]

@@ -52,3 +52,32 @@ test('a worker that exits while holding limiters does not crash the process', as
   const code = await new Promise((resolve) => worker.once('exit', resolve))
   assert.equal(code, 0)
 })
+
+const tracerWorkerSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { DistributedTracer } = require(${JSON.stringify(root)})
+  const tracer = new DistributedTracer({ serviceName: 'worker-' + workerData.n, exporter: 'memory' })
+  for (let i = 0; i < workerData.n * 100; i++) {
+    const span = tracer.startSpan('op-' + workerData.n, { attributes: { i } })
+    tracer.startSpan('child', { parent: span }).end()
+    span.end()
+  }
+  tracer.flush().then(() => {
+    parentPort.postMessage({ metrics: tracer.metrics(), finished: tracer.finishedSpans().length })
+  })
+`
+
+test('four workers each trace with their own tracer and get separate metrics', async () => {
+  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
+    const worker = new Worker(tracerWorkerSource, { eval: true, workerData: { n } })
+    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
+    worker.once('error', reject)
+  }))
+  for (const { n, message } of await Promise.all(runs)) {
+    const { metrics, finished } = message
+    assert.equal(metrics.started, n * 200)
+    assert.equal(metrics.exported, n * 200)
+    assert.equal(finished, n * 200)
+    assert.deepEqual(metrics.spans.map((s) => [s.name, s.count]), [['child', n * 100], ['op-' + n, n * 100]])
+  }
+})

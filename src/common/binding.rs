@@ -273,7 +273,7 @@ impl OptionsReader {
     }
 
     /// Like `open`, for an object whose keys are free-form names (no key check).
-    fn open_any(
+    pub fn open_any(
         env: sys::napi_env,
         value: sys::napi_value,
         path: &str,

@@ -275,6 +275,13 @@ impl BatchProcessor {
         Arc::clone(&self.shared.counters)
     }
 
+    /// A handle that can flush and shut down from another thread.
+    pub fn handle(&self) -> ProcessorHandle {
+        ProcessorHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> BatchConfig {
         self.shared.config
@@ -284,27 +291,7 @@ impl BatchProcessor {
     /// Returns whether it finished in time (a failed export still finishes the flush; it is
     /// counted in `export_errors`). After shutdown, returns whether the queue is empty.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let shared = &*self.shared;
-        let mut state = lock(&shared.state);
-        if state.exited {
-            return state.queue.is_empty();
-        }
-        state.flush_requested += 1;
-        let target = state.flush_requested;
-        shared.work.notify_one();
-        while state.flushed < target && !state.exited {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            state = shared
-                .done
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        state.flushed >= target
+        flush_shared(&self.shared, timeout)
     }
 
     /// Flushes, then stops the thread and joins it, all within `timeout`; later spans are
@@ -336,6 +323,99 @@ impl BatchProcessor {
         // The thread has said it is exiting, so this join is immediate.
         let _ = handle.join();
         flushed
+    }
+}
+
+/// A `Send` handle on a processor's queue and thread, so that flush and shutdown can wait on
+/// another thread (the binding's `AsyncTask`) while the processor itself stays with its tracer.
+#[derive(Clone)]
+pub struct ProcessorHandle {
+    shared: Arc<Shared>,
+}
+
+impl ProcessorHandle {
+    /// As [`BatchProcessor::flush`].
+    pub fn flush(&self, timeout: Duration) -> bool {
+        flush_shared(&self.shared, timeout)
+    }
+
+    /// Flushes, then tells the thread to stop and waits for it to exit, all within `timeout`.
+    /// Spans ended later are dropped and counted. The thread is not joined: it has exited (or
+    /// exits on its own once its export returns), and the processor's drop detaches it.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let flushed = self.flush(timeout);
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        state.stopping = true;
+        shared.work.notify_one();
+        while !state.exited {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = shared
+                .done
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        flushed
+    }
+}
+
+fn flush_shared(shared: &Shared, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut state = lock(&shared.state);
+    if state.exited {
+        return state.queue.is_empty();
+    }
+    state.flush_requested += 1;
+    let target = state.flush_requested;
+    shared.work.notify_one();
+    while state.flushed < target && !state.exited {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        state = shared
+            .done
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    state.flushed >= target
+}
+
+/// An exporter that writes one JSON line per span to stdout (the tracer's `'console'`
+/// exporter), from the processor's thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsoleExporter;
+
+impl SpanExporter for ConsoleExporter {
+    fn export(&mut self, batch: Vec<SpanData>, _deadline: Instant) -> ExportResult {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for span in &batch {
+            let line = serde_json::json!({
+                "traceId": span.trace_id.to_hex(),
+                "spanId": span.span_id.to_hex(),
+                "parentSpanId": span.parent_span_id.map(|id| id.to_hex()),
+                "name": span.name,
+                "kind": format!("{:?}", span.kind).to_lowercase(),
+                "startTimeUnixNano": span.start_unix_nanos.to_string(),
+                "endTimeUnixNano": span.end_unix_nanos.to_string(),
+                "attributes": span.attributes.len(),
+                "events": span.events.len(),
+            });
+            if writeln!(out, "{line}").is_err() {
+                return ExportResult::Failed {
+                    retryable: false,
+                    retry_after: None,
+                };
+            }
+        }
+        ExportResult::Success
     }
 }
 
@@ -703,5 +783,37 @@ pub(crate) mod tests {
         processor.on_end(span(0));
         assert!(processor.flush(WAIT));
         assert_eq!(processor.counters().exported(), 1);
+    }
+
+    #[test]
+    fn a_handle_flushes_and_shuts_down_from_another_thread() {
+        let exporter = MemoryExporter::new();
+        let processor = BatchProcessor::start(
+            BatchConfig {
+                scheduled_delay_ms: 60_000,
+                ..BatchConfig::default()
+            },
+            Box::new(exporter.clone()),
+        );
+        let handle = processor.handle();
+        processor.on_end(crate::tracer::span::SpanData::new(
+            crate::tracer::ids::TraceId::from_bytes([1; 16]),
+            crate::tracer::ids::SpanId::from_bytes([2; 8]),
+            None,
+            "s",
+            1,
+            crate::tracer::span::SpanLimits::default(),
+        ));
+        let waiter = handle.clone();
+        let flushed = thread::spawn(move || waiter.flush(Duration::from_secs(5)));
+        assert!(flushed.join().unwrap());
+        assert_eq!(exporter.snapshot().len(), 1);
+        assert!(
+            thread::spawn(move || handle.shutdown(Duration::from_secs(5)))
+                .join()
+                .unwrap()
+        );
+        processor.on_end(exporter.snapshot().remove(0));
+        assert_eq!(processor.counters().dropped(), 1);
     }
 }

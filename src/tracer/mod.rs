@@ -12,6 +12,7 @@
 //! exporter and endpoint resolution). `tracer_core` ties them together: the [`Tracer`] that the
 //! binding wraps, holding live spans in a slab behind numeric [`SpanHandle`]s.
 
+pub mod binding;
 pub mod context;
 pub mod export;
 pub mod ids;
@@ -27,8 +28,8 @@ pub use context::{
     TraceStateError,
 };
 pub use export::{
-    BatchConfig, BatchProcessor, ExportCounters, ExportResult, MemoryExporter, NoopExporter,
-    SpanExporter,
+    BatchConfig, BatchProcessor, ConsoleExporter, ExportCounters, ExportResult, MemoryExporter,
+    NoopExporter, ProcessorHandle, SpanExporter,
 };
 pub use ids::{IdGenerator, SpanId, TraceId};
 pub use metrics::{SpanMetrics, SpanNameStats, TracerCounters, OVERFLOW_NAME};

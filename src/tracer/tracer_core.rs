@@ -54,10 +54,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::common::{Clock, InvalidInput};
 
 use super::context::{format_traceparent, SpanContext, TraceFlags, TraceState};
-use super::export::{BatchConfig, BatchProcessor, SpanExporter};
+use super::export::{BatchConfig, BatchProcessor, ProcessorHandle, SpanExporter};
 use super::ids::{IdGenerator, SpanId, TraceId};
 use super::metrics::{SpanMetrics, SpanNameStats, TracerCounters};
-use super::sampler::Sampler;
+use super::sampler::{SampleRate, Sampler};
 use super::span::{AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status};
 
 /// Bits of a handle that hold the slot index.
@@ -302,6 +302,19 @@ impl Tracer {
         parent: Parent,
         start_unix_nanos: Option<u64>,
     ) -> SpanHandle {
+        self.start_span_with_rate(name, kind, parent, start_unix_nanos, None)
+    }
+
+    /// As [`Self::start_span`], with the root sampling rate chosen by the caller when `rate` is
+    /// given (rules evaluated in JS, such as `RegExp` names); a child still follows its parent.
+    pub fn start_span_with_rate(
+        &mut self,
+        name: &str,
+        kind: SpanKind,
+        parent: Parent,
+        start_unix_nanos: Option<u64>,
+        rate: Option<SampleRate>,
+    ) -> SpanHandle {
         if self.live >= self.max_live_spans {
             self.rejected += 1;
             return SpanHandle::NONE;
@@ -333,7 +346,10 @@ impl Tracer {
             }
             None => {
                 let trace_id = self.ids.trace_id();
-                let sampled = self.sampler.decide(name, None, trace_id);
+                let sampled = match rate {
+                    Some(rate) => Sampler::decide_with_rate(rate, None, trace_id),
+                    None => self.sampler.decide(name, None, trace_id),
+                };
                 // Every byte of our trace ids is random (see `ids`), which Level 2 lets us say.
                 (
                     trace_id,
@@ -603,6 +619,11 @@ impl Tracer {
     /// Spans live now.
     pub fn live_spans(&self) -> usize {
         self.live
+    }
+
+    /// A `Send` handle on the export pipeline, to flush or shut down from another thread.
+    pub fn processor_handle(&self) -> ProcessorHandle {
+        self.processor.handle()
     }
 
     /// Exports every ended span queued so far, waiting at most `timeout`; whether it finished.

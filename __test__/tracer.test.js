@@ -1,0 +1,390 @@
+'use strict'
+// DistributedTracer from the user's side: ids, W3C propagation, parent/child and the active
+// span, sampling, attributes and limits, status and exceptions, the memory and OTLP/HTTP
+// exporters, shutdown, and bad options.
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const http = require('node:http')
+const { DistributedTracer, Span, codes } = require('..')
+
+const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+
+function memoryTracer(options = {}) {
+  return new DistributedTracer({ serviceName: 'test', exporter: 'memory', ...options })
+}
+
+async function finished(tracer) {
+  assert.equal(await tracer.flush(), true)
+  return tracer.finishedSpans()
+}
+
+test('ids are lowercase hex of the W3C lengths and the traceparent carries them', () => {
+  const tracer = memoryTracer()
+  const span = tracer.startSpan('op')
+  assert.ok(span instanceof Span)
+  assert.match(span.traceId, /^[0-9a-f]{32}$/)
+  assert.match(span.spanId, /^[0-9a-f]{16}$/)
+  assert.notEqual(span.traceId, '0'.repeat(32))
+  assert.equal(span.sampled, true)
+  assert.equal(span.parentSpanId, undefined)
+  assert.match(span.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[13]$/)
+  assert.equal(span.traceparent.slice(3, 35), span.traceId)
+  assert.equal(span.traceparent.slice(36, 52), span.spanId)
+  const other = tracer.startSpan('op')
+  assert.notEqual(other.traceId, span.traceId)
+  span.end()
+  other.end()
+})
+
+test('inject then extract round-trips the context through every header shape', () => {
+  const tracer = memoryTracer()
+  const span = tracer.startSpan('op')
+  const plain = tracer.inject(span, {})
+  assert.equal(plain.traceparent, span.traceparent)
+  const ctx = tracer.extract(plain)
+  assert.deepEqual(
+    { traceId: ctx.traceId, spanId: ctx.spanId, sampled: (ctx.traceFlags & 1) === 1, isRemote: ctx.isRemote },
+    { traceId: span.traceId, spanId: span.spanId, sampled: true, isRemote: true },
+  )
+  const headers = tracer.inject(span, new Headers())
+  assert.equal(headers.get('traceparent'), span.traceparent)
+  assert.equal(tracer.extract(headers).spanId, span.spanId)
+  const outgoing = new http.OutgoingMessage()
+  tracer.inject(span, outgoing)
+  assert.equal(outgoing.getHeader('traceparent'), span.traceparent)
+  // a context from extract can be injected as is, tracestate included
+  const remote = tracer.extract({ traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' })
+  const forwarded = tracer.inject(remote, {})
+  assert.deepEqual(forwarded, { traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE' })
+  // header names are matched case-insensitively on plain objects; arrays are accepted
+  assert.equal(tracer.extract({ TraceParent: [TP] }).traceId, '4bf92f3577b34da6a3ce929d0e0e4736')
+  span.end()
+})
+
+test('extract follows W3C Trace Context and never throws', () => {
+  const tracer = memoryTracer()
+  // uppercase hex is invalid
+  assert.equal(tracer.extract({ traceparent: TP.toUpperCase() }), null)
+  // a repeated traceparent restarts the trace
+  assert.equal(tracer.extract({ traceparent: [TP, TP] }), null)
+  // an invalid traceparent makes tracestate irrelevant
+  assert.equal(tracer.extract({ traceparent: '00-xyz', tracestate: 'a=1' }), null)
+  // all-zero ids and version ff are invalid
+  assert.equal(tracer.extract({ traceparent: `00-${'0'.repeat(32)}-00f067aa0ba902b7-01` }), null)
+  assert.equal(tracer.extract({ traceparent: 'ff' + TP.slice(2) }), null)
+  // an invalid tracestate is dropped without affecting traceparent
+  const ctx = tracer.extract({ traceparent: TP, tracestate: 'BAD KEY=1' })
+  assert.equal(ctx.traceId, '4bf92f3577b34da6a3ce929d0e0e4736')
+  assert.equal(ctx.traceState, undefined)
+  // several tracestate values are combined
+  assert.equal(tracer.extract({ traceparent: TP, tracestate: ['a=1', 'b=2'] }).traceState, 'a=1,b=2')
+  for (const input of [undefined, null, 42, 'x', [], {}, { traceparent: 7 }, { get() { throw new Error('x') } }, new Map()]) {
+    assert.equal(tracer.extract(input), null)
+  }
+})
+
+test('a child of a remote context joins its trace and keeps its tracestate', async () => {
+  const tracer = memoryTracer()
+  const remote = tracer.extract({ traceparent: TP, tracestate: 'a=1' })
+  const span = tracer.startSpan('server', { parent: remote, kind: 'server' })
+  assert.equal(span.traceId, remote.traceId)
+  assert.equal(span.parentSpanId, remote.spanId)
+  assert.deepEqual(tracer.inject(span, {}).tracestate, 'a=1')
+  const fromString = tracer.startSpan('other', { parent: TP })
+  assert.equal(fromString.traceId, remote.traceId)
+  span.end()
+  fromString.end()
+  const [first] = await finished(tracer)
+  assert.equal(first.parentSpanId, '00f067aa0ba902b7')
+  assert.equal(first.kind, 'server')
+  assert.equal(first.traceState, 'a=1')
+})
+
+test('parent and child: explicit parent, active span across await, withSpan', async () => {
+  const tracer = memoryTracer()
+  const root = tracer.startSpan('root')
+  const child = tracer.startSpan('child', { parent: root })
+  assert.equal(child.traceId, root.traceId)
+  assert.equal(child.parentSpanId, root.spanId)
+  assert.equal(tracer.active(), undefined)
+  assert.equal(tracer.currentTraceId(), undefined)
+
+  const result = await tracer.startActiveSpan('request', async (request) => {
+    assert.equal(tracer.active(), request)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+    assert.equal(tracer.currentTraceId(), request.traceId)
+    const inner = tracer.startSpan('db')
+    assert.equal(inner.parentSpanId, request.spanId)
+    inner.end()
+    // an explicit null parent starts a new trace even with an active span
+    const detached = tracer.startSpan('detached', { parent: null })
+    assert.notEqual(detached.traceId, request.traceId)
+    detached.end()
+    return 'ok'
+  })
+  assert.equal(result, 'ok')
+  tracer.withSpan(root, () => {
+    assert.equal(tracer.startSpan('under-root').parentSpanId, root.spanId)
+  })
+  child.end()
+  root.end()
+  const spans = await finished(tracer)
+  const request = spans.find((s) => s.name === 'request')
+  assert.ok(request, 'startActiveSpan ended its span when the promise settled')
+  assert.equal(spans.find((s) => s.name === 'db').parentSpanId, request.spanId)
+})
+
+test('startActiveSpan records a throw or rejection and rethrows it', async () => {
+  const tracer = memoryTracer()
+  await assert.rejects(tracer.startActiveSpan('async-fail', async () => {
+    throw new RangeError('nope')
+  }), RangeError)
+  assert.throws(() => tracer.startActiveSpan('sync-fail', {}, () => {
+    throw new TypeError('bad')
+  }), TypeError)
+  const spans = await finished(tracer)
+  for (const [name, type, message] of [['async-fail', 'RangeError', 'nope'], ['sync-fail', 'TypeError', 'bad']]) {
+    const span = spans.find((s) => s.name === name)
+    assert.deepEqual(span.status, { code: 'error', message })
+    assert.equal(span.events[0].name, 'exception')
+    assert.equal(span.events[0].attributes['exception.type'], type)
+    assert.equal(span.events[0].attributes['exception.message'], message)
+  }
+})
+
+test('sampling: rate 0 and 1, parent-based, string and RegExp rules', async () => {
+  const none = memoryTracer({ sampleRate: 0 })
+  const all = memoryTracer({ sampleRate: 1 })
+  for (let i = 0; i < 50; i++) {
+    assert.equal(none.startSpan('x').sampled, false)
+    assert.equal(all.startSpan('x').sampled, true)
+  }
+  // children follow a remote parent's flag, whatever the rate
+  assert.equal(none.startSpan('c', { parent: TP }).sampled, true)
+  assert.equal(all.startSpan('c', { parent: TP.slice(0, -2) + '00' }).sampled, false)
+  // and a local parent's decision
+  const root = none.startSpan('root')
+  assert.equal(none.startSpan('child', { parent: root }).sampled, false)
+  assert.match(root.traceparent, /-0[02]$/)
+
+  const ruled = memoryTracer({ sampling: { rules: [{ name: 'GET /health', rate: 0 }, { name: /^db\./, rate: 0 }] } })
+  assert.equal(ruled.startSpan('GET /health').sampled, false)
+  assert.equal(ruled.startSpan('db.query').sampled, false)
+  assert.equal(ruled.startSpan('GET /users').sampled, true)
+  const stringOnly = memoryTracer({ sampleRate: 0, sampling: { rules: [{ name: 'checkout', rate: 1 }] } })
+  assert.equal(stringOnly.startSpan('checkout').sampled, true)
+  assert.equal(stringOnly.startSpan('other').sampled, false)
+  // about half at rate 0.5
+  const half = memoryTracer({ sampleRate: 0.5 })
+  let sampled = 0
+  for (let i = 0; i < 2000; i++) if (half.startSpan('h').sampled) sampled++
+  assert.ok(sampled > 800 && sampled < 1200, `sampled ${sampled} of 2000`)
+})
+
+test('unsampled spans record nothing and are not exported, but count in metrics', async () => {
+  const tracer = memoryTracer({ sampleRate: 0 })
+  const span = tracer.startSpan('quiet', { attributes: { a: 1 } })
+  assert.equal(span.isRecording(), false)
+  span.setAttribute('b', 2).addEvent('e').recordException(new Error('x'))
+  span.setStatus('error', 'failed')
+  assert.match(span.traceId, /^[0-9a-f]{32}$/)
+  span.end()
+  assert.deepEqual(await finished(tracer), [])
+  const metrics = tracer.metrics()
+  assert.equal(metrics.started, 1)
+  assert.equal(metrics.unsampled, 1)
+  assert.equal(metrics.sampled, 0)
+  assert.equal(metrics.exported, 0)
+  assert.deepEqual(metrics.spans.map((s) => [s.name, s.count, s.errors]), [['quiet', 1, 1]])
+})
+
+test('attributes: types, limits, truncation and dropped counts', async () => {
+  const tracer = memoryTracer({ limits: { maxAttributes: 4, maxEvents: 1, maxAttributeValueLength: 3 } })
+  const span = tracer.startSpan('attrs')
+  span.setAttributes({ s: 'abcdef', n: 1.5, i: 7, b: true })
+  span.setAttribute('over', 'dropped')
+  span.setAttribute('s', 'xy') // an existing key is replaced, not dropped
+  span.setAttribute('bad', { nested: true })
+  span.addEvent('first', { k: 'v' })
+  span.addEvent('second')
+  span.end()
+  const [data] = await finished(tracer)
+  assert.deepEqual(data.attributes, { s: 'xy', n: 1.5, i: 7, b: true })
+  assert.equal(data.droppedAttributesCount, 2)
+  assert.equal(data.events.length, 1)
+  assert.deepEqual(data.events[0].attributes, { k: 'v' })
+  assert.equal(data.droppedEventsCount, 1)
+  assert.equal(tracer.metrics().unsupportedAttributes, 1)
+
+  const arrays = memoryTracer()
+  const a = arrays.startSpan('arrays')
+  a.setAttributes({ strings: ['a', 'b'], numbers: [1, 2.5], bools: [true], mixed: [1, 'a'], long: 'abcdef' })
+  a.end()
+  const [arrayData] = await finished(arrays)
+  assert.deepEqual(arrayData.attributes, { strings: ['a', 'b'], numbers: [1, 2.5], bools: [true], long: 'abcdef' })
+  assert.equal(arrayData.droppedAttributesCount, 1)
+})
+
+test('recordException, setStatus, updateName, explicit times, end twice', async () => {
+  const tracer = memoryTracer()
+  const span = tracer.startSpan('named', { startTime: 1_700_000_000_000 })
+  const error = new TypeError('wrong type')
+  span.recordException(error)
+  span.recordException('plain string')
+  span.setStatus('ok')
+  span.setStatus('error', 'ignored: ok is final')
+  span.updateName('renamed')
+  assert.throws(() => span.setStatus('failed'), { name: 'RangeError', code: codes.INVALID_ARGUMENT })
+  span.end(1_700_000_000_250)
+  span.end(1_700_000_009_999)
+  assert.equal(span.ended, true)
+  const [data] = await finished(tracer)
+  assert.equal(data.name, 'renamed')
+  assert.deepEqual(data.status, { code: 'ok' })
+  assert.equal(data.startTimeUnixNano, '1700000000000000000')
+  assert.equal(data.endTimeUnixNano, '1700000000250000000')
+  assert.equal(data.durationMs, 250)
+  assert.deepEqual(data.events[0].attributes, {
+    'exception.type': 'TypeError',
+    'exception.message': 'wrong type',
+    'exception.stacktrace': error.stack,
+  })
+  assert.deepEqual(data.events[1].attributes, { 'exception.type': 'string', 'exception.message': 'plain string' })
+  const metrics = tracer.metrics()
+  assert.equal(metrics.spans.length, 1)
+  assert.equal(metrics.spans[0].count, 1)
+  assert.equal(metrics.liveSpans, 0)
+})
+
+test('the memory exporter keeps spans until resetFinishedSpans', async () => {
+  const tracer = memoryTracer()
+  for (let i = 0; i < 3; i++) tracer.startSpan('s' + i).end()
+  assert.deepEqual((await finished(tracer)).map((s) => s.name), ['s0', 's1', 's2'])
+  tracer.resetFinishedSpans()
+  assert.deepEqual(tracer.finishedSpans(), [])
+  assert.equal(tracer.metrics().exported, 3)
+})
+
+function receiver() {
+  const requests = []
+  const server = http.createServer((req, res) => {
+    const chunks = []
+    req.on('data', (chunk) => chunks.push(chunk))
+    req.on('end', () => {
+      requests.push({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks) })
+      res.writeHead(200, { 'content-type': req.headers['content-type'] })
+      res.end(req.headers['content-type'] === 'application/json' ? '{}' : '')
+    })
+  })
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    resolve({ server, requests, url: `http://127.0.0.1:${server.address().port}/v1/traces` })
+  }))
+}
+
+test('OTLP/HTTP protobuf export posts one batch to the collector', async (t) => {
+  const { server, requests, url } = await receiver()
+  t.after(() => server.close())
+  const tracer = new DistributedTracer({
+    serviceName: 'otlp-test',
+    exporter: { otlp: { url, headers: { 'x-api-key': 'secret' } } },
+    resource: { 'service.version': '1.2.3' },
+  })
+  const span = tracer.startSpan('exported', { attributes: { a: 1 } })
+  const traceId = span.traceId
+  span.end()
+  assert.equal(await tracer.flush(), true)
+  assert.equal(requests.length, 1)
+  assert.equal(requests[0].method, 'POST')
+  assert.equal(requests[0].url, '/v1/traces')
+  assert.equal(requests[0].headers['content-type'], 'application/x-protobuf')
+  assert.equal(requests[0].headers['x-api-key'], 'secret')
+  assert.ok(requests[0].body.length > 0)
+  // the protobuf carries the raw 16 id bytes and the service name
+  assert.ok(requests[0].body.includes(Buffer.from(traceId, 'hex')))
+  assert.ok(requests[0].body.includes(Buffer.from('otlp-test')))
+  assert.equal(tracer.metrics().exported, 1)
+  assert.equal(await tracer.shutdown(), true)
+})
+
+test('OTLP/JSON export carries the span ids', async (t) => {
+  const { server, requests, url } = await receiver()
+  t.after(() => server.close())
+  const tracer = new DistributedTracer({ serviceName: 'json-test', exporter: { otlp: { url, protocol: 'http/json' } } })
+  const spans = [tracer.startSpan('a'), tracer.startSpan('b')]
+  const traceIds = spans.map((s) => s.traceId)
+  for (const span of spans) span.end()
+  assert.equal(await tracer.flush(), true)
+  assert.equal(requests.length, 1)
+  assert.equal(requests[0].headers['content-type'], 'application/json')
+  const body = JSON.parse(requests[0].body.toString('utf8'))
+  const exported = body.resourceSpans[0].scopeSpans[0].spans
+  assert.deepEqual(exported.map((s) => s.traceId), traceIds)
+  assert.deepEqual(exported.map((s) => s.name), ['a', 'b'])
+  await tracer.shutdown()
+})
+
+test('shutdown exports what ended before it and drops what ends after', async () => {
+  const tracer = memoryTracer({ batch: { scheduledDelayMs: 60_000 } })
+  tracer.startSpan('before').end()
+  assert.equal(await tracer.shutdown(), true)
+  assert.deepEqual(tracer.finishedSpans().map((s) => s.name), ['before'])
+  tracer.startSpan('after').end()
+  assert.equal(await tracer.flush(), true)
+  assert.equal(tracer.finishedSpans().length, 1)
+  assert.equal(tracer.metrics().dropped, 1)
+  assert.equal(await tracer.shutdown(), true)
+})
+
+test('an unreachable collector counts an export error and never throws', async () => {
+  const tracer = new DistributedTracer({ serviceName: 'down', exporter: { otlp: { url: 'http://127.0.0.1:1/v1/traces', timeoutMs: 1000 } } })
+  tracer.startSpan('lost').end()
+  await tracer.flush(5000)
+  assert.equal(tracer.metrics().exportErrors, 1)
+  await tracer.shutdown(5000)
+})
+
+test('bad options are refused with errors naming the option', () => {
+  const bad = (options, name, pattern) => {
+    assert.throws(() => new DistributedTracer(options), (error) => {
+      assert.equal(error.name, name)
+      assert.equal(error.code, codes.INVALID_OPTION)
+      assert.match(error.message, pattern)
+      return true
+    })
+  }
+  bad(undefined, 'TypeError', /options is required/)
+  bad({}, 'TypeError', /options\.serviceName is required/)
+  bad({ serviceName: '' }, 'RangeError', /options\.serviceName must be a non-empty string/)
+  bad({ serviceName: 1 }, 'TypeError', /options\.serviceName must be a string, received number 1/)
+  bad({ serviceName: 's', sampleRate: 2 }, 'RangeError', /options\.sampleRate must be a number between 0 and 1, received 2/)
+  bad({ serviceName: 's', sampleRate: NaN }, 'RangeError', /options\.sampleRate .* received NaN/)
+  bad({ serviceName: 's', sampleRate: '1' }, 'TypeError', /options\.sampleRate must be a number/)
+  bad({ serviceName: 's', sampel: 1 }, 'TypeError', /options has an unknown option "sampel"/)
+  bad({ serviceName: 's', exporter: 'zipkin' }, 'RangeError', /options\.exporter must be 'none', 'memory', 'console'/)
+  bad({ serviceName: 's', exporter: { otlp: { url: 'not a url' } } }, 'RangeError', /options\.exporter\.otlp\.url must be an absolute http/)
+  bad({ serviceName: 's', exporter: { otlp: { url: 'ftp://x/v1/traces' } } }, 'RangeError', /options\.exporter\.otlp\.url/)
+  bad({ serviceName: 's', exporter: { otlp: { protocol: 'grpc' } } }, 'RangeError', /options\.exporter\.otlp\.protocol/)
+  bad({ serviceName: 's', exporter: { otlp: { headers: { a: 1 } } } }, 'TypeError', /options\.exporter\.otlp\.headers\.a must be a string/)
+  bad({ serviceName: 's', exporter: { zipkin: {} } }, 'TypeError', /options\.exporter has an unknown option "zipkin"/)
+  bad({ serviceName: 's', sampling: { rules: [{ name: 'x', rate: 1.5 }] } }, 'RangeError', /options\.sampling\.rules\[0\]\.rate/)
+  bad({ serviceName: 's', sampling: { rules: [{ name: /x/, rate: -1 }] } }, 'RangeError', /options\.sampling\.rules\[0\]\.rate/)
+  bad({ serviceName: 's', sampling: { rules: [{ name: 1, rate: 1 }] } }, 'TypeError', /options\.sampling\.rules\[0\]\.name/)
+  bad({ serviceName: 's', sampling: { rules: 'x' } }, 'TypeError', /options\.sampling\.rules must be an array/)
+  bad({ serviceName: 's', limits: { maxAttributes: -1 } }, 'RangeError', /options\.limits\.maxAttributes/)
+  bad({ serviceName: 's', limits: { maxSpans: 1 } }, 'TypeError', /options\.limits has an unknown option "maxSpans"/)
+  bad({ serviceName: 's', maxMetricNames: 0 }, 'RangeError', /options\.maxMetricNames/)
+  bad({ serviceName: 's', batch: { maxQueueSize: 10, maxExportBatchSize: 20 } }, 'RangeError', /options\.batch\.maxExportBatchSize/)
+  bad({ serviceName: 's', batch: { scheduledDelayMs: 0 } }, 'RangeError', /options\.batch\.scheduledDelayMs/)
+  bad({ serviceName: 's', resource: { a: {} } }, 'TypeError', /options\.resource\.a/)
+  bad({ serviceName: 's', clock: {} }, 'TypeError', /options\.clock must be a TestClock/)
+})
+
+test('bad arguments are refused with clear errors', () => {
+  const tracer = memoryTracer()
+  assert.throws(() => tracer.startSpan(1), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
+  assert.throws(() => tracer.startSpan('x', { kind: 'backend' }), { name: 'RangeError', code: codes.INVALID_ARGUMENT })
+  assert.throws(() => tracer.startSpan('x', { parnet: null }), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
+  assert.throws(() => tracer.startSpan('x', { parent: 42 }), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
+  assert.throws(() => tracer.inject(undefined, 'headers'), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
+  assert.throws(() => tracer.startActiveSpan('x'), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
+})

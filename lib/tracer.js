@@ -1,0 +1,423 @@
+'use strict'
+// DistributedTracer: the native tracer plus the JS-only parts, the `Span` object, header
+// propagation and the active span (AsyncLocalStorage).
+//
+// A span is a number on the native side (a handle whose bit 31 says "sampled"), so `Span` is a
+// thin JS object around that number. The hot calls (start, end, setAttribute) are functions
+// bound to the tracer's native state; attribute and event calls on an unsampled span never
+// cross into native code at all. Sampling rules whose `name` is a RegExp are evaluated here and
+// their rate passed to `start`; string rules are matched natively.
+const { AsyncLocalStorage } = require('node:async_hooks')
+const binding = require('../binding.js')
+const { invalidArgument, invalidOption, describe } = require('./errors')
+
+const KINDS = Object.freeze({ internal: 0, server: 1, client: 2, producer: 3, consumer: 4 })
+const RECORDING = 0x80000000
+const STATUS_CODES = new Set(['ok', 'error', 'unset'])
+const START_OPTIONS = new Set(['parent', 'kind', 'attributes', 'startTime'])
+const INVALID_CONTEXT = Object.freeze({
+  traceId: '0'.repeat(32),
+  spanId: '0'.repeat(16),
+  traceFlags: 0,
+  isRemote: false,
+})
+
+const kHandle = Symbol('bulwark.spanHandle')
+const kCore = Symbol('bulwark.spanCore')
+
+/** A time argument (ms since the epoch, or a Date) as ms; undefined means now. */
+function toMs(time, name) {
+  if (time === undefined) return undefined
+  if (time instanceof Date) return time.getTime()
+  if (typeof time === 'number' && Number.isFinite(time) && time >= 0) return time
+  throw invalidArgument(TypeError, `${name} must be a Date or a number of milliseconds since the epoch, received ${describe(time)}`)
+}
+
+function formatTraceparent(ctx) {
+  return `00-${ctx.traceId}-${ctx.spanId}-${(ctx.traceFlags & 0xff).toString(16).padStart(2, '0')}`
+}
+
+function isContext(value) {
+  return value !== null && typeof value === 'object' && typeof value.traceId === 'string' && typeof value.spanId === 'string'
+}
+
+/** One span: ids, attributes, events, status and end. Made by `tracer.startSpan`. */
+class Span {
+  #ctx = null
+  #ended = false
+  #parent
+
+  constructor(core, handle, parent) {
+    this[kCore] = core
+    this[kHandle] = handle
+    this.#parent = parent
+  }
+
+  /** The span's context: ids, flags and trace state. */
+  spanContext() {
+    if (this.#ctx === null) {
+      const ctx = this.#ended ? null : this[kCore].native._context(this[kHandle])
+      this.#ctx = ctx || INVALID_CONTEXT
+    }
+    return this.#ctx
+  }
+
+  /** 32 lowercase hex digits. Read it before `end()` if you need it afterwards. */
+  get traceId() {
+    return this.spanContext().traceId
+  }
+
+  /** 16 lowercase hex digits. */
+  get spanId() {
+    return this.spanContext().spanId
+  }
+
+  /** The parent's span id, or undefined for a root span. */
+  get parentSpanId() {
+    const parent = this.#parent
+    if (parent === undefined || parent === null) return undefined
+    if (parent instanceof Span || isContext(parent)) return parent.spanId
+    if (typeof parent === 'string' && parent.length >= 52) return parent.slice(36, 52)
+    return undefined
+  }
+
+  /** Whether the span was sampled: only sampled spans record and are exported. */
+  get sampled() {
+    return this[kHandle] >= RECORDING
+  }
+
+  /** The W3C `traceparent` value of this span. */
+  get traceparent() {
+    return formatTraceparent(this.spanContext())
+  }
+
+  /** Whether attributes and events set now are kept (sampled and not ended). */
+  isRecording() {
+    return !this.#ended && this[kHandle] >= RECORDING
+  }
+
+  /** Sets one attribute (string, number, boolean or an array of one of them). */
+  setAttribute(key, value) {
+    if (this[kHandle] >= RECORDING) this[kCore].setAttribute(this[kHandle], key, value)
+    return this
+  }
+
+  /** Sets every own property of `attributes` as an attribute. */
+  setAttributes(attributes) {
+    if (this[kHandle] >= RECORDING && attributes !== null && typeof attributes === 'object') {
+      const set = this[kCore].setAttribute
+      for (const key of Object.keys(attributes)) set(this[kHandle], key, attributes[key])
+    }
+    return this
+  }
+
+  /** Adds a timestamped event with optional attributes. */
+  addEvent(name, attributes, time) {
+    if (this[kHandle] >= RECORDING) {
+      this[kCore].native._addEvent(this[kHandle], String(name), attributes, toMs(time, 'time'))
+    }
+    return this
+  }
+
+  /** Records an exception as an `exception` event (the status is left to `setStatus`). */
+  recordException(error) {
+    if (this[kHandle] >= RECORDING) {
+      let type = 'Error'
+      let message
+      let stack
+      if (error !== null && typeof error === 'object') {
+        type = String(error.name || (error.constructor && error.constructor.name) || 'Error')
+        message = String(error.message ?? '')
+        stack = typeof error.stack === 'string' ? error.stack : undefined
+      } else {
+        type = typeof error
+        message = String(error)
+      }
+      this[kCore].native._recordException(this[kHandle], type, message, stack)
+    }
+    return this
+  }
+
+  /** Sets the status: 'ok' (final), 'error' (with an optional message) or 'unset'. */
+  setStatus(code, message) {
+    if (!STATUS_CODES.has(code)) {
+      throw invalidArgument(RangeError, `code must be 'ok', 'error' or 'unset', received ${describe(code)}`)
+    }
+    if (message !== undefined && typeof message !== 'string') {
+      throw invalidArgument(TypeError, `message must be a string, received ${describe(message)}`)
+    }
+    if (!this.#ended) this[kCore].native._setStatus(this[kHandle], code, message)
+    return this
+  }
+
+  /** Renames the span (a router often learns the route after the span started). */
+  updateName(name) {
+    if (typeof name !== 'string') {
+      throw invalidArgument(TypeError, `name must be a string, received ${describe(name)}`)
+    }
+    if (!this.#ended) this[kCore].native._updateName(this[kHandle], name)
+    return this
+  }
+
+  /** Ends the span (at `endTime`, default now); a second call does nothing. */
+  end(endTime) {
+    if (this.#ended) return
+    const ms = toMs(endTime, 'endTime')
+    this.#ended = true
+    if (ms === undefined) this[kCore].end(this[kHandle])
+    else this[kCore].end(this[kHandle], ms)
+  }
+
+  /** Whether `end()` was called. */
+  get ended() {
+    return this.#ended
+  }
+}
+
+/** The values of header `name` in a plain object, a Map or a Headers-like object with get(). */
+function headerValues(headers, name) {
+  if (headers === null || (typeof headers !== 'object' && typeof headers !== 'function')) return []
+  let value
+  if (typeof headers.get === 'function') {
+    value = headers.get(name)
+  } else {
+    value = headers[name]
+    if (value === undefined) {
+      for (const key of Object.keys(headers)) {
+        if (key.toLowerCase() === name) {
+          value = headers[key]
+          break
+        }
+      }
+    }
+  }
+  if (typeof value === 'string') return [value]
+  if (Array.isArray(value)) return value.filter((v) => typeof v === 'string')
+  return []
+}
+
+function setHeader(headers, name, value) {
+  if (typeof headers.setHeader === 'function') headers.setHeader(name, value)
+  else if (typeof headers.set === 'function') headers.set(name, value)
+  else headers[name] = value
+}
+
+function readRate(rate, path) {
+  if (typeof rate !== 'number') {
+    throw invalidOption(TypeError, `${path} must be a number, received ${describe(rate)}`)
+  }
+  if (!(rate >= 0 && rate <= 1)) {
+    throw invalidOption(RangeError, `${path} must be a number between 0 and 1, received number ${rate}`)
+  }
+  return rate
+}
+
+/** The sampling rules as JS evaluates them when one of them is a RegExp; null otherwise. */
+function jsRules(options) {
+  const sampling = options !== null && typeof options === 'object' ? options.sampling : undefined
+  const rules = sampling !== null && typeof sampling === 'object' ? sampling.rules : undefined
+  if (!Array.isArray(rules) || !rules.some((r) => r !== null && typeof r === 'object' && r.name instanceof RegExp)) {
+    return null
+  }
+  return rules.map((rule, i) => {
+    const path = `options.sampling.rules[${i}]`
+    if (rule === null || typeof rule !== 'object') {
+      throw invalidOption(TypeError, `${path} must be an object, received ${describe(rule)}`)
+    }
+    for (const key of Object.keys(rule)) {
+      if (key !== 'name' && key !== 'rate') {
+        throw invalidOption(TypeError, `${path} has an unknown option "${key}"; known options are: name, rate`)
+      }
+    }
+    if (typeof rule.name !== 'string' && !(rule.name instanceof RegExp)) {
+      throw invalidOption(TypeError, `${path}.name must be a string or a RegExp, received ${describe(rule.name)}`)
+    }
+    return { name: rule.name, rate: readRate(rule.rate, `${path}.rate`) }
+  })
+}
+
+class DistributedTracer extends binding.DistributedTracer {
+  #core
+  #storage = new AsyncLocalStorage()
+  #rules
+  #defaultRate
+
+  constructor(options) {
+    const rules = jsRules(options)
+    // RegExp rules cannot cross; the native side gets the string ones (all rules are then
+    // evaluated here, in order, and the chosen rate is passed to `start`).
+    const nativeOptions = rules === null
+      ? options
+      : { ...options, sampling: { ...options.sampling, rules: rules.filter((r) => typeof r.name === 'string') } }
+    super(nativeOptions)
+    this.#rules = rules
+    this.#defaultRate = options.sampleRate === undefined ? 1 : options.sampleRate
+    // The hot calls are functions bound to this tracer's native state (no per-call unwrap).
+    const fast = this._fastPath()
+    this.#core = { native: this, start: fast.start, end: fast.end, setAttribute: fast.setAttribute }
+  }
+
+  #rateFor(name) {
+    for (const rule of this.#rules) {
+      if (typeof rule.name === 'string') {
+        if (rule.name === name) return rule.rate
+      } else {
+        rule.name.lastIndex = 0
+        if (rule.name.test(name)) return rule.rate
+      }
+    }
+    return this.#defaultRate
+  }
+
+  /**
+   * Starts a span. `parent` may be a Span, a SpanContext (from `extract`), a traceparent string,
+   * or null for a new trace; without it, the active span is the parent.
+   */
+  startSpan(name, options) {
+    if (typeof name !== 'string') {
+      throw invalidArgument(TypeError, `name must be a string, received ${describe(name)}`)
+    }
+    let parent
+    let kind = 0
+    let startTime
+    let attributes
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') {
+        throw invalidArgument(TypeError, `options must be an object, received ${describe(options)}`)
+      }
+      for (const key of Object.keys(options)) {
+        if (!START_OPTIONS.has(key)) {
+          throw invalidArgument(TypeError, `options has an unknown option "${key}"; known options are: ${[...START_OPTIONS].join(', ')}`)
+        }
+      }
+      parent = options.parent
+      if (options.kind !== undefined) {
+        kind = KINDS[options.kind]
+        if (typeof options.kind !== 'string' || kind === undefined) {
+          throw invalidArgument(RangeError, `options.kind must be one of ${Object.keys(KINDS).join(', ')}, received ${describe(options.kind)}`)
+        }
+      }
+      startTime = toMs(options.startTime, 'options.startTime')
+      attributes = options.attributes
+    }
+    if (parent === undefined) parent = this.#storage.getStore()
+    const core = this.#core
+    const rate = this.#rules === null ? undefined : this.#rateFor(name)
+    let handle
+    if (parent instanceof Span && parent[kCore] === core && !parent.ended) {
+      handle = core.start(name, kind, parent[kHandle], startTime, rate)
+    } else if (parent instanceof Span || isContext(parent)) {
+      const ctx = parent instanceof Span ? parent.spanContext() : parent
+      const state = typeof ctx.traceState === 'string' ? ctx.traceState : undefined
+      handle = this._startRemote(name, kind, formatTraceparent(ctx), state, startTime, rate)
+    } else if (typeof parent === 'string') {
+      handle = this._startRemote(name, kind, parent, undefined, startTime, rate)
+    } else if (parent === undefined || parent === null) {
+      parent = undefined
+      handle = core.start(name, kind, 0, startTime, rate)
+    } else {
+      throw invalidArgument(TypeError, `options.parent must be a Span, a SpanContext or a traceparent string, received ${describe(parent)}`)
+    }
+    const span = new Span(core, handle, parent)
+    if (attributes !== undefined) span.setAttributes(attributes)
+    return span
+  }
+
+  /**
+   * The remote context in incoming headers (a plain object, a Map or a Headers-like object;
+   * values may be strings or arrays of strings), or null. Never throws.
+   */
+  extract(headers) {
+    try {
+      const traceparent = headerValues(headers, 'traceparent')
+      if (traceparent.length === 0) return null
+      return this._extract(traceparent, headerValues(headers, 'tracestate'))
+    } catch {
+      return null
+    }
+  }
+
+  /**
+   * Writes `traceparent` (and `tracestate` when there is one) of a span or context into
+   * `headers`: a plain object, a Headers object, or an OutgoingMessage (setHeader). Without a
+   * span, the active span's. Returns `headers`.
+   */
+  inject(spanOrContext, headers) {
+    if (headers === null || (typeof headers !== 'object' && typeof headers !== 'function')) {
+      throw invalidArgument(TypeError, `headers must be an object, received ${describe(headers)}`)
+    }
+    const source = spanOrContext === undefined || spanOrContext === null ? this.#storage.getStore() : spanOrContext
+    let ctx
+    if (source instanceof Span) ctx = source.spanContext()
+    else if (isContext(source)) ctx = source
+    else return headers
+    if (ctx === INVALID_CONTEXT) return headers
+    setHeader(headers, 'traceparent', formatTraceparent(ctx))
+    if (typeof ctx.traceState === 'string' && ctx.traceState !== '') setHeader(headers, 'tracestate', ctx.traceState)
+    return headers
+  }
+
+  /** The active span, or undefined. */
+  active() {
+    return this.#storage.getStore()
+  }
+
+  /** Runs `fn` with `span` as the active span, and returns what it returns. */
+  withSpan(span, fn, ...args) {
+    if (typeof fn !== 'function') {
+      throw invalidArgument(TypeError, `fn must be a function, received ${describe(fn)}`)
+    }
+    return this.#storage.run(span, fn, ...args)
+  }
+
+  /**
+   * Starts a span, runs `fn(span)` with it active, and ends it when `fn` returns or its promise
+   * settles; a throw or rejection is recorded as an exception with status error, and rethrown.
+   */
+  startActiveSpan(name, options, fn) {
+    if (typeof options === 'function' && fn === undefined) {
+      fn = options
+      options = undefined
+    }
+    if (typeof fn !== 'function') {
+      throw invalidArgument(TypeError, `fn must be a function, received ${describe(fn)}`)
+    }
+    const span = this.startSpan(name, options)
+    const fail = (error) => {
+      span.recordException(error)
+      span.setStatus('error', error !== null && typeof error === 'object' && typeof error.message === 'string' ? error.message : String(error))
+      span.end()
+    }
+    return this.#storage.run(span, () => {
+      let result
+      try {
+        result = fn(span)
+      } catch (error) {
+        fail(error)
+        throw error
+      }
+      if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+        return result.then(
+          (value) => {
+            span.end()
+            return value
+          },
+          (error) => {
+            fail(error)
+            throw error
+          },
+        )
+      }
+      span.end()
+      return result
+    })
+  }
+
+  /** The trace id of the active span, or undefined. */
+  currentTraceId() {
+    const span = this.#storage.getStore()
+    return span === undefined ? undefined : span.traceId
+  }
+}
+
+module.exports = { DistributedTracer, Span, SpanKind: KINDS }

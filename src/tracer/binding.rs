@@ -1,0 +1,1183 @@
+//! The JS class `DistributedTracer` (the native half; `lib/tracer.js` adds the `Span` class,
+//! header propagation and the active-span context).
+//!
+//! Options are read and validated here into a [`TracerConfig`], naming the option in every
+//! error. The three hot calls (`start`, `end`, `setAttribute`) are plain functions bound to the
+//! tracer's state (see `common::binding::raw`), made once per tracer by `_fastPath()`; they take
+//! and return numbers (span handles) so that a span costs one cheap crossing per operation. The
+//! rest are napi-rs methods. `flush` and `shutdown` wait on the libuv pool (`AsyncTask`), never
+//! on the JS thread; the export thread is a plain Rust thread, which does not hold the event loop.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::{sys, Env, JsValue, Unknown, ValueType};
+use napi_derive::napi;
+
+use super::context::{SpanContext, MIN_PROPAGATED_TRACESTATE};
+use super::export::{
+    BatchConfig, ConsoleExporter, MemoryExporter, NoopExporter, ProcessorHandle, SpanExporter,
+};
+use super::otlp::OtlpResource;
+use super::otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
+use super::sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
+use super::span::{AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status};
+use super::tracer_core::{Parent, SpanHandle, Tracer, TracerConfig};
+use crate::common::binding::{
+    describe_value, raw, read_clock, read_string, throw_invalid, value_type, OptionsReader,
+};
+use crate::common::error::{integer_at_least, InvalidInput};
+
+const TRACER_OPTIONS: &[&str] = &[
+    "serviceName",
+    "sampleRate",
+    "sampling",
+    "limits",
+    "maxMetricNames",
+    "batch",
+    "exporter",
+    "resource",
+    "clock",
+];
+const SAMPLING_OPTIONS: &[&str] = &["rules"];
+const RULE_OPTIONS: &[&str] = &["name", "rate"];
+const LIMITS_OPTIONS: &[&str] = &["maxAttributes", "maxEvents", "maxAttributeValueLength"];
+const BATCH_OPTIONS: &[&str] = &[
+    "maxQueueSize",
+    "maxExportBatchSize",
+    "scheduledDelayMs",
+    "exportTimeoutMs",
+];
+const EXPORTER_OPTIONS: &[&str] = &["otlp"];
+const OTLP_OPTIONS: &[&str] = &["url", "headers", "protocol", "timeoutMs"];
+
+/// Span kinds by the small integer the fast path takes (`lib/tracer.js` maps the names).
+const KINDS: [SpanKind; 5] = [
+    SpanKind::Internal,
+    SpanKind::Server,
+    SpanKind::Client,
+    SpanKind::Producer,
+    SpanKind::Consumer,
+];
+
+fn kind_name(kind: SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Internal => "internal",
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+    }
+}
+
+/// Option `name` of `reader` as a string; `None` when absent.
+fn string_option(
+    env: sys::napi_env,
+    reader: &OptionsReader,
+    name: &str,
+) -> std::result::Result<Option<String>, InvalidInput> {
+    let value = reader.raw(name);
+    match value_type(env, value) {
+        ValueType::Undefined => Ok(None),
+        ValueType::String => Ok(read_string(env, value)),
+        _ => Err(InvalidInput::option_type(format!(
+            "{} must be a string, received {}",
+            reader.path_of(name),
+            describe_value(env, value)
+        ))),
+    }
+}
+
+/// The elements of a JS array; `None` when `value` is not an array.
+fn array_elements(env: sys::napi_env, value: sys::napi_value) -> Option<Vec<sys::napi_value>> {
+    let mut is_array = false;
+    unsafe { sys::napi_is_array(env, value, &mut is_array) };
+    if !is_array {
+        return None;
+    }
+    let mut len = 0;
+    unsafe { sys::napi_get_array_length(env, value, &mut len) };
+    Some(
+        (0..len)
+            .map(|i| {
+                let mut item = std::ptr::null_mut();
+                unsafe { sys::napi_get_element(env, value, i, &mut item) };
+                item
+            })
+            .collect(),
+    )
+}
+
+fn number_of(env: sys::napi_env, value: sys::napi_value) -> Option<f64> {
+    let mut n = 0.0;
+    (unsafe { sys::napi_get_value_double(env, value, &mut n) } == sys::Status::napi_ok).then_some(n)
+}
+
+fn bool_of(env: sys::napi_env, value: sys::napi_value) -> Option<bool> {
+    let mut b = false;
+    (unsafe { sys::napi_get_value_bool(env, value, &mut b) } == sys::Status::napi_ok).then_some(b)
+}
+
+/// A JS number as an attribute: an integer (within 2^53) is an `int`, as OpenTelemetry JS
+/// exports it; anything else a `double`.
+fn number_attribute(n: f64) -> AttributeValue {
+    if n.is_finite() && n.fract() == 0.0 && n.abs() <= 2f64.powi(53) {
+        AttributeValue::I64(n as i64)
+    } else {
+        AttributeValue::F64(n)
+    }
+}
+
+/// A JS value as an attribute value: a string, number, boolean, or an array of one of them
+/// (homogeneous; an array of numbers is ints only when every number is an integer). `None` for
+/// anything else, which the caller drops and counts.
+fn read_attribute(env: sys::napi_env, value: sys::napi_value) -> Option<AttributeValue> {
+    match value_type(env, value) {
+        ValueType::String => read_string(env, value).map(AttributeValue::String),
+        ValueType::Number => number_of(env, value).map(number_attribute),
+        ValueType::Boolean => bool_of(env, value).map(AttributeValue::Bool),
+        ValueType::Object => {
+            let items = array_elements(env, value)?;
+            let Some(first) = items.first() else {
+                return Some(AttributeValue::StringArray(Vec::new()));
+            };
+            match value_type(env, *first) {
+                ValueType::String => items
+                    .iter()
+                    .map(|v| {
+                        (value_type(env, *v) == ValueType::String)
+                            .then(|| read_string(env, *v))
+                            .flatten()
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .map(AttributeValue::StringArray),
+                ValueType::Boolean => items
+                    .iter()
+                    .map(|v| {
+                        (value_type(env, *v) == ValueType::Boolean)
+                            .then(|| bool_of(env, *v))
+                            .flatten()
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .map(AttributeValue::BoolArray),
+                ValueType::Number => {
+                    let numbers = items
+                        .iter()
+                        .map(|v| {
+                            (value_type(env, *v) == ValueType::Number)
+                                .then(|| number_of(env, *v))
+                                .flatten()
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    if numbers
+                        .iter()
+                        .all(|n| matches!(number_attribute(*n), AttributeValue::I64(_)))
+                    {
+                        Some(AttributeValue::I64Array(
+                            numbers.iter().map(|n| *n as i64).collect(),
+                        ))
+                    } else {
+                        Some(AttributeValue::F64Array(numbers))
+                    }
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The attributes of a plain object (an event's, the resource's); values that are not
+/// attribute values are skipped and counted.
+fn read_attributes(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    path: &str,
+) -> std::result::Result<(Attributes, u32), InvalidInput> {
+    let mut attributes = Attributes::new();
+    let mut skipped = 0;
+    if let Some(reader) = OptionsReader::open_any(env, value, path)? {
+        for key in reader.keys() {
+            match read_attribute(env, reader.raw(&key)) {
+                Some(v) => attributes.push((key, v)),
+                None => skipped += 1,
+            }
+        }
+    }
+    Ok((attributes, skipped))
+}
+
+/// Validates a duration option in milliseconds: an integer >= 1.
+fn millis_option(
+    reader: &OptionsReader,
+    name: &str,
+) -> std::result::Result<Option<u64>, InvalidInput> {
+    reader
+        .number(name)?
+        .map(|ms| integer_at_least(&reader.path_of(name), ms, 1))
+        .transpose()
+}
+
+/// Everything the constructor reads.
+struct Settings {
+    config: TracerConfig,
+    clock: crate::common::Clock,
+    exporter: ExporterChoice,
+    resource: OtlpResource,
+}
+
+enum ExporterChoice {
+    None,
+    Memory,
+    Console,
+    Otlp {
+        url: String,
+        headers: Vec<(String, String)>,
+        protocol: Protocol,
+        timeout: Duration,
+    },
+}
+
+fn read_rules(
+    env: sys::napi_env,
+    reader: &OptionsReader,
+) -> std::result::Result<Vec<SamplingRule>, InvalidInput> {
+    let Some(sampling) = reader.object("sampling", SAMPLING_OPTIONS)? else {
+        return Ok(Vec::new());
+    };
+    let value = sampling.raw("rules");
+    if value_type(env, value) == ValueType::Undefined {
+        return Ok(Vec::new());
+    }
+    let path = sampling.path_of("rules");
+    let items = array_elements(env, value).ok_or_else(|| {
+        InvalidInput::option_type(format!(
+            "{path} must be an array, received {}",
+            describe_value(env, value)
+        ))
+    })?;
+    let mut rules = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        let rule = OptionsReader::open(env, item, &item_path, RULE_OPTIONS)?.ok_or_else(|| {
+            InvalidInput::option_type(format!("{item_path} must be an object, received undefined"))
+        })?;
+        let name = string_option(env, &rule, "name")?.ok_or_else(|| {
+            InvalidInput::option_type(format!(
+                "{} must be a string or a RegExp, received {}",
+                rule.path_of("name"),
+                describe_value(env, rule.raw("name"))
+            ))
+        })?;
+        let rate = rule.number("rate")?.ok_or_else(|| {
+            InvalidInput::option_type(format!(
+                "{} is required: a number between 0 and 1, received undefined",
+                rule.path_of("rate")
+            ))
+        })?;
+        rules.push(SamplingRule {
+            matcher: SpanMatcher::Exact(name),
+            rate: SampleRate::new(&rule.path_of("rate"), rate)?,
+        });
+    }
+    Ok(rules)
+}
+
+fn read_limits(reader: &OptionsReader) -> std::result::Result<SpanLimits, InvalidInput> {
+    let mut limits = SpanLimits::default();
+    let Some(l) = reader.object("limits", LIMITS_OPTIONS)? else {
+        return Ok(limits);
+    };
+    if let Some(n) = l.number("maxAttributes")? {
+        limits.max_attributes = integer_at_least(&l.path_of("maxAttributes"), n, 0)? as usize;
+        limits.max_attributes_per_event = limits.max_attributes;
+    }
+    if let Some(n) = l.number("maxEvents")? {
+        limits.max_events = integer_at_least(&l.path_of("maxEvents"), n, 0)? as usize;
+    }
+    if let Some(n) = l.number("maxAttributeValueLength")? {
+        limits.max_value_length =
+            Some(integer_at_least(&l.path_of("maxAttributeValueLength"), n, 1)? as usize);
+    }
+    Ok(limits)
+}
+
+fn read_batch(reader: &OptionsReader) -> std::result::Result<BatchConfig, InvalidInput> {
+    let mut batch = BatchConfig::default();
+    let Some(b) = reader.object("batch", BATCH_OPTIONS)? else {
+        return Ok(batch);
+    };
+    if let Some(n) = b.number("maxQueueSize")? {
+        batch.max_queue_size = integer_at_least(&b.path_of("maxQueueSize"), n, 1)? as usize;
+    }
+    if let Some(n) = b.number("maxExportBatchSize")? {
+        batch.max_export_batch_size =
+            integer_at_least(&b.path_of("maxExportBatchSize"), n, 1)? as usize;
+    }
+    if let Some(ms) = millis_option(&b, "scheduledDelayMs")? {
+        batch.scheduled_delay_ms = ms;
+    }
+    if let Some(ms) = millis_option(&b, "exportTimeoutMs")? {
+        batch.export_timeout_ms = ms;
+    }
+    batch.validate()?;
+    Ok(batch)
+}
+
+/// Checks that a traces URL is an absolute `http:` or `https:` URL with a host.
+fn check_url(option: &str, url: &str) -> std::result::Result<(), InvalidInput> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let host_ok = rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !host.starts_with(':')
+    });
+    if host_ok && !url.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(InvalidInput::option_range(format!(
+            "{option} must be an absolute http:// or https:// URL, received \"{url}\""
+        )))
+    }
+}
+
+fn read_exporter(
+    env: sys::napi_env,
+    reader: &OptionsReader,
+) -> std::result::Result<ExporterChoice, InvalidInput> {
+    let value = reader.raw("exporter");
+    let path = reader.path_of("exporter");
+    match value_type(env, value) {
+        ValueType::Undefined => Ok(ExporterChoice::None),
+        ValueType::String => match read_string(env, value).as_deref() {
+            Some("none") => Ok(ExporterChoice::None),
+            Some("memory") => Ok(ExporterChoice::Memory),
+            Some("console") => Ok(ExporterChoice::Console),
+            _ => Err(InvalidInput::option_range(format!(
+                "{path} must be 'none', 'memory', 'console' or {{ otlp: {{ ... }} }}, received {}",
+                describe_value(env, value)
+            ))),
+        },
+        ValueType::Object => {
+            let outer = OptionsReader::open(env, value, &path, EXPORTER_OPTIONS)?
+                .ok_or_else(|| InvalidInput::option_type(format!("{path} must be an object")))?;
+            let otlp = match outer.object("otlp", OTLP_OPTIONS)? {
+                Some(otlp) => otlp,
+                None => {
+                    return Err(InvalidInput::option_type(format!(
+                        "{path}.otlp is required in an exporter object, received undefined"
+                    )))
+                }
+            };
+            let explicit = string_option(env, &otlp, "url")?;
+            let env_var = |name: &str| std::env::var(name).ok();
+            let url = traces_endpoint(
+                explicit.as_deref(),
+                env_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").as_deref(),
+                env_var("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            );
+            let url_option = if explicit.is_some() {
+                otlp.path_of("url")
+            } else {
+                format!("{} (from the environment)", otlp.path_of("url"))
+            };
+            check_url(&url_option, &url)?;
+            let mut headers = Vec::new();
+            if let Some(h) =
+                OptionsReader::open_any(env, otlp.raw("headers"), &otlp.path_of("headers"))?
+            {
+                for key in h.keys() {
+                    let v = h.raw(&key);
+                    match read_string(env, v) {
+                        Some(text) => headers.push((key, text)),
+                        None => {
+                            return Err(InvalidInput::option_type(format!(
+                                "{} must be a string, received {}",
+                                h.path_of(&key),
+                                describe_value(env, v)
+                            )))
+                        }
+                    }
+                }
+            }
+            let protocol = match string_option(env, &otlp, "protocol")?.as_deref() {
+                None | Some("http/protobuf") => Protocol::Protobuf,
+                Some("http/json") => Protocol::Json,
+                Some(other) => {
+                    return Err(InvalidInput::option_range(format!(
+                        "{} must be 'http/protobuf' or 'http/json', received string \"{other}\"",
+                        otlp.path_of("protocol")
+                    )))
+                }
+            };
+            let timeout = millis_option(&otlp, "timeoutMs")?.unwrap_or(10_000);
+            Ok(ExporterChoice::Otlp {
+                url,
+                headers,
+                protocol,
+                timeout: Duration::from_millis(timeout),
+            })
+        }
+        _ => Err(InvalidInput::option_type(format!(
+            "{path} must be a string or an object, received {}",
+            describe_value(env, value)
+        ))),
+    }
+}
+
+fn read_settings(env: Env, options: Unknown) -> std::result::Result<Settings, InvalidInput> {
+    let env = env.raw();
+    let Some(reader) = OptionsReader::open(env, options.raw(), "options", TRACER_OPTIONS)? else {
+        return Err(InvalidInput::option_type(
+            "options is required: an object with serviceName, received undefined",
+        ));
+    };
+    let service_name = match string_option(env, &reader, "serviceName")? {
+        Some(name) if !name.is_empty() => name,
+        Some(_) => {
+            return Err(InvalidInput::option_range(
+                "options.serviceName must be a non-empty string, received an empty string",
+            ))
+        }
+        None => {
+            return Err(InvalidInput::option_type(
+                "options.serviceName is required: a non-empty string, received undefined",
+            ))
+        }
+    };
+    let sample_rate = reader.number("sampleRate")?.unwrap_or(1.0);
+    let sampler = Sampler::new(sample_rate, read_rules(env, &reader)?)?;
+    let mut config = TracerConfig::new(service_name.clone(), sampler);
+    config.limits = read_limits(&reader)?;
+    if let Some(n) = reader.number("maxMetricNames")? {
+        config.max_metric_names = integer_at_least("options.maxMetricNames", n, 1)? as usize;
+    }
+    config.batch = read_batch(&reader)?;
+    let exporter = read_exporter(env, &reader)?;
+    let mut resource = OtlpResource {
+        service_name,
+        attributes: Vec::new(),
+    };
+    if let Some(r) = OptionsReader::open_any(env, reader.raw("resource"), "options.resource")? {
+        for key in r.keys() {
+            let v = r.raw(&key);
+            let value = match value_type(env, v) {
+                ValueType::String | ValueType::Number | ValueType::Boolean => {
+                    read_attribute(env, v)
+                }
+                _ => None,
+            };
+            match value {
+                Some(value) => resource.attributes.push((key, value)),
+                None => {
+                    return Err(InvalidInput::option_type(format!(
+                        "{} must be a string, number or boolean, received {}",
+                        r.path_of(&key),
+                        describe_value(env, v)
+                    )))
+                }
+            }
+        }
+    }
+    let clock = read_clock(&reader)?;
+    Ok(Settings {
+        config,
+        clock,
+        exporter,
+        resource,
+    })
+}
+
+/// What the class and its fast-path functions share.
+struct Shared {
+    tracer: RefCell<Tracer>,
+    /// Attributes the fast path could not convert, counted here as well as on their span.
+    unsupported_attributes: std::cell::Cell<u64>,
+}
+
+/// A span handle argument: a number that is a `u32`; anything else reads as no span (0).
+fn handle_of(env: sys::napi_env, value: sys::napi_value) -> SpanHandle {
+    match number_of(env, value) {
+        Some(n) if n >= 0.0 && n <= f64::from(u32::MAX) && n.fract() == 0.0 => SpanHandle(n as u32),
+        _ => SpanHandle::NONE,
+    }
+}
+
+/// A time argument in Unix milliseconds; `None` (now) unless a finite number >= 0.
+fn time_of(env: sys::napi_env, value: sys::napi_value) -> Option<u64> {
+    number_of(env, value).and_then(nanos_of_ms)
+}
+
+/// Unix milliseconds as nanoseconds, exactly for whole milliseconds (`ms * 1e6` in f64 would
+/// round today's times to 256 ns); `None` unless finite and >= 0.
+fn nanos_of_ms(ms: f64) -> Option<u64> {
+    (0.0..1.8e13).contains(&ms).then(|| {
+        let whole = ms.trunc();
+        whole as u64 * 1_000_000 + ((ms - whole) * 1e6).round() as u64
+    })
+}
+
+fn kind_of(env: sys::napi_env, value: sys::napi_value) -> SpanKind {
+    number_of(env, value)
+        .filter(|n| *n >= 0.0 && (*n as usize) < KINDS.len())
+        .map_or(SpanKind::Internal, |n| KINDS[n as usize])
+}
+
+fn rate_of(env: sys::napi_env, value: sys::napi_value) -> Option<SampleRate> {
+    number_of(env, value).and_then(|r| SampleRate::new("rate", r).ok())
+}
+
+fn name_of(
+    env: sys::napi_env,
+    value: sys::napi_value,
+) -> std::result::Result<String, InvalidInput> {
+    read_string(env, value).ok_or_else(|| {
+        InvalidInput::argument_type(format!(
+            "name must be a string, received {}",
+            describe_value(env, value)
+        ))
+    })
+}
+
+/// Borrows the tracer for a fast-path call; `None` (and a thrown error) on re-entry.
+fn borrow_tracer<'a>(
+    env: sys::napi_env,
+    shared: &'a Shared,
+) -> Option<std::cell::RefMut<'a, Tracer>> {
+    let tracer = shared.tracer.try_borrow_mut().ok();
+    if tracer.is_none() {
+        crate::common::binding::throw_coded(
+            env,
+            crate::common::ErrorCode::InvalidArgument,
+            "the tracer was called re-entrantly",
+        );
+    }
+    tracer
+}
+
+/// `start(name, kind, parentHandle, startTimeMs, rate?)`: the new span's handle (0 when the
+/// live-span bound is reached). `rate` is the root sampling rate chosen in JS, if any.
+unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let (args, argc, shared) = unsafe { raw::args::<Shared, 5>(env, info) };
+    let name = match name_of(env, args[0]) {
+        Ok(name) => name,
+        Err(e) => {
+            throw_invalid(env, e);
+            return std::ptr::null_mut();
+        }
+    };
+    let parent = handle_of(env, args[2]);
+    let parent = if parent.is_none() {
+        Parent::None
+    } else {
+        Parent::Local(parent)
+    };
+    let rate = if argc >= 5 {
+        rate_of(env, args[4])
+    } else {
+        None
+    };
+    let Some(mut tracer) = borrow_tracer(env, shared) else {
+        return std::ptr::null_mut();
+    };
+    let handle = tracer.start_span_with_rate(
+        &name,
+        kind_of(env, args[1]),
+        parent,
+        time_of(env, args[3]),
+        rate,
+    );
+    raw::number(env, f64::from(handle.0))
+}
+
+/// `end(handle, endTimeMs?)`: whether the span was live and is now ended.
+unsafe extern "C" fn end(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let (args, _, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
+    let handle = handle_of(env, args[0]);
+    let time = time_of(env, args[1]);
+    let Some(mut tracer) = borrow_tracer(env, shared) else {
+        return std::ptr::null_mut();
+    };
+    raw::boolean(env, tracer.end(handle, time))
+}
+
+/// `setAttribute(handle, key, value)`: whether the attribute was stored. A value that is not an
+/// attribute value is dropped and counted on the span.
+unsafe extern "C" fn set_attribute(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let (args, _, shared) = unsafe { raw::args::<Shared, 3>(env, info) };
+    let handle = handle_of(env, args[0]);
+    if !handle.is_recording() {
+        return raw::boolean(env, false);
+    }
+    let Some(key) = read_string(env, args[1]) else {
+        throw_invalid(
+            env,
+            InvalidInput::argument_type(format!(
+                "key must be a string, received {}",
+                describe_value(env, args[1])
+            )),
+        );
+        return std::ptr::null_mut();
+    };
+    let value = read_attribute(env, args[2]);
+    let Some(mut tracer) = borrow_tracer(env, shared) else {
+        return std::ptr::null_mut();
+    };
+    let stored = match value {
+        Some(value) => tracer.set_attribute(handle, &key, value),
+        None => {
+            if tracer.count_dropped_attribute(handle) {
+                shared
+                    .unsupported_attributes
+                    .set(shared.unsupported_attributes.get() + 1);
+            }
+            false
+        }
+    };
+    raw::boolean(env, stored)
+}
+
+/// A span context as JS sees it (from `extract`, or a live span's `context`).
+#[napi(object)]
+pub struct SpanContextObject {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    /// The W3C trace flags (bit 0: sampled).
+    pub trace_flags: u32,
+    /// The `tracestate` header value, when there is one.
+    pub trace_state: Option<String>,
+    /// Whether the context came from another process.
+    pub is_remote: bool,
+}
+
+impl From<&SpanContext> for SpanContextObject {
+    fn from(ctx: &SpanContext) -> Self {
+        SpanContextObject {
+            trace_id: ctx.trace_id.to_hex(),
+            span_id: ctx.span_id.to_hex(),
+            trace_flags: u32::from(ctx.flags.bits()),
+            trace_state: ctx.trace_state.header_value(MIN_PROPAGATED_TRACESTATE),
+            is_remote: ctx.remote,
+        }
+    }
+}
+
+/// One span name's numbers.
+#[napi(object)]
+pub struct SpanNameMetrics {
+    /// The span name (`_other` once `maxMetricNames` names are tracked).
+    pub name: String,
+    /// Spans ended with this name, sampled or not.
+    pub count: f64,
+    /// Of those, spans that ended with status error.
+    pub errors: f64,
+    /// Median duration in ms.
+    pub p50_ms: f64,
+    /// 95th percentile duration in ms.
+    pub p95_ms: f64,
+    /// 99th percentile duration in ms.
+    pub p99_ms: f64,
+    /// Longest duration in ms.
+    pub max_ms: f64,
+}
+
+/// The tracer's counters and per-name span metrics.
+#[napi(object)]
+pub struct TracerMetrics {
+    /// Spans started.
+    pub started: f64,
+    /// Spans started sampled.
+    pub sampled: f64,
+    /// Spans started unsampled.
+    pub unsampled: f64,
+    /// Starts refused because too many spans were live.
+    pub rejected_spans: f64,
+    /// Spans live now.
+    pub live_spans: f64,
+    /// Spans the exporter accepted.
+    pub exported: f64,
+    /// Sampled spans lost before export (full queue, after shutdown).
+    pub dropped: f64,
+    /// Failed export batches.
+    pub export_errors: f64,
+    /// Attribute values of an unsupported type, dropped.
+    pub unsupported_attributes: f64,
+    /// Per-name counts and latencies, sorted by name.
+    pub spans: Vec<SpanNameMetrics>,
+}
+
+type AttributeJs = Either6<String, bool, f64, Vec<String>, Vec<bool>, Vec<f64>>;
+
+fn attributes_js(attributes: &Attributes) -> HashMap<String, AttributeJs> {
+    attributes
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                AttributeValue::String(s) => Either6::A(s.clone()),
+                AttributeValue::Bool(b) => Either6::B(*b),
+                AttributeValue::I64(i) => Either6::C(*i as f64),
+                AttributeValue::F64(f) => Either6::C(*f),
+                AttributeValue::StringArray(a) => Either6::D(a.clone()),
+                AttributeValue::BoolArray(a) => Either6::E(a.clone()),
+                AttributeValue::I64Array(a) => Either6::F(a.iter().map(|i| *i as f64).collect()),
+                AttributeValue::F64Array(a) => Either6::F(a.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// An event of a finished span.
+#[napi(object)]
+pub struct FinishedEvent {
+    /// The event name (`exception` for a recorded exception).
+    pub name: String,
+    /// Unix time in nanoseconds, as a decimal string (exact).
+    pub time_unix_nano: String,
+    /// Its attributes.
+    pub attributes: HashMap<String, AttributeJs>,
+}
+
+/// A span's status.
+#[napi(object)]
+pub struct FinishedStatus {
+    /// `unset`, `ok` or `error`.
+    pub code: String,
+    /// The error description, when there is one.
+    pub message: Option<String>,
+}
+
+/// A span the memory exporter received. Times are Unix nanoseconds as decimal strings (exact;
+/// a JS number cannot hold them), plus the duration in ms as a number.
+#[napi(object)]
+pub struct FinishedSpan {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    /// Absent for a root span.
+    pub parent_span_id: Option<String>,
+    /// The span's name.
+    pub name: String,
+    /// `internal`, `server`, `client`, `producer` or `consumer`.
+    pub kind: String,
+    /// Start, Unix nanoseconds as a decimal string.
+    pub start_time_unix_nano: String,
+    /// End, Unix nanoseconds as a decimal string.
+    pub end_time_unix_nano: String,
+    /// End minus start, in ms.
+    pub duration_ms: f64,
+    /// Its attributes (within the limits).
+    pub attributes: HashMap<String, AttributeJs>,
+    /// Attributes dropped by the limits or for an unsupported value.
+    pub dropped_attributes_count: u32,
+    /// Its events (within the limits).
+    pub events: Vec<FinishedEvent>,
+    /// Events dropped by the limits.
+    pub dropped_events_count: u32,
+    /// Its status.
+    pub status: FinishedStatus,
+    /// The W3C trace flags.
+    pub trace_flags: u32,
+    /// The `tracestate` it carries, when there is one.
+    pub trace_state: Option<String>,
+}
+
+impl From<&SpanData> for FinishedSpan {
+    fn from(span: &SpanData) -> Self {
+        let status = match &span.status {
+            Status::Unset => FinishedStatus {
+                code: "unset".into(),
+                message: None,
+            },
+            Status::Ok => FinishedStatus {
+                code: "ok".into(),
+                message: None,
+            },
+            Status::Error(message) => FinishedStatus {
+                code: "error".into(),
+                message: (!message.is_empty()).then(|| message.clone()),
+            },
+        };
+        FinishedSpan {
+            trace_id: span.trace_id.to_hex(),
+            span_id: span.span_id.to_hex(),
+            parent_span_id: span.parent_span_id.map(|id| id.to_hex()),
+            name: span.name.clone(),
+            kind: kind_name(span.kind).into(),
+            start_time_unix_nano: span.start_unix_nanos.to_string(),
+            end_time_unix_nano: span.end_unix_nanos.to_string(),
+            duration_ms: span.end_unix_nanos.saturating_sub(span.start_unix_nanos) as f64 / 1e6,
+            attributes: attributes_js(&span.attributes),
+            dropped_attributes_count: span.dropped_attributes,
+            events: span
+                .events
+                .iter()
+                .map(|e| FinishedEvent {
+                    name: e.name.clone(),
+                    time_unix_nano: e.time_unix_nanos.to_string(),
+                    attributes: attributes_js(&e.attributes),
+                })
+                .collect(),
+            dropped_events_count: span.dropped_events,
+            status,
+            trace_flags: u32::from(span.flags.bits()),
+            trace_state: span.trace_state.header_value(MIN_PROPAGATED_TRACESTATE),
+        }
+    }
+}
+
+/// Waits for the export pipeline off the JS thread: a flush, or a shutdown.
+pub struct ExportWait {
+    handle: ProcessorHandle,
+    timeout: Duration,
+    shutdown: bool,
+}
+
+impl Task for ExportWait {
+    type Output = bool;
+    type JsValue = bool;
+
+    fn compute(&mut self) -> Result<bool> {
+        Ok(if self.shutdown {
+            self.handle.shutdown(self.timeout)
+        } else {
+            self.handle.flush(self.timeout)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: bool) -> Result<bool> {
+        Ok(output)
+    }
+}
+
+/// Spans, W3C trace context, sampling, span metrics and export (the native class; see
+/// `index.d.ts`).
+#[napi(js_name = "DistributedTracer")]
+pub struct DistributedTracerBinding {
+    shared: Rc<Shared>,
+    memory: Option<MemoryExporter>,
+    handle: ProcessorHandle,
+    export_timeout: Duration,
+}
+
+impl DistributedTracerBinding {
+    fn with<R>(&self, f: impl FnOnce(&mut Tracer) -> R) -> R {
+        f(&mut self.shared.tracer.borrow_mut())
+    }
+}
+
+fn wait_timeout(default: Duration, timeout_ms: Option<f64>) -> Duration {
+    timeout_ms
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map_or(default, |ms| Duration::from_millis(ms as u64))
+}
+
+#[napi]
+impl DistributedTracerBinding {
+    /// Creates a tracer; every option is validated and unknown options are refused.
+    #[napi(constructor, ts_args_type = "options: DistributedTracerOptions")]
+    pub fn new(env: Env, options: Unknown) -> Result<Self> {
+        let settings = read_settings(env, options).map_err(|e| throw_invalid(env.raw(), e))?;
+        let mut memory = None;
+        let exporter: Box<dyn SpanExporter> = match settings.exporter {
+            ExporterChoice::None => Box::new(NoopExporter),
+            ExporterChoice::Console => Box::new(ConsoleExporter),
+            ExporterChoice::Memory => {
+                let exporter = MemoryExporter::new();
+                memory = Some(exporter.clone());
+                Box::new(exporter)
+            }
+            ExporterChoice::Otlp {
+                url,
+                headers,
+                protocol,
+                timeout,
+            } => Box::new(OtlpHttpExporter::new(OtlpHttpConfig {
+                url,
+                headers,
+                protocol,
+                timeout,
+                resource: settings.resource,
+            })),
+        };
+        let export_timeout = Duration::from_millis(settings.config.batch.export_timeout_ms);
+        let tracer = Tracer::start(settings.config, settings.clock, exporter)
+            .map_err(|e| throw_invalid(env.raw(), e))?;
+        let handle = tracer.processor_handle();
+        Ok(DistributedTracerBinding {
+            shared: Rc::new(Shared {
+                tracer: RefCell::new(tracer),
+                unsupported_attributes: std::cell::Cell::new(0),
+            }),
+            memory,
+            handle,
+            export_timeout,
+        })
+    }
+
+    /// Internal (used by the facade's constructor): the hot-path functions bound to this tracer.
+    #[napi(
+        js_name = "_fastPath",
+        ts_return_type = "{ start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean }"
+    )]
+    pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let mut object = Object::new(env)?;
+        unsafe {
+            let f = raw::bound_function(env.raw(), "start", start, &self.shared)?;
+            object.set("start", Unknown::from_raw_unchecked(env.raw(), f))?;
+            let f = raw::bound_function(env.raw(), "end", end, &self.shared)?;
+            object.set("end", Unknown::from_raw_unchecked(env.raw(), f))?;
+            let f = raw::bound_function(env.raw(), "setAttribute", set_attribute, &self.shared)?;
+            object.set("setAttribute", Unknown::from_raw_unchecked(env.raw(), f))?;
+        }
+        Ok(object)
+    }
+
+    /// Internal: starts a span whose parent is the context in `traceparent`/`tracestate` (a new
+    /// trace when `traceparent` is invalid). Returns the handle.
+    #[napi(js_name = "_startRemote")]
+    pub fn start_remote(
+        &self,
+        name: String,
+        kind: u32,
+        traceparent: String,
+        tracestate: Option<String>,
+        start_time_ms: Option<f64>,
+        rate: Option<f64>,
+    ) -> f64 {
+        let states: Vec<&str> = tracestate.as_deref().into_iter().collect();
+        let parent = match SpanContext::from_headers(&[traceparent.as_str()], &states) {
+            Some(ctx) => Parent::Remote(ctx),
+            None => Parent::None,
+        };
+        let kind = KINDS.get(kind as usize).copied().unwrap_or_default();
+        let start = start_time_ms.and_then(nanos_of_ms);
+        let rate = rate.and_then(|r| SampleRate::new("rate", r).ok());
+        let handle = self.with(|t| t.start_span_with_rate(&name, kind, parent, start, rate));
+        f64::from(handle.0)
+    }
+
+    /// Internal: the remote context in incoming header values, or null when `traceparent` is
+    /// missing, repeated or invalid (the trace restarts; `tracestate` is then ignored).
+    #[napi(js_name = "_extract")]
+    pub fn extract(
+        &self,
+        traceparent_values: Vec<String>,
+        tracestate_values: Vec<String>,
+    ) -> Option<SpanContextObject> {
+        let tp: Vec<&str> = traceparent_values.iter().map(String::as_str).collect();
+        let ts: Vec<&str> = tracestate_values.iter().map(String::as_str).collect();
+        SpanContext::from_headers(&tp, &ts).map(|ctx| SpanContextObject::from(&ctx))
+    }
+
+    /// Internal: the live span's `traceparent`, or null once it has ended.
+    #[napi(js_name = "_traceparent")]
+    pub fn traceparent(&self, handle: u32) -> Option<String> {
+        self.with(|t| t.traceparent(SpanHandle(handle)))
+    }
+
+    /// Internal: the live span's `tracestate`, or null when empty or ended.
+    #[napi(js_name = "_tracestate")]
+    pub fn tracestate(&self, handle: u32) -> Option<String> {
+        self.with(|t| t.context(SpanHandle(handle)))
+            .and_then(|ctx| ctx.trace_state.header_value(MIN_PROPAGATED_TRACESTATE))
+    }
+
+    /// Internal: the live span's context, or null once it has ended.
+    #[napi(js_name = "_context")]
+    pub fn context(&self, handle: u32) -> Option<SpanContextObject> {
+        self.with(|t| t.context(SpanHandle(handle)))
+            .map(|ctx| SpanContextObject::from(&ctx))
+    }
+
+    /// Internal: adds an event; whether it was stored.
+    #[napi(
+        js_name = "_addEvent",
+        ts_args_type = "handle: number, name: string, attributes?: Record<string, unknown>, timeMs?: number"
+    )]
+    pub fn add_event(
+        &self,
+        env: Env,
+        handle: u32,
+        name: String,
+        attributes: Unknown,
+        time_ms: Option<f64>,
+    ) -> Result<bool> {
+        let handle = SpanHandle(handle);
+        if !handle.is_recording() {
+            return Ok(false);
+        }
+        let (attributes, _) = read_attributes(env.raw(), attributes.raw(), "attributes")
+            .map_err(|e| throw_invalid(env.raw(), e))?;
+        let time = time_ms.and_then(nanos_of_ms);
+        Ok(self.with(|t| t.add_event(handle, &name, attributes, time)))
+    }
+
+    /// Internal: records an `exception` event; whether it was stored.
+    #[napi(js_name = "_recordException")]
+    pub fn record_exception(
+        &self,
+        handle: u32,
+        exception_type: String,
+        message: String,
+        stack: Option<String>,
+    ) -> bool {
+        self.with(|t| {
+            t.record_exception(
+                SpanHandle(handle),
+                &exception_type,
+                &message,
+                stack.as_deref(),
+                None,
+            )
+        })
+    }
+
+    /// Internal: sets the status (`ok`, `error` or `unset`); whether the span was live.
+    #[napi(js_name = "_setStatus")]
+    pub fn set_status(
+        &self,
+        env: Env,
+        handle: u32,
+        code: String,
+        message: Option<String>,
+    ) -> Result<bool> {
+        let status = match code.as_str() {
+            "ok" => Status::Ok,
+            "error" => Status::Error(message.unwrap_or_default()),
+            "unset" => Status::Unset,
+            other => {
+                return Err(throw_invalid(
+                    env.raw(),
+                    InvalidInput::argument_range(format!(
+                        "code must be 'ok', 'error' or 'unset', received string \"{other}\""
+                    )),
+                ))
+            }
+        };
+        Ok(self.with(|t| t.set_status(SpanHandle(handle), status)))
+    }
+
+    /// Internal: renames the span; whether it was live.
+    #[napi(js_name = "_updateName")]
+    pub fn update_name(&self, handle: u32, name: String) -> bool {
+        self.with(|t| t.update_name(SpanHandle(handle), &name))
+    }
+
+    /// The tracer's counters and per-name span metrics (sampled and unsampled spans alike).
+    #[napi]
+    pub fn metrics(&self) -> TracerMetrics {
+        let (stats, names) = self.with(|t| (t.stats(), t.metrics_snapshot()));
+        TracerMetrics {
+            started: stats.started as f64,
+            sampled: stats.sampled as f64,
+            unsampled: stats.unsampled as f64,
+            rejected_spans: stats.rejected_spans as f64,
+            live_spans: stats.live_spans as f64,
+            exported: stats.exported as f64,
+            dropped: stats.dropped as f64,
+            export_errors: stats.export_errors as f64,
+            unsupported_attributes: self.shared.unsupported_attributes.get() as f64,
+            spans: names
+                .into_iter()
+                .map(|s| SpanNameMetrics {
+                    name: s.name,
+                    count: s.count as f64,
+                    errors: s.errors as f64,
+                    p50_ms: s.p50_ms,
+                    p95_ms: s.p95_ms,
+                    p99_ms: s.p99_ms,
+                    max_ms: s.max_ms,
+                })
+                .collect(),
+        }
+    }
+
+    /// The spans the `'memory'` exporter has received (after a flush, or a scheduled export),
+    /// oldest first. Empty with any other exporter.
+    #[napi]
+    pub fn finished_spans(&self) -> Vec<FinishedSpan> {
+        self.memory.as_ref().map_or_else(Vec::new, |m| {
+            m.snapshot().iter().map(FinishedSpan::from).collect()
+        })
+    }
+
+    /// Forgets the spans the `'memory'` exporter has received.
+    #[napi]
+    pub fn reset_finished_spans(&self) {
+        if let Some(m) = &self.memory {
+            m.take();
+        }
+    }
+
+    /// Exports every span ended so far; resolves with whether it finished within `timeoutMs`
+    /// (default: the batch export timeout). The wait happens off the JS thread.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn flush(&self, timeout_ms: Option<f64>) -> AsyncTask<ExportWait> {
+        AsyncTask::new(ExportWait {
+            handle: self.handle.clone(),
+            timeout: wait_timeout(self.export_timeout, timeout_ms),
+            shutdown: false,
+        })
+    }
+
+    /// Flushes and stops the export thread; spans ended later are dropped and counted. Resolves
+    /// with whether everything finished within `timeoutMs` (default: the batch export timeout).
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn shutdown(&self, timeout_ms: Option<f64>) -> AsyncTask<ExportWait> {
+        AsyncTask::new(ExportWait {
+            handle: self.handle.clone(),
+            timeout: wait_timeout(self.export_timeout, timeout_ms),
+            shutdown: true,
+        })
+    }
+
+    /// The `service.name` spans are exported under.
+    #[napi(getter)]
+    pub fn service_name(&self) -> String {
+        self.with(|t| t.service_name().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(check_url("u", "http://127.0.0.1:4318/v1/traces").is_ok());
+        assert!(check_url("u", "https://collector/v1/traces").is_ok());
+        assert!(check_url("u", "ftp://x").is_err());
+        assert!(check_url("u", "http://").is_err());
+        assert!(check_url("u", "not a url").is_err());
+        assert!(check_url("u", "http://a b").is_err());
+    }
+
+    #[test]
+    fn millis_become_exact_nanos() {
+        assert_eq!(
+            nanos_of_ms(1_700_000_000_250.0),
+            Some(1_700_000_000_250_000_000)
+        );
+        assert_eq!(nanos_of_ms(1.5), Some(1_500_000));
+        assert_eq!(nanos_of_ms(-1.0), None);
+        assert_eq!(nanos_of_ms(f64::NAN), None);
+    }
+
+    #[test]
+    fn numbers_become_ints_when_integral() {
+        assert_eq!(number_attribute(3.0), AttributeValue::I64(3));
+        assert_eq!(number_attribute(1.5), AttributeValue::F64(1.5));
+        assert!(matches!(number_attribute(f64::NAN), AttributeValue::F64(_)));
+    }
+}
