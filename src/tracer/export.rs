@@ -301,25 +301,11 @@ impl BatchProcessor {
         let Some(handle) = self.thread.take() else {
             return true;
         };
-        let deadline = Instant::now() + timeout;
-        let flushed = self.flush(timeout);
-        let shared = &*self.shared;
-        let mut state = lock(&shared.state);
-        state.stopping = true;
-        shared.work.notify_one();
-        while !state.exited {
-            let now = Instant::now();
-            if now >= deadline {
-                // Detach: the thread exits by itself once its export returns.
-                return false;
-            }
-            state = shared
-                .done
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let (flushed, exited) = flush_and_stop(&self.shared, timeout);
+        if !exited {
+            // Detach: the thread exits by itself once its export returns.
+            return false;
         }
-        drop(state);
         // The thread has said it is exiting, so this join is immediate.
         let _ = handle.join();
         flushed
@@ -343,25 +329,32 @@ impl ProcessorHandle {
     /// Spans ended later are dropped and counted. The thread is not joined: it has exited (or
     /// exits on its own once its export returns), and the processor's drop detaches it.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let flushed = self.flush(timeout);
-        let shared = &*self.shared;
-        let mut state = lock(&shared.state);
-        state.stopping = true;
-        shared.work.notify_one();
-        while !state.exited {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            state = shared
-                .done
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        flushed
+        let (flushed, exited) = flush_and_stop(&self.shared, timeout);
+        flushed && exited
     }
+}
+
+/// Flushes, then tells the thread to stop and waits until it says it is exiting, all within
+/// `timeout`. Returns whether the flush finished in time and whether the thread has exited (one
+/// that has not exits by itself once its export returns).
+fn flush_and_stop(shared: &Arc<Shared>, timeout: Duration) -> (bool, bool) {
+    let deadline = Instant::now() + timeout;
+    let flushed = flush_shared(shared, timeout);
+    let mut state = lock(&shared.state);
+    state.stopping = true;
+    shared.work.notify_one();
+    while !state.exited {
+        let now = Instant::now();
+        if now >= deadline {
+            return (flushed, false);
+        }
+        state = shared
+            .done
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    (flushed, true)
 }
 
 fn flush_shared(shared: &Shared, timeout: Duration) -> bool {
