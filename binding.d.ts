@@ -15,7 +15,7 @@ export declare class DistributedTracer {
   /** Creates a tracer; every option is validated and unknown options are refused. */
   constructor(options: DistributedTracerOptions)
   /** Internal (used by the facade's constructor): the hot-path functions bound to this tracer. */
-  _fastPath(): { start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean }
+  _fastPath(): { start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean; ids: Float64Array }
   /**
    * Internal: starts a span whose parent is the context in `traceparent`/`tracestate` (a new
    * trace when `traceparent` is invalid). Returns the handle.

@@ -36,6 +36,30 @@ test('ids are lowercase hex of the W3C lengths and the traceparent carries them'
   other.end()
 })
 
+test('ids read after end() are the span\'s own, and a child of an ended span joins its trace', async () => {
+  for (const sampleRate of [1, 0]) {
+    const tracer = memoryTracer({ sampleRate })
+    const parent = tracer.startSpan('parent')
+    const other = tracer.startSpan('other') // a later start must not change parent's ids
+    parent.end()
+    other.end()
+    assert.match(parent.traceId, /^[0-9a-f]{32}$/)
+    assert.notEqual(parent.traceId, '0'.repeat(32))
+    assert.notEqual(parent.traceId, other.traceId)
+    const child = tracer.startSpan('child', { parent })
+    assert.equal(child.traceId, parent.traceId)
+    assert.equal(child.parentSpanId, parent.spanId)
+    assert.equal(parent.traceparent, `00-${parent.traceId}-${parent.spanId}-0${sampleRate ? 3 : 2}`)
+    child.end()
+    if (sampleRate) {
+      const spans = await finished(tracer)
+      const exported = spans.find((s) => s.name === 'parent')
+      assert.equal(exported.traceId, parent.traceId)
+      assert.equal(exported.spanId, parent.spanId)
+    }
+  }
+})
+
 test('inject then extract round-trips the context through every header shape', () => {
   const tracer = memoryTracer()
   const span = tracer.startSpan('op')

@@ -42,34 +42,58 @@ function isContext(value) {
 }
 
 /** One span: ids, attributes, events, status and end. Made by `tracer.startSpan`. */
+/** A 32-bit word as 8 lowercase hex digits. */
+function hexWord(word) {
+  return word.toString(16).padStart(8, '0')
+}
+
 class Span {
   #ctx = null
   #ended = false
   #parent
+  // The ids as the native start published them (see `ids` in src/tracer/binding.rs): four
+  // words of trace id, two of span id, and the flags. Kept here so that they survive `end()`,
+  // which frees the native slot, and so that reading them needs no crossing.
+  #t0
+  #t1
+  #t2
+  #t3
+  #s0
+  #s1
+  #flags
 
-  constructor(core, handle, parent) {
+  constructor(core, handle, parent, ids) {
     this[kCore] = core
     this[kHandle] = handle
     this.#parent = parent
+    this.#t0 = ids[0]
+    this.#t1 = ids[1]
+    this.#t2 = ids[2]
+    this.#t3 = ids[3]
+    this.#s0 = ids[4]
+    this.#s1 = ids[5]
+    this.#flags = ids[6]
   }
 
-  /** The span's context: ids, flags and trace state. */
+  /** The span's context: ids, flags and trace state (after `end()`, without trace state). */
   spanContext() {
     if (this.#ctx === null) {
       const ctx = this.#ended ? null : this[kCore].native._context(this[kHandle])
-      this.#ctx = ctx || INVALID_CONTEXT
+      this.#ctx = ctx || (this[kHandle] === 0
+        ? INVALID_CONTEXT
+        : Object.freeze({ traceId: this.traceId, spanId: this.spanId, traceFlags: this.#flags, isRemote: false }))
     }
     return this.#ctx
   }
 
-  /** 32 lowercase hex digits. Read it before `end()` if you need it afterwards. */
+  /** 32 lowercase hex digits. */
   get traceId() {
-    return this.spanContext().traceId
+    return hexWord(this.#t0) + hexWord(this.#t1) + hexWord(this.#t2) + hexWord(this.#t3)
   }
 
   /** 16 lowercase hex digits. */
   get spanId() {
-    return this.spanContext().spanId
+    return hexWord(this.#s0) + hexWord(this.#s1)
   }
 
   /** The parent's span id, or undefined for a root span. */
@@ -254,7 +278,7 @@ class DistributedTracer extends binding.DistributedTracer {
     this.#defaultRate = options.sampleRate === undefined ? 1 : options.sampleRate
     // The hot calls are functions bound to this tracer's native state (no per-call unwrap).
     const fast = this._fastPath()
-    this.#core = { native: this, start: fast.start, end: fast.end, setAttribute: fast.setAttribute }
+    this.#core = { native: this, start: fast.start, end: fast.end, setAttribute: fast.setAttribute, ids: fast.ids }
   }
 
   #rateFor(name) {
@@ -318,7 +342,7 @@ class DistributedTracer extends binding.DistributedTracer {
     } else {
       throw invalidArgument(TypeError, `options.parent must be a Span, a SpanContext or a traceparent string, received ${describe(parent)}`)
     }
-    const span = new Span(core, handle, parent)
+    const span = new Span(core, handle, parent, core.ids)
     if (attributes !== undefined) span.setAttributes(attributes)
     return span
   }

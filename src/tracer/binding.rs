@@ -497,6 +497,32 @@ struct Shared {
     tracer: RefCell<Tracer>,
     /// Attributes the fast path could not convert, counted here as well as on their span.
     unsupported_attributes: std::cell::Cell<u64>,
+    /// The ids of the span started last, shared with JS as a Float64Array: the trace id as four
+    /// big-endian 32-bit words, the span id as two, then the trace flags. Every start writes
+    /// them, so a JS Span knows its ids without another crossing, also after `end()` frees its
+    /// slot.
+    ids: std::cell::UnsafeCell<[f64; 7]>,
+}
+
+impl Shared {
+    /// Writes the ids of `handle` (zeros for a span that was not started) into `ids`.
+    fn publish_ids(&self, tracer: &Tracer, handle: SpanHandle) {
+        let mut words = [0.0; 7];
+        if let Some((trace_id, span_id, flags)) = tracer.ids(handle) {
+            let trace = trace_id.to_bytes();
+            let span = span_id.to_bytes();
+            for (i, chunk) in trace
+                .chunks_exact(4)
+                .chain(span.chunks_exact(4))
+                .enumerate()
+            {
+                words[i] = f64::from(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+            }
+            words[6] = f64::from(flags.bits());
+        }
+        // SAFETY: only this thread touches `ids`; JS reads it between calls.
+        unsafe { *self.ids.get() = words };
+    }
 }
 
 /// A span handle argument: a number that is a `u32`; anything else reads as no span (0).
@@ -591,6 +617,7 @@ unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) ->
         time_of(env, args[3]),
         rate,
     );
+    shared.publish_ids(&tracer, handle);
     raw::number(env, f64::from(handle.0))
 }
 
@@ -918,6 +945,7 @@ impl DistributedTracerBinding {
             shared: Rc::new(Shared {
                 tracer: RefCell::new(tracer),
                 unsupported_attributes: std::cell::Cell::new(0),
+                ids: std::cell::UnsafeCell::new([0.0; 7]),
             }),
             memory,
             handle,
@@ -928,7 +956,7 @@ impl DistributedTracerBinding {
     /// Internal (used by the facade's constructor): the hot-path functions bound to this tracer.
     #[napi(
         js_name = "_fastPath",
-        ts_return_type = "{ start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean }"
+        ts_return_type = "{ start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean; ids: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut object = Object::new(env)?;
@@ -939,6 +967,13 @@ impl DistributedTracerBinding {
             object.set("end", Unknown::from_raw_unchecked(env.raw(), f))?;
             let f = raw::bound_function(env.raw(), "setAttribute", set_attribute, &self.shared)?;
             object.set("setAttribute", Unknown::from_raw_unchecked(env.raw(), f))?;
+            let ids = raw::shared_f64_array(
+                env.raw(),
+                self.shared.ids.get() as *mut f64,
+                7,
+                &self.shared,
+            )?;
+            object.set("ids", Unknown::from_raw_unchecked(env.raw(), ids))?;
         }
         Ok(object)
     }
@@ -964,6 +999,8 @@ impl DistributedTracerBinding {
         let start = start_time_ms.and_then(nanos_of_ms);
         let rate = rate.and_then(|r| SampleRate::new("rate", r).ok());
         let handle = self.with(|t| t.start_span_with_rate(&name, kind, parent, start, rate));
+        self.shared
+            .publish_ids(&self.shared.tracer.borrow(), handle);
         f64::from(handle.0)
     }
 

@@ -543,6 +543,15 @@ impl Tracer {
         })
     }
 
+    /// The span's ids and flags, without cloning its trace state.
+    pub fn ids(&self, h: SpanHandle) -> Option<(TraceId, SpanId, TraceFlags)> {
+        match &self.live_slot(h)?.state {
+            State::Sampled(span) => Some((span.trace_id, span.span_id, span.flags)),
+            State::Unsampled(u) => Some((u.trace_id, u.span_id, u.flags)),
+            State::Free => None,
+        }
+    }
+
     /// The span's `traceparent` header value, without cloning its trace state.
     pub fn traceparent(&self, h: SpanHandle) -> Option<String> {
         match &self.live_slot(h)?.state {
