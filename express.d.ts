@@ -1,7 +1,7 @@
 // Types of `require('bulwark/express')`. Hand-written. They use node:http types only, so they
 // need no @types/express; the middleware is assignable to Express's RequestHandler.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { RateLimiter, RateLimitDecision } from './index'
+import type { RateLimiter, RateLimitDecision, DistributedTracer, Span } from './index'
 
 /** The request as the middleware sees it: Express adds `ip`. */
 export type RateLimitRequest = IncomingMessage & { ip?: string }
@@ -87,3 +87,48 @@ export declare function rateLimit<Req extends IncomingMessage = RateLimitRequest
  * `2001:db8:85a3:ab00::/56`), zone id dropped; anything else as given.
  */
 export declare function clientKey(address: string): string
+
+/** The request as `tracing` sees it: Express adds `ip`, `protocol`, `originalUrl`, `baseUrl` and `route`. */
+export type TracingRequest = IncomingMessage & {
+  ip?: string
+  protocol?: string
+  originalUrl?: string
+  baseUrl?: string
+  route?: { path?: unknown }
+  /** The request's server span, set by `tracing`. */
+  span?: Span
+}
+
+/** Options of `tracing`. Unknown options are refused with a TypeError (`code: 'ERR_BULWARK_INVALID_OPTION'`). */
+export interface TracingOptions<Req extends IncomingMessage = TracingRequest> {
+  /** The tracer the server spans are started on. */
+  tracer: DistributedTracer
+  /** Return true to serve the request without a span. Synchronous; a throw goes to `next(err)`. */
+  ignore?: (req: Req) => boolean
+  /**
+   * The span's name, instead of `METHOD route`. Called when the request comes in (so sampling
+   * rules see it); the span is not renamed later. Synchronous; a throw goes to `next(err)`.
+   */
+  spanName?: (req: Req) => string
+}
+
+/** The middleware `tracing` returns. */
+export type TracingMiddleware<Req extends IncomingMessage = TracingRequest, Res extends ServerResponse = ServerResponse> = (
+  req: Req,
+  res: Res,
+  next: NextFunction,
+) => void
+
+/**
+ * Express middleware that runs each request in one `server` span (set as `req.span`), parented
+ * on the incoming `traceparent` and active for the whole handler chain. The span is named
+ * `METHOD route` (the matched route template, `req.baseUrl` included) when the response
+ * finishes, or `METHOD` when no route matched; it carries the OpenTelemetry HTTP server
+ * attributes, has status error on 5xx, and ends on 'finish' (or on 'close', with status error
+ * 'aborted', when the client went away first).
+ *
+ * @throws {TypeError} with `code: 'ERR_BULWARK_INVALID_OPTION'` on a bad option.
+ */
+export declare function tracing<Req extends IncomingMessage = TracingRequest, Res extends ServerResponse = ServerResponse>(
+  options: TracingOptions<Req>,
+): TracingMiddleware<Req, Res>

@@ -6,6 +6,9 @@
 // not change between requests (the policy header, the header prefixes, the callbacks chosen)
 // is fixed when the middleware is built.
 //
+// tracing(options) runs each request in one server span of a DistributedTracer: one startSpan,
+// attributes only when sampled, and one listener (on 'finish' and 'close') that names and ends it.
+//
 // Header formats, as implemented here:
 //
 // 'draft-8': draft-ietf-httpapi-ratelimit-headers-08 (October 2024), sections 3 and 4, read in
@@ -320,4 +323,111 @@ function rateLimit(options) {
   }
 }
 
-module.exports = { rateLimit, clientKey }
+
+const TRACING_OPTIONS = ['tracer', 'ignore', 'spanName']
+const TRACING_KNOWN = new Set(TRACING_OPTIONS)
+
+/** Validates the options of `tracing`; returns the tracer and the callbacks (or null). */
+function readTracingOptions(options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidOption(TypeError, `options must be an object with tracer, received ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!TRACING_KNOWN.has(name)) {
+      throw invalidOption(TypeError, `options has an unknown option "${name}" (received ${describe(options[name])}); known options are: ${TRACING_OPTIONS.join(', ')}`)
+    }
+  }
+  const tracer = options.tracer
+  if (tracer === null || typeof tracer !== 'object' || typeof tracer.startSpan !== 'function' ||
+      typeof tracer.extract !== 'function' || typeof tracer.withSpan !== 'function') {
+    throw invalidOption(TypeError, `options.tracer must be a DistributedTracer, received ${describe(tracer)}`)
+  }
+  return { tracer, ignore: readFunction(options, 'ignore'), spanName: readFunction(options, 'spanName') }
+}
+
+/** The route template of a request once routed (`req.baseUrl` + `req.route.path`), or undefined. */
+function routeOf(req) {
+  const route = req.route
+  if (route === undefined || route === null || typeof route.path !== 'string') return undefined
+  const base = req.baseUrl
+  return typeof base === 'string' && base !== '' ? base + route.path : route.path
+}
+
+/**
+ * Express middleware that runs each request in one `server` span of a DistributedTracer,
+ * parented on the incoming `traceparent` and active for the whole handler chain.
+ *
+ * @param {import('./express').TracingOptions} options
+ * @returns {import('./express').TracingMiddleware}
+ */
+function tracing(options) {
+  const { tracer, ignore, spanName } = readTracingOptions(options)
+
+  /** Sets the attributes known when the request comes in (sampled spans only). */
+  function startAttributes(span, req) {
+    const url = req.originalUrl !== undefined ? req.originalUrl : req.url
+    const query = url.indexOf('?')
+    const socket = req.socket
+    const app = req.app
+    const trustProxy = app !== undefined && app !== null && typeof app.get === 'function' && app.get('trust proxy')
+    let address = trustProxy ? req.ip : undefined
+    if (typeof address !== 'string' && socket) address = socket.remoteAddress
+    let scheme = req.protocol
+    if (typeof scheme !== 'string') scheme = socket && socket.encrypted ? 'https' : 'http'
+    span.setAttribute('http.request.method', req.method)
+    span.setAttribute('url.path', query === -1 ? url : url.slice(0, query))
+    span.setAttribute('url.scheme', scheme)
+    if (socket && typeof socket.localPort === 'number') span.setAttribute('server.port', socket.localPort)
+    if (typeof address === 'string') span.setAttribute('client.address', address)
+    const agent = req.headers['user-agent']
+    if (typeof agent === 'string') span.setAttribute('user_agent.original', agent)
+  }
+
+  return function bulwarkTracing(req, res, next) {
+    let name
+    try {
+      if (ignore !== null) {
+        const ignored = ignore(req)
+        if (isThenable(ignored)) throw invalidArgument(TypeError, 'options.ignore must return a boolean synchronously, received a promise')
+        if (ignored) return next()
+      }
+      if (spanName !== null) {
+        name = spanName(req)
+        if (typeof name !== 'string') throw invalidArgument(TypeError, `options.spanName must return a string, received ${describe(name)}`)
+      } else {
+        name = req.method
+      }
+    } catch (error) {
+      return next(error)
+    }
+    // extract never throws; null (no or a bad traceparent) starts a new trace
+    const span = tracer.startSpan(name, { parent: tracer.extract(req.headers), kind: 'server' })
+    const sampled = span.sampled
+    if (sampled) startAttributes(span, req)
+    req.span = span
+
+    // one listener for both events: 'close' follows 'finish' on a normal response, and comes
+    // alone when the client went away first
+    function done() {
+      res.removeListener('finish', done)
+      res.removeListener('close', done)
+      if (span.ended) return
+      const finished = res.writableFinished
+      const route = routeOf(req)
+      if (spanName === null && route !== undefined) span.updateName(`${req.method} ${route}`)
+      const code = res.statusCode
+      if (sampled) {
+        if (route !== undefined) span.setAttribute('http.route', route)
+        if (finished || res.headersSent) span.setAttribute('http.response.status_code', code)
+      }
+      if (!finished) span.setStatus('error', 'aborted')
+      else if (code >= 500) span.setStatus('error', `HTTP ${code}`)
+      span.end()
+    }
+    res.once('finish', done)
+    res.once('close', done)
+    tracer.withSpan(span, next)
+  }
+}
+
+module.exports = { rateLimit, tracing, clientKey }

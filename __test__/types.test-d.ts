@@ -16,7 +16,7 @@ import {
   type TracerMetrics,
   type FinishedSpan,
 } from '..'
-import { rateLimit, clientKey, type RateLimitOptions } from '../express'
+import { rateLimit, tracing, clientKey, type RateLimitOptions, type TracingOptions, type TracingRequest } from '../express'
 import { createServer } from 'node:http'
 
 const clock = new TestClock(0)
@@ -144,5 +144,20 @@ new DistributedTracer({ serviceName: 'svc', exporter: 'zipkin' })
 tracer.startSpan('x', { kind: 'backend' })
 // @ts-expect-error unknown status code
 span.setStatus('failed')
+
+const tracingOptions: TracingOptions = {
+  tracer,
+  ignore: (req) => req.url === '/health',
+  spanName: (req: TracingRequest) => `${req.method} custom`,
+}
+const tracingMiddleware = tracing(tracingOptions)
+createServer((req, res) => tracingMiddleware(req, res, (err) => { if (err) res.statusCode = 500; res.end() }))
+tracing({ tracer })
+// @ts-expect-error tracer is required
+tracing({ ignore: () => false })
+// @ts-expect-error unknown option
+tracing({ tracer, skip: () => false })
+// @ts-expect-error spanName returns a string
+tracing({ tracer, spanName: () => 1 })
 
 void [ids, parentId, sampledFlag, outgoing, activeResult, syncResult, current, tracerMetrics, finished, flushed, shut]

@@ -1,0 +1,246 @@
+'use strict'
+// bulwark/express: the tracing middleware on real Express apps with a 'memory' tracer. Every
+// wait is on an event (the response's 'close', which follows the middleware's own listener),
+// never on a timer.
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { once } = require('node:events')
+const net = require('node:net')
+const express = require('express')
+const { DistributedTracer, codes } = require('..')
+const { tracing } = require('../express.js')
+
+const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+
+const servers = []
+after(() => {
+  for (const server of servers) {
+    server.closeAllConnections()
+    server.close()
+  }
+})
+
+function memoryTracer(options = {}) {
+  return new DistributedTracer({ serviceName: 'test', exporter: 'memory', ...options })
+}
+
+/**
+ * An app with `tracing(options)` first, then a recorder of each response's 'close' (registered
+ * after the middleware's listener, so awaiting it means the span has ended), then `routes(app)`.
+ */
+async function serve(options, routes) {
+  const closed = []
+  const app = express()
+  app.use(tracing(options))
+  app.use((req, res, next) => {
+    closed.push(once(res, 'close'))
+    next()
+  })
+  routes(app)
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  servers.push(server)
+  const port = server.address().port
+  return {
+    port,
+    async get(path, headers = {}) {
+      const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers })
+      await response.arrayBuffer()
+      await Promise.all(closed)
+      return response.status
+    },
+  }
+}
+
+async function finished(tracer) {
+  assert.equal(await tracer.flush(), true)
+  return tracer.finishedSpans()
+}
+
+function items(app) {
+  app.get('/items/:id', (req, res) => res.json({ id: req.params.id }))
+}
+
+test('a request makes one server span named by its route, with the HTTP attributes', async () => {
+  const tracer = memoryTracer()
+  const { port, get } = await serve({ tracer }, items)
+  assert.equal(await get('/items/42?x=1', { 'user-agent': 'bulwark-test' }), 200)
+  const spans = await finished(tracer)
+  assert.equal(spans.length, 1)
+  const [span] = spans
+  assert.equal(span.name, 'GET /items/:id')
+  assert.equal(span.kind, 'server')
+  assert.equal(span.parentSpanId, undefined)
+  assert.deepEqual(span.attributes, {
+    'http.request.method': 'GET',
+    'url.path': '/items/42',
+    'url.scheme': 'http',
+    'server.port': port,
+    'client.address': '127.0.0.1',
+    'user_agent.original': 'bulwark-test',
+    'http.route': '/items/:id',
+    'http.response.status_code': 200,
+  })
+  assert.equal(span.status.code, 'unset')
+})
+
+test('a mounted router names the span with req.baseUrl and the route', async () => {
+  const tracer = memoryTracer()
+  const { get } = await serve({ tracer }, (app) => {
+    const router = express.Router()
+    items(router)
+    app.use('/api', router)
+  })
+  assert.equal(await get('/api/items/7'), 200)
+  const [span] = await finished(tracer)
+  assert.equal(span.name, 'GET /api/items/:id')
+  assert.equal(span.attributes['http.route'], '/api/items/:id')
+  assert.equal(span.attributes['url.path'], '/api/items/7')
+})
+
+test('the server span is active in handlers: a span started after an await is its child', async () => {
+  const tracer = memoryTracer()
+  let reqSpan
+  const { get } = await serve({ tracer }, (app) => {
+    app.get('/items/:id', async (req, res) => {
+      reqSpan = req.span
+      await new Promise((resolve) => setImmediate(resolve))
+      await Promise.resolve()
+      tracer.startSpan('db.query').end()
+      res.json({})
+    })
+  })
+  assert.equal(await get('/items/1'), 200)
+  const spans = await finished(tracer)
+  const server = spans.find((s) => s.name === 'GET /items/:id')
+  const child = spans.find((s) => s.name === 'db.query')
+  assert.ok(server && child)
+  assert.equal(reqSpan.spanId, server.spanId)
+  assert.equal(child.traceId, server.traceId)
+  assert.equal(child.parentSpanId, server.spanId)
+})
+
+test('an incoming traceparent makes the server span join that trace', async () => {
+  const tracer = memoryTracer()
+  const { get } = await serve({ tracer }, items)
+  assert.equal(await get('/items/1', { traceparent: TP }), 200)
+  const [span] = await finished(tracer)
+  assert.equal(span.traceId, '4bf92f3577b34da6a3ce929d0e0e4736')
+  assert.equal(span.parentSpanId, '00f067aa0ba902b7')
+})
+
+test('a 5xx response sets status error', async () => {
+  const tracer = memoryTracer()
+  const { get } = await serve({ tracer }, (app) => {
+    app.get('/boom', () => {
+      throw new Error('boom')
+    })
+    app.use((err, req, res, next) => res.status(500).json({ message: err.message }))
+  })
+  assert.equal(await get('/boom'), 500)
+  const [span] = await finished(tracer)
+  assert.equal(span.name, 'GET /boom')
+  assert.deepEqual(span.status, { code: 'error', message: 'HTTP 500' })
+  assert.equal(span.attributes['http.response.status_code'], 500)
+})
+
+test('an unknown route is named by the method alone, never the raw path', async () => {
+  const tracer = memoryTracer()
+  const { get } = await serve({ tracer }, items)
+  assert.equal(await get('/nope/123'), 404)
+  const [span] = await finished(tracer)
+  assert.equal(span.name, 'GET')
+  assert.equal(span.attributes['http.route'], undefined)
+  assert.equal(span.attributes['http.response.status_code'], 404)
+  assert.equal(span.status.code, 'unset')
+})
+
+test('ignore skips the span; spanName overrides the name', async () => {
+  const tracer = memoryTracer()
+  const { get } = await serve({ tracer, ignore: (req) => req.url === '/health' }, (app) => {
+    app.get('/health', (req, res) => res.json({ span: req.span === undefined }))
+    items(app)
+  })
+  assert.equal(await get('/health'), 200)
+  assert.deepEqual(await finished(tracer), [])
+  assert.equal(await get('/items/1'), 200)
+  assert.equal((await finished(tracer)).length, 1)
+
+  const named = memoryTracer()
+  const other = await serve({ tracer: named, spanName: (req) => `custom ${req.method}` }, items)
+  assert.equal(await other.get('/items/1'), 200)
+  const [span] = await finished(named)
+  assert.equal(span.name, 'custom GET')
+  assert.equal(span.attributes['http.route'], '/items/:id')
+})
+
+test('callback throws go to next(err)', async () => {
+  const tracer = memoryTracer()
+  const handler = (app) => {
+    items(app)
+    app.use((err, req, res, next) => res.status(500).json({ message: err.message }))
+  }
+  const a = await serve({ tracer, ignore: () => { throw new Error('ignore failed') } }, handler)
+  assert.equal(await a.get('/items/1'), 500)
+  const b = await serve({ tracer, spanName: () => { throw new Error('name failed') } }, handler)
+  assert.equal(await b.get('/items/1'), 500)
+  assert.deepEqual(await finished(tracer), [])
+})
+
+test('an aborted request ends the span with status error "aborted"', async () => {
+  const tracer = memoryTracer()
+  let entered
+  const inHandler = new Promise((resolve) => { entered = resolve })
+  let release
+  const released = new Promise((resolve) => { release = resolve })
+  let abortSeen
+  const { port } = await serve({ tracer }, (app) => {
+    app.get('/items/:id', async (req, res) => {
+      abortSeen = once(res, 'close')
+      entered()
+      await released
+      if (!res.destroyed) res.json({})
+    })
+  })
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write('GET /items/9 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  await inHandler
+  socket.destroy()
+  await abortSeen // after the middleware's own 'close' listener
+  const [span] = await finished(tracer)
+  release()
+  assert.equal(span.name, 'GET /items/:id')
+  assert.deepEqual(span.status, { code: 'error', message: 'aborted' })
+  assert.equal(span.attributes['http.response.status_code'], undefined)
+})
+
+test('bad options are refused with ERR_BULWARK_INVALID_OPTION', () => {
+  const tracer = memoryTracer()
+  const bad = [undefined, null, {}, { tracer: {} }, { tracer, unknown: 1 }, { tracer, ignore: true }, { tracer, spanName: 'x' }]
+  for (const options of bad) {
+    assert.throws(() => tracing(options), (error) => {
+      assert.ok(error instanceof TypeError, String(error))
+      assert.equal(error.code, codes.INVALID_OPTION)
+      return true
+    })
+  }
+  assert.throws(() => tracing({ tracer, skip: () => false }), /unknown option "skip"/)
+})
+
+test('sampleRate 0: nothing is exported, but metrics count the route name', async () => {
+  const tracer = memoryTracer({ sampleRate: 0 })
+  let sampled
+  const { get } = await serve({ tracer }, (app) => {
+    app.get('/items/:id', (req, res) => {
+      sampled = req.span.sampled
+      res.json({})
+    })
+  })
+  assert.equal(await get('/items/1'), 200)
+  assert.equal(sampled, false)
+  assert.deepEqual(await finished(tracer), [])
+  const metrics = tracer.metrics()
+  assert.equal(metrics.unsampled, 1)
+  assert.deepEqual(metrics.spans.map((s) => [s.name, s.count]), [['GET /items/:id', 1]])
+})
