@@ -357,6 +357,12 @@ export declare class DistributedTracer {
   extract(headers: IncomingHeaders | null | undefined): SpanContext | null
   /** Writes traceparent/tracestate of a span or context (default: the active span) into headers. */
   inject<H extends OutgoingHeaders>(spanOrContext: Span | SpanContext | null | undefined, headers: H): H
+  /**
+   * The global `fetch` in a `client` span (child of the active span) named after the method,
+   * with OTel HTTP client attributes and `traceparent`/`tracestate` injected into a new Headers;
+   * a status >= 500 or a rejection sets status error. Ends when the response headers arrive.
+   */
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>
   /** Counters and per-name span metrics. */
   metrics(): TracerMetrics
   /** Spans the 'memory' exporter has received (after `flush()`), oldest first. */

@@ -412,3 +412,88 @@ test('bad arguments are refused with clear errors', () => {
   assert.throws(() => tracer.inject(undefined, 'headers'), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
   assert.throws(() => tracer.startActiveSpan('x'), { name: 'TypeError', code: codes.INVALID_ARGUMENT })
 })
+
+/** A server on 127.0.0.1 that answers `status` with the traceparent it received as the body. */
+async function echoServer(t, status = 200) {
+  const server = http.createServer((req, res) => {
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' })
+    res.end(req.headers.traceparent || '')
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise((resolve) => {
+    server.closeAllConnections()
+    server.close(resolve)
+  }))
+  return server.address().port
+}
+
+test('fetch: a client span, child of the active span, whose ids reach the server', async (t) => {
+  const port = await echoServer(t)
+  const tracer = memoryTracer()
+  const init = { headers: { 'x-caller': 'yes' } }
+  const { parent, received } = await tracer.startActiveSpan('parent', async (parent) => {
+    const response = await tracer.fetch(`http://127.0.0.1:${port}/path?q=1`, init)
+    assert.equal(response.status, 200)
+    return { parent, received: await response.text() }
+  })
+  // the caller's init.headers object is left as it was
+  assert.deepEqual(init, { headers: { 'x-caller': 'yes' } })
+  const spans = await finished(tracer)
+  const client = spans.find((s) => s.kind === 'client')
+  assert.ok(client)
+  assert.equal(client.name, 'GET')
+  assert.equal(client.traceId, parent.traceId)
+  assert.equal(client.parentSpanId, parent.spanId)
+  assert.equal(received.slice(3, 35), client.traceId)
+  assert.equal(received.slice(36, 52), client.spanId)
+  assert.equal(client.attributes['http.request.method'], 'GET')
+  assert.equal(client.attributes['url.full'], `http://127.0.0.1:${port}/path?q=1`)
+  assert.equal(client.attributes['server.address'], '127.0.0.1')
+  assert.equal(client.attributes['server.port'], port)
+  assert.equal(client.attributes['http.response.status_code'], 200)
+  assert.notEqual(client.status.code, 'error')
+  // url.full never carries userinfo (Node's fetch refuses such a URL: the span still says where)
+  tracer.resetFinishedSpans()
+  await assert.rejects(tracer.fetch(`http://user:secret@127.0.0.1:${port}/x`), TypeError)
+  const [refused] = await finished(tracer)
+  assert.equal(refused.attributes['url.full'], `http://127.0.0.1:${port}/x`)
+  assert.equal(refused.status.code, 'error')
+})
+
+test('fetch: the method comes from init or a Request, and Headers in init are not mutated', async (t) => {
+  const port = await echoServer(t)
+  const tracer = memoryTracer()
+  const headers = new Headers({ 'x-caller': 'yes' })
+  const response = await tracer.fetch(`http://127.0.0.1:${port}/`, { method: 'post', headers, body: 'x' })
+  await response.text()
+  assert.equal(headers.get('traceparent'), null)
+  assert.deepEqual([...headers.keys()], ['x-caller'])
+  const request = new Request(`http://127.0.0.1:${port}/`, { method: 'PUT', headers: { 'x-req': '1' }, body: 'y' })
+  const received = await (await tracer.fetch(request)).text()
+  assert.equal(request.headers.get('traceparent'), null)
+  assert.match(received, /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[13]$/)
+  const names = (await finished(tracer)).map((s) => s.name)
+  assert.deepEqual(names.sort(), ['POST', 'PUT'])
+})
+
+test('fetch: a 5xx response sets status error', async (t) => {
+  const port = await echoServer(t, 503)
+  const tracer = memoryTracer()
+  const response = await tracer.fetch(`http://127.0.0.1:${port}/`)
+  assert.equal(response.status, 503)
+  await response.text()
+  const [span] = await finished(tracer)
+  assert.equal(span.attributes['http.response.status_code'], 503)
+  assert.deepEqual(span.status, { code: 'error', message: 'HTTP 503' })
+})
+
+test('fetch: a refused connection rejects, and the span has status error and an exception', async () => {
+  const tracer = memoryTracer()
+  await assert.rejects(tracer.fetch('http://127.0.0.1:1/'), TypeError)
+  const [span] = await finished(tracer)
+  assert.equal(span.kind, 'client')
+  assert.equal(span.status.code, 'error')
+  assert.equal(span.attributes['server.port'], 1)
+  assert.equal(span.attributes['http.response.status_code'], undefined)
+  assert.ok(span.events.some((e) => e.name === 'exception'))
+})

@@ -136,6 +136,11 @@ const finished: FinishedSpan[] = tracer.finishedSpans()
 tracer.resetFinishedSpans()
 const flushed: Promise<boolean> = tracer.flush()
 const shut: Promise<boolean> = tracer.shutdown(1000)
+const fetched: Promise<Response> = tracer.fetch('http://127.0.0.1:1/', { method: 'POST', headers: { 'x-a': '1' }, body: 'x' })
+tracer.fetch(new URL('http://127.0.0.1:1/'))
+tracer.fetch(new Request('http://127.0.0.1:1/'), { headers: new Headers() })
+// @ts-expect-error input must be a string, URL or Request
+tracer.fetch(1)
 // @ts-expect-error serviceName is required
 new DistributedTracer({ sampleRate: 1 })
 // @ts-expect-error unknown exporter
@@ -160,4 +165,4 @@ tracing({ tracer, skip: () => false })
 // @ts-expect-error spanName returns a string
 tracing({ tracer, spanName: () => 1 })
 
-void [ids, parentId, sampledFlag, outgoing, activeResult, syncResult, current, tracerMetrics, finished, flushed, shut]
+void [ids, parentId, sampledFlag, outgoing, activeResult, syncResult, current, tracerMetrics, finished, flushed, shut, fetched]

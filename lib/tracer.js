@@ -437,6 +437,59 @@ class DistributedTracer extends binding.DistributedTracer {
     })
   }
 
+  /**
+   * The global `fetch` in a `client` span (child of the active span) named after the method:
+   * OTel HTTP client attributes, `traceparent`/`tracestate` in a new Headers (the caller's
+   * objects are left alone), the response status (>= 500 is an error), and the span ended when
+   * the response headers arrive or the request rejects (recorded, then rethrown).
+   */
+  async fetch(input, init) {
+    if (typeof globalThis.fetch !== 'function') {
+      throw invalidArgument(TypeError, 'fetch is not available in this runtime (Node 18+ is required)')
+    }
+    if (init !== undefined && init !== null && typeof init !== 'object') {
+      throw invalidArgument(TypeError, `init must be an object, received ${describe(init)}`)
+    }
+    const isRequest = typeof Request === 'function' && input instanceof Request
+    const rawMethod = init != null && init.method !== undefined ? init.method : isRequest ? input.method : 'GET'
+    const method = String(rawMethod).toUpperCase()
+    const span = this.startSpan(method, { kind: 'client' })
+    try {
+      if (span.sampled) {
+        let url
+        try {
+          url = new URL(isRequest ? input.url : String(input))
+        } catch {
+          url = undefined
+        }
+        span.setAttribute('http.request.method', method)
+        if (url !== undefined) {
+          const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : url.protocol === 'http:' ? 80 : undefined
+          url.username = ''
+          url.password = ''
+          span.setAttribute('url.full', url.href)
+          span.setAttribute('server.address', url.hostname)
+          if (port !== undefined) span.setAttribute('server.port', port)
+        }
+      }
+      // The fetch rules: init.headers, when given, replaces the Request's headers.
+      const source = init != null && init.headers !== undefined ? init.headers : isRequest ? input.headers : undefined
+      const headers = new Headers(source)
+      this.inject(span, headers)
+      const response = await globalThis.fetch(input, { ...init, headers })
+      const status = response.status
+      span.setAttribute('http.response.status_code', status)
+      if (status >= 500) span.setStatus('error', `HTTP ${status}`)
+      span.end()
+      return response
+    } catch (error) {
+      span.recordException(error)
+      span.setStatus('error', error !== null && typeof error === 'object' && typeof error.message === 'string' ? error.message : String(error))
+      span.end()
+      throw error
+    }
+  }
+
   /** The trace id of the active span, or undefined. */
   currentTraceId() {
     const span = this.#storage.getStore()
