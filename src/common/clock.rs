@@ -50,6 +50,9 @@ impl Clock {
 /// a re-anchoring bounds is the error of the first milliseconds' estimate.
 const REANCHOR_TICKS: u64 = 1 << 23;
 
+/// How far extrapolated time may run ahead of the real clock before a re-anchoring steps back.
+const MAX_LEAD_NANOS: u64 = 1_000_000;
+
 /// Real time since creation, from the time-stamp counter where that is safe, else `Instant`.
 #[derive(Debug)]
 pub struct SystemClock {
@@ -175,14 +178,17 @@ impl SystemClock {
     fn reanchor(&self, counter: &CounterState, _tick: u64) -> u64 {
         let (real, tick) = bracketed_pair(self.origin);
         // Readings since the last anchor were extrapolated with the rate known then; where that
-        // ran a little ahead of the real clock, keep to it rather than step back (the refined
-        // rate stops the gap from growing). A large gap means the estimate was poor: take the
-        // real clock.
+        // ran ahead of the real clock, keep to it rather than step back. Only durations between
+        // readings matter, so a small constant lead is harmless, and the refined rate stops it
+        // from growing. The first rate comes from a 50 us spin and can be off by a few percent
+        // on a loaded machine, so the lead may reach tens of microseconds over one anchor
+        // period; only a lead beyond a millisecond (a counter that cannot be trusted after all)
+        // gives way to the real clock.
         let rate = f64::from_bits(counter.nanos_per_tick.load(Ordering::Relaxed));
         let since_anchor = tick.wrapping_sub(counter.anchor_tick.load(Ordering::Relaxed));
         let extrapolated =
             counter.anchor_nanos.load(Ordering::Relaxed) + (since_anchor as f64 * rate) as u64;
-        let nanos = if extrapolated > real && extrapolated - real < 10_000 {
+        let nanos = if extrapolated > real && extrapolated - real < MAX_LEAD_NANOS {
             extrapolated
         } else {
             real
