@@ -15,7 +15,17 @@ export declare class DistributedTracer {
   /** Creates a tracer; every option is validated and unknown options are refused. */
   constructor(options: DistributedTracerOptions)
   /** Internal (used by the facade's constructor): the hot-path functions bound to this tracer. */
-  _fastPath(): { start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean; ids: Float64Array }
+  _fastPath(): { start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }
+  /**
+   * Internal: the id of span name `name` for the fast path (interned once; the same name
+   * gets the same id), or -1 once the tracer interns no more names (pass the name instead).
+   */
+  _internName(name: string): number
+  /**
+   * Internal: the id of attribute key `key` for the fast path (interned once), or -1 once
+   * the tracer interns no more keys (pass the key instead).
+   */
+  _internKey(key: string): number
   /**
    * Internal: starts a span whose parent is the context in `traceparent`/`tracestate` (a new
    * trace when `traceparent` is invalid). Returns the handle.

@@ -12,7 +12,8 @@ const binding = require('../binding.js')
 const { invalidArgument, invalidOption, describe } = require('./errors')
 
 const KINDS = Object.freeze({ internal: 0, server: 1, client: 2, producer: 3, consumer: 4 })
-const RECORDING = 0x80000000
+// handles of sampled spans have bit 29 set (see src/tracer/tracer_core.rs)
+const RECORDING = 0x20000000
 const STATUS_CODES = new Set(['ok', 'error', 'unset'])
 const START_OPTIONS = new Set(['parent', 'kind', 'attributes', 'startTime'])
 const INVALID_CONTEXT = Object.freeze({
@@ -21,6 +22,25 @@ const INVALID_CONTEXT = Object.freeze({
   traceFlags: 0,
   isRemote: false,
 })
+
+// Cells of the fast path's shared Float64Array (see `io` in src/tracer/binding.rs).
+const IO_HANDLE = 10
+const IO_NAME = 11
+const IO_KIND = 12
+const IO_PARENT = 13
+const IO_START_TIME = 14
+const IO_RATE = 15
+const IO_END_HANDLE = 16
+const IO_END_TIME = 17
+const IO_RENAME_HANDLE = 18
+const IO_RENAME_NAME = 19
+const IO_ATTR_HANDLE = 20
+const IO_ATTR_KEY = 21
+const IO_ATTR_TYPE = 22
+const IO_ATTR_VALUE = 23
+const ATTR_NUMBER = 0
+const ATTR_BOOLEAN = 1
+const ATTR_STRING = 2
 
 const kHandle = Symbol('bulwark.spanHandle')
 const kCore = Symbol('bulwark.spanCore')
@@ -41,38 +61,45 @@ function isContext(value) {
   return value !== null && typeof value === 'object' && typeof value.traceId === 'string' && typeof value.spanId === 'string'
 }
 
-/** One span: ids, attributes, events, status and end. Made by `tracer.startSpan`. */
-/** A 32-bit word as 8 lowercase hex digits. */
-function hexWord(word) {
-  return word.toString(16).padStart(8, '0')
+/** A word of `digits` hex digits (24 bits or fewer) as lowercase hex. */
+function hexWord(word, digits) {
+  return word.toString(16).padStart(digits, '0')
 }
 
+/** One span: ids, attributes, events, status and end. Made by `tracer.startSpan`. */
 class Span {
   #ctx = null
   #ended = false
   #parent
-  // The ids as the native start published them (see `ids` in src/tracer/binding.rs): four
-  // words of trace id, two of span id, and the flags. Kept here so that they survive `end()`,
+  // The ids as the native start published them (see `io` in src/tracer/binding.rs): six
+  // words of trace id, three of span id, and the flags, every one a small integer (24 bits at
+  // most), so that keeping them allocates nothing. Kept here so that they survive `end()`,
   // which frees the native slot, and so that reading them needs no crossing.
   #t0
   #t1
   #t2
   #t3
+  #t4
+  #t5
   #s0
   #s1
+  #s2
   #flags
 
-  constructor(core, handle, parent, ids) {
+  constructor(core, handle, parent, io) {
     this[kCore] = core
     this[kHandle] = handle
     this.#parent = parent
-    this.#t0 = ids[0]
-    this.#t1 = ids[1]
-    this.#t2 = ids[2]
-    this.#t3 = ids[3]
-    this.#s0 = ids[4]
-    this.#s1 = ids[5]
-    this.#flags = ids[6]
+    this.#t0 = io[0]
+    this.#t1 = io[1]
+    this.#t2 = io[2]
+    this.#t3 = io[3]
+    this.#t4 = io[4]
+    this.#t5 = io[5]
+    this.#s0 = io[6]
+    this.#s1 = io[7]
+    this.#s2 = io[8]
+    this.#flags = io[9]
   }
 
   /** The span's context: ids, flags and trace state (after `end()`, without trace state). */
@@ -88,12 +115,12 @@ class Span {
 
   /** 32 lowercase hex digits. */
   get traceId() {
-    return hexWord(this.#t0) + hexWord(this.#t1) + hexWord(this.#t2) + hexWord(this.#t3)
+    return hexWord(this.#t0, 6) + hexWord(this.#t1, 6) + hexWord(this.#t2, 6) + hexWord(this.#t3, 6) + hexWord(this.#t4, 6) + hexWord(this.#t5, 2)
   }
 
   /** 16 lowercase hex digits. */
   get spanId() {
-    return hexWord(this.#s0) + hexWord(this.#s1)
+    return hexWord(this.#s0, 6) + hexWord(this.#s1, 6) + hexWord(this.#s2, 4)
   }
 
   /** The parent's span id, or undefined for a root span. */
@@ -179,17 +206,19 @@ class Span {
     if (typeof name !== 'string') {
       throw invalidArgument(TypeError, `name must be a string, received ${describe(name)}`)
     }
-    if (!this.#ended) this[kCore].native._updateName(this[kHandle], name)
+    if (!this.#ended) this[kCore].rename(this[kHandle], name)
     return this
   }
 
   /** Ends the span (at `endTime`, default now); a second call does nothing. */
   end(endTime) {
     if (this.#ended) return
-    const ms = toMs(endTime, 'endTime')
+    const ms = endTime === undefined ? NaN : toMs(endTime, 'endTime')
     this.#ended = true
-    if (ms === undefined) this[kCore].end(this[kHandle])
-    else this[kCore].end(this[kHandle], ms)
+    const io = this[kCore].io
+    io[IO_END_HANDLE] = this[kHandle]
+    io[IO_END_TIME] = ms
+    this[kCore].end()
   }
 
   /** Whether `end()` was called. */
@@ -276,9 +305,95 @@ class DistributedTracer extends binding.DistributedTracer {
     super(nativeOptions)
     this.#rules = rules
     this.#defaultRate = options.sampleRate === undefined ? 1 : options.sampleRate
-    // The hot calls are functions bound to this tracer's native state (no per-call unwrap).
+    // The hot calls are functions bound to this tracer's native state (no per-call unwrap);
+    // their numbers go through the shared `io` array, and span names as interned ids.
     const fast = this._fastPath()
-    this.#core = { native: this, start: fast.start, end: fast.end, setAttribute: fast.setAttribute, ids: fast.ids }
+    const io = fast.io
+    const names = new Map()
+    let namesFull = false
+    const native = this
+    /** The interned id of `name`, or -1 once the tracer interns no more (then the text crosses). */
+    const nameId = (name) => {
+      let id = names.get(name)
+      if (id === undefined) {
+        if (namesFull) return -1
+        id = native._internName(name)
+        if (id < 0) {
+          namesFull = true
+          return -1
+        }
+        names.set(name, id)
+      }
+      return id
+    }
+    const keys = new Map()
+    let keysFull = false
+    /** The interned id of attribute key `key`, or -1 (the text crosses). */
+    const keyId = (key) => {
+      let id = keys.get(key)
+      if (id === undefined) {
+        if (keysFull || typeof key !== 'string') return -1
+        id = native._internKey(key)
+        if (id < 0) {
+          keysFull = true
+          return -1
+        }
+        keys.set(key, id)
+      }
+      return id
+    }
+    const setAttr = fast.setAttr
+    const setAttributeSlow = fast.setAttribute
+    this.#core = {
+      native,
+      io,
+      end: fast.end,
+      /** Sets one attribute: numbers, booleans and strings by the fast path, the rest as values. */
+      setAttribute(handle, key, value) {
+        const type = typeof value
+        if (type !== 'number' && type !== 'boolean' && type !== 'string') {
+          setAttributeSlow(handle, key, value)
+          return
+        }
+        const id = keyId(key)
+        if (id < 0 && typeof key !== 'string') {
+          // the slow path names the bad key in its error
+          setAttributeSlow(handle, key, value)
+          return
+        }
+        io[IO_ATTR_HANDLE] = handle
+        io[IO_ATTR_KEY] = id
+        if (type === 'string') {
+          io[IO_ATTR_TYPE] = ATTR_STRING
+          if (id < 0) setAttr(value, key)
+          else setAttr(value)
+        } else {
+          io[IO_ATTR_TYPE] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
+          io[IO_ATTR_VALUE] = type === 'number' ? value : (value ? 1 : 0)
+          if (id < 0) setAttr(undefined, key)
+          else setAttr()
+        }
+      },
+      /** Starts a local span; returns its handle, its ids left in `io`. */
+      start(name, kind, parentHandle, startMs, rate) {
+        const id = nameId(name)
+        io[IO_NAME] = id
+        io[IO_KIND] = kind
+        io[IO_PARENT] = parentHandle
+        io[IO_START_TIME] = startMs
+        io[IO_RATE] = rate
+        if (id < 0) fast.start(name)
+        else fast.start()
+        return io[IO_HANDLE]
+      },
+      rename(handle, name) {
+        const id = nameId(name)
+        io[IO_RENAME_HANDLE] = handle
+        io[IO_RENAME_NAME] = id
+        if (id < 0) fast.rename(name)
+        else fast.rename()
+      },
+    }
   }
 
   #rateFor(name) {
@@ -326,10 +441,10 @@ class DistributedTracer extends binding.DistributedTracer {
     }
     if (parent === undefined) parent = this.#storage.getStore()
     const core = this.#core
-    const rate = this.#rules === null ? undefined : this.#rateFor(name)
+    const rate = this.#rules === null ? NaN : this.#rateFor(name)
     let handle
     if (parent instanceof Span && parent[kCore] === core && !parent.ended) {
-      handle = core.start(name, kind, parent[kHandle], startTime, rate)
+      handle = core.start(name, kind, parent[kHandle], startTime === undefined ? NaN : startTime, rate)
     } else if (parent instanceof Span || isContext(parent)) {
       const ctx = parent instanceof Span ? parent.spanContext() : parent
       const state = typeof ctx.traceState === 'string' ? ctx.traceState : undefined
@@ -338,11 +453,11 @@ class DistributedTracer extends binding.DistributedTracer {
       handle = this._startRemote(name, kind, parent, undefined, startTime, rate)
     } else if (parent === undefined || parent === null) {
       parent = undefined
-      handle = core.start(name, kind, 0, startTime, rate)
+      handle = core.start(name, kind, 0, startTime === undefined ? NaN : startTime, rate)
     } else {
       throw invalidArgument(TypeError, `options.parent must be a Span, a SpanContext or a traceparent string, received ${describe(parent)}`)
     }
-    const span = new Span(core, handle, parent, core.ids)
+    const span = new Span(core, handle, parent, core.io)
     if (attributes !== undefined) span.setAttributes(attributes)
     return span
   }

@@ -25,7 +25,7 @@ use super::otlp::OtlpResource;
 use super::otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 use super::sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
 use super::span::{AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status};
-use super::tracer_core::{Parent, SpanHandle, Tracer, TracerConfig};
+use super::tracer_core::{NameId, Parent, SpanHandle, Tracer, TracerConfig};
 use crate::common::binding::{
     describe_value, raw, read_clock, read_string, throw_invalid, value_type, OptionsReader,
 };
@@ -202,7 +202,7 @@ fn read_attributes(
     if let Some(reader) = OptionsReader::open_any(env, value, path)? {
         for key in reader.keys() {
             match read_attribute(env, reader.raw(&key)) {
-                Some(v) => attributes.push((key, v)),
+                Some(v) => attributes.push((key.into(), v)),
                 None => skipped += 1,
             }
         }
@@ -497,31 +497,103 @@ struct Shared {
     tracer: RefCell<Tracer>,
     /// Attributes the fast path could not convert, counted here as well as on their span.
     unsupported_attributes: std::cell::Cell<u64>,
-    /// The ids of the span started last, shared with JS as a Float64Array: the trace id as four
-    /// big-endian 32-bit words, the span id as two, then the trace flags. Every start writes
-    /// them, so a JS Span knows its ids without another crossing, also after `end()` frees its
-    /// slot.
-    ids: std::cell::UnsafeCell<[f64; 7]>,
+    /// The fast path's arguments and results, shared with JS as one Float64Array (`io`; the
+    /// `IO_*` constants name its cells). JS writes a call's numbers there and calls with no
+    /// argument to convert; the start writes the new span's ids back (the trace id as four
+    /// big-endian 32-bit words, the span id as two, then the trace flags) and its handle, so a
+    /// JS Span knows its ids without another crossing, also after `end()` frees its slot.
+    io: std::cell::UnsafeCell<[f64; IO_LEN]>,
+    /// Attribute keys interned for the fast path (`_internKey`), by id.
+    keys: RefCell<Vec<String>>,
+    /// Their ids, by key.
+    key_ids: RefCell<HashMap<String, u32>>,
+}
+
+/// `io` cells written by a start: the trace id as six big-endian words (five of 24 bits, then
+/// its last 8 bits), the span id as three (two of 24 bits, then its last 16), then the flags.
+/// Words of 24 bits fit V8's small integers, so a JS Span keeps them without allocating a heap
+/// number per word; each is exactly 6 hex digits.
+const IO_IDS: usize = 0;
+/// `io` cells written by a start: the number of id words.
+const IO_ID_WORDS: usize = 10;
+/// `io` cell written by a start: the new span's handle (0 when none started).
+const IO_HANDLE: usize = 10;
+/// `io` cell read by start: the interned name id, or -1 when the name is the call's argument.
+const IO_NAME: usize = 11;
+/// `io` cell read by start: the kind (an index into `KINDS`).
+const IO_KIND: usize = 12;
+/// `io` cell read by start: the parent's handle (0 for none).
+const IO_PARENT: usize = 13;
+/// `io` cell read by start: the start time in Unix ms, or NaN for now.
+const IO_START_TIME: usize = 14;
+/// `io` cell read by start: the root sampling rate chosen in JS, or NaN to let the tracer choose.
+const IO_RATE: usize = 15;
+/// `io` cell read by end: the span's handle.
+const IO_END_HANDLE: usize = 16;
+/// `io` cell read by end: the end time in Unix ms, or NaN for now.
+const IO_END_TIME: usize = 17;
+/// `io` cell read by rename: the span's handle.
+const IO_RENAME_HANDLE: usize = 18;
+/// `io` cell read by rename: the interned name id, or -1 when the name is the call's argument.
+const IO_RENAME_NAME: usize = 19;
+/// `io` cell read by setAttr: the span's handle.
+const IO_ATTR_HANDLE: usize = 20;
+/// `io` cell read by setAttr: the interned key id, or -1 when the key is the call's second
+/// argument.
+const IO_ATTR_KEY: usize = 21;
+/// `io` cell read by setAttr: the value's type (`ATTR_NUMBER`, `ATTR_BOOLEAN`, or
+/// `ATTR_STRING` with the string as the first argument).
+const IO_ATTR_TYPE: usize = 22;
+/// `io` cell read by setAttr: a number value, or a boolean as 0 or 1.
+const IO_ATTR_VALUE: usize = 23;
+/// Cells in `io`.
+const IO_LEN: usize = 24;
+
+/// `IO_ATTR_TYPE` of a number value.
+const ATTR_NUMBER: f64 = 0.0;
+/// `IO_ATTR_TYPE` of a boolean value.
+const ATTR_BOOLEAN: f64 = 1.0;
+
+/// How many attribute keys a tracer interns for the fast path; keys past it cross as text.
+const MAX_INTERNED_KEYS: usize = 1024;
+
+/// The 24-bit words of a big-endian id of `bits` bits held in the low bits of `value`, the
+/// last word shorter when `bits` is not a multiple of 24, written into `out` from its start;
+/// returns the words written.
+fn words_of_24(value: u128, bits: u32, out: &mut [f64]) -> usize {
+    let mut n = 0;
+    let mut left = bits;
+    while left > 0 {
+        let width = left.min(24);
+        left -= width;
+        out[n] = ((value >> left) & ((1u128 << width) - 1)) as u32 as f64;
+        n += 1;
+    }
+    n
 }
 
 impl Shared {
-    /// Writes the ids of `handle` (zeros for a span that was not started) into `ids`.
+    /// Reads cell `i` of `io`.
+    #[inline]
+    fn io(&self, i: usize) -> f64 {
+        // SAFETY: only this thread touches `io`; JS writes it between calls, never during one.
+        unsafe { (*self.io.get())[i] }
+    }
+
+    /// Writes the ids of `handle` (zeros for a span that was not started) and the handle into
+    /// `io`.
     fn publish_ids(&self, tracer: &Tracer, handle: SpanHandle) {
-        let mut words = [0.0; 7];
+        let mut words = [0.0; IO_ID_WORDS];
         if let Some((trace_id, span_id, flags)) = tracer.ids(handle) {
-            let trace = trace_id.to_bytes();
-            let span = span_id.to_bytes();
-            for (i, chunk) in trace
-                .chunks_exact(4)
-                .chain(span.chunks_exact(4))
-                .enumerate()
-            {
-                words[i] = f64::from(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
-            }
-            words[6] = f64::from(flags.bits());
+            let n = words_of_24(u128::from_be_bytes(trace_id.to_bytes()), 128, &mut words);
+            let span = u64::from_be_bytes(span_id.to_bytes());
+            let n = n + words_of_24(u128::from(span), 64, &mut words[n..]);
+            words[n] = f64::from(flags.bits());
         }
-        // SAFETY: only this thread touches `ids`; JS reads it between calls.
-        unsafe { *self.ids.get() = words };
+        // SAFETY: only this thread touches `io`; JS reads it between calls.
+        let io = unsafe { &mut *self.io.get() };
+        io[IO_IDS..IO_IDS + IO_ID_WORDS].copy_from_slice(&words);
+        io[IO_HANDLE] = f64::from(handle.0);
     }
 }
 
@@ -533,11 +605,6 @@ fn handle_of(env: sys::napi_env, value: sys::napi_value) -> SpanHandle {
     }
 }
 
-/// A time argument in Unix milliseconds; `None` (now) unless a finite number >= 0.
-fn time_of(env: sys::napi_env, value: sys::napi_value) -> Option<u64> {
-    number_of(env, value).and_then(nanos_of_ms)
-}
-
 /// Unix milliseconds as nanoseconds, exactly for whole milliseconds (`ms * 1e6` in f64 would
 /// round today's times to 256 ns); `None` unless finite and >= 0.
 fn nanos_of_ms(ms: f64) -> Option<u64> {
@@ -545,16 +612,6 @@ fn nanos_of_ms(ms: f64) -> Option<u64> {
         let whole = ms.trunc();
         whole as u64 * 1_000_000 + ((ms - whole) * 1e6).round() as u64
     })
-}
-
-fn kind_of(env: sys::napi_env, value: sys::napi_value) -> SpanKind {
-    number_of(env, value)
-        .filter(|n| *n >= 0.0 && (*n as usize) < KINDS.len())
-        .map_or(SpanKind::Internal, |n| KINDS[n as usize])
-}
-
-fn rate_of(env: sys::napi_env, value: sys::napi_value) -> Option<SampleRate> {
-    number_of(env, value).and_then(|r| SampleRate::new("rate", r).ok())
 }
 
 fn name_of(
@@ -585,51 +642,103 @@ fn borrow_tracer<'a>(
     tracer
 }
 
-/// `start(name, kind, parentHandle, startTimeMs, rate?)`: the new span's handle (0 when the
-/// live-span bound is reached). `rate` is the root sampling rate chosen in JS, if any.
+/// A handle read from `io`: a `u32` number, anything else no span (0).
+fn handle_in(n: f64) -> SpanHandle {
+    // `as` saturates (NaN to 0); the round trip rejects fractions and out-of-range values
+    // without a call to `trunc`.
+    let handle = n as u32;
+    if f64::from(handle) == n {
+        SpanHandle(handle)
+    } else {
+        SpanHandle::NONE
+    }
+}
+
+/// `start(name?)`: starts a span from the numbers in `io` (name id, kind, parent handle, start
+/// time, rate); the name is the argument when the id cell is -1. Writes the ids and the handle
+/// (0 when the live-span bound is reached) into `io` and returns nothing.
 unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (args, argc, shared) = unsafe { raw::args::<Shared, 5>(env, info) };
-    let name = match name_of(env, args[0]) {
-        Ok(name) => name,
-        Err(e) => {
-            throw_invalid(env, e);
-            return std::ptr::null_mut();
-        }
-    };
-    let parent = handle_of(env, args[2]);
+    let (args, _, shared) = unsafe { raw::args::<Shared, 1>(env, info) };
+    let name_id = shared.io(IO_NAME);
+    let parent = handle_in(shared.io(IO_PARENT));
     let parent = if parent.is_none() {
         Parent::None
     } else {
         Parent::Local(parent)
     };
-    let rate = if argc >= 5 {
-        rate_of(env, args[4])
+    let kind = shared.io(IO_KIND);
+    let kind = if kind >= 0.0 && (kind as usize) < KINDS.len() {
+        KINDS[kind as usize]
     } else {
+        SpanKind::Internal
+    };
+    let time = nanos_of_ms(shared.io(IO_START_TIME));
+    // NaN (no rate) is checked first: a refused rate would build an error message.
+    let rate = shared.io(IO_RATE);
+    let rate = if rate.is_nan() {
         None
+    } else {
+        SampleRate::new("rate", rate).ok()
     };
-    let Some(mut tracer) = borrow_tracer(env, shared) else {
-        return std::ptr::null_mut();
-    };
-    let handle = tracer.start_span_with_rate(
-        &name,
-        kind_of(env, args[1]),
-        parent,
-        time_of(env, args[3]),
-        rate,
-    );
-    shared.publish_ids(&tracer, handle);
-    raw::number(env, f64::from(handle.0))
+    if name_id >= 0.0 {
+        let Some(mut tracer) = borrow_tracer(env, shared) else {
+            return std::ptr::null_mut();
+        };
+        let handle = tracer.start_interned(NameId(name_id as u32), kind, parent, time, rate);
+        shared.publish_ids(&tracer, handle);
+    } else {
+        let name = match name_of(env, args[0]) {
+            Ok(name) => name,
+            Err(e) => {
+                throw_invalid(env, e);
+                return std::ptr::null_mut();
+            }
+        };
+        let Some(mut tracer) = borrow_tracer(env, shared) else {
+            return std::ptr::null_mut();
+        };
+        let handle = tracer.start_span_with_rate(&name, kind, parent, time, rate);
+        shared.publish_ids(&tracer, handle);
+    }
+    std::ptr::null_mut()
 }
 
-/// `end(handle, endTimeMs?)`: whether the span was live and is now ended.
+/// `rename(name?)`: renames the span whose handle is in `io` to the interned name in `io`, or
+/// to the argument when the id cell is -1. Returns nothing.
+unsafe extern "C" fn rename(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let (args, _, shared) = unsafe { raw::args::<Shared, 1>(env, info) };
+    let handle = handle_in(shared.io(IO_RENAME_HANDLE));
+    let name_id = shared.io(IO_RENAME_NAME);
+    if name_id >= 0.0 {
+        if let Some(mut tracer) = borrow_tracer(env, shared) {
+            tracer.update_name_interned(handle, NameId(name_id as u32));
+        }
+    } else {
+        match name_of(env, args[0]) {
+            Ok(name) => {
+                if let Some(mut tracer) = borrow_tracer(env, shared) {
+                    tracer.update_name(handle, &name);
+                }
+            }
+            Err(e) => {
+                throw_invalid(env, e);
+            }
+        }
+    }
+    std::ptr::null_mut()
+}
+
+/// `end()`: ends the span whose handle is in `io` (at the time in `io`, NaN for now). A stale
+/// or ended handle changes nothing. Returns nothing.
 unsafe extern "C" fn end(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
-    let handle = handle_of(env, args[0]);
-    let time = time_of(env, args[1]);
+    let (_, _, shared) = unsafe { raw::args::<Shared, 0>(env, info) };
+    let handle = handle_in(shared.io(IO_END_HANDLE));
+    let time = nanos_of_ms(shared.io(IO_END_TIME));
     let Some(mut tracer) = borrow_tracer(env, shared) else {
         return std::ptr::null_mut();
     };
-    raw::boolean(env, tracer.end(handle, time))
+    tracer.end(handle, time);
+    std::ptr::null_mut()
 }
 
 /// `setAttribute(handle, key, value)`: whether the attribute was stored. A value that is not an
@@ -669,6 +778,51 @@ unsafe extern "C" fn set_attribute(
         }
     };
     raw::boolean(env, stored)
+}
+
+/// `setAttr(value?, key?)`: sets one attribute on the span whose handle is in `io`. The key is
+/// the interned id in `io`, or the second argument when that is -1; a number or boolean value
+/// is in `io` too, a string value (`IO_ATTR_TYPE` any other number) is the first argument.
+/// Returns nothing; an unsampled span is left alone without reading anything.
+unsafe extern "C" fn set_attr(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let (args, _, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
+    let handle = handle_in(shared.io(IO_ATTR_HANDLE));
+    if !handle.is_recording() {
+        return std::ptr::null_mut();
+    }
+    let kind = shared.io(IO_ATTR_TYPE);
+    let value = if kind == ATTR_NUMBER {
+        number_attribute(shared.io(IO_ATTR_VALUE))
+    } else if kind == ATTR_BOOLEAN {
+        AttributeValue::Bool(shared.io(IO_ATTR_VALUE) != 0.0)
+    } else {
+        match read_string(env, args[0]) {
+            Some(s) => AttributeValue::String(s),
+            None => return std::ptr::null_mut(),
+        }
+    };
+    let key_id = shared.io(IO_ATTR_KEY);
+    let keys = shared.keys.borrow();
+    let text;
+    let key = if key_id >= 0.0 {
+        match keys.get(key_id as usize) {
+            Some(key) => key.as_str(),
+            None => return std::ptr::null_mut(),
+        }
+    } else {
+        text = read_string(env, args[1]);
+        match &text {
+            Some(key) => key.as_str(),
+            None => return std::ptr::null_mut(),
+        }
+    };
+    if let Some(mut tracer) = borrow_tracer(env, shared) {
+        tracer.set_attribute(handle, key, value);
+    }
+    std::ptr::null_mut()
 }
 
 /// A span context as JS sees it (from `extract`, or a live span's `context`).
@@ -758,7 +912,7 @@ fn attributes_js(attributes: &Attributes) -> HashMap<String, AttributeJs> {
                 AttributeValue::I64Array(a) => Either6::F(a.iter().map(|i| *i as f64).collect()),
                 AttributeValue::F64Array(a) => Either6::F(a.clone()),
             };
-            (k.clone(), value)
+            (k.to_string(), value)
         })
         .collect()
 }
@@ -839,7 +993,7 @@ impl From<&SpanData> for FinishedSpan {
             trace_id: span.trace_id.to_hex(),
             span_id: span.span_id.to_hex(),
             parent_span_id: span.parent_span_id.map(|id| id.to_hex()),
-            name: span.name.clone(),
+            name: span.name.to_string(),
             kind: kind_name(span.kind).into(),
             start_time_unix_nano: span.start_unix_nanos.to_string(),
             end_time_unix_nano: span.end_unix_nanos.to_string(),
@@ -945,7 +1099,9 @@ impl DistributedTracerBinding {
             shared: Rc::new(Shared {
                 tracer: RefCell::new(tracer),
                 unsupported_attributes: std::cell::Cell::new(0),
-                ids: std::cell::UnsafeCell::new([0.0; 7]),
+                io: std::cell::UnsafeCell::new([0.0; IO_LEN]),
+                keys: RefCell::new(Vec::new()),
+                key_ids: RefCell::new(HashMap::new()),
             }),
             memory,
             handle,
@@ -956,7 +1112,7 @@ impl DistributedTracerBinding {
     /// Internal (used by the facade's constructor): the hot-path functions bound to this tracer.
     #[napi(
         js_name = "_fastPath",
-        ts_return_type = "{ start(name: string, kind: number, parentHandle: number, startTimeMs?: number, rate?: number): number; end(handle: number, endTimeMs?: number): boolean; setAttribute(handle: number, key: string, value: unknown): boolean; ids: Float64Array }"
+        ts_return_type = "{ start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let mut object = Object::new(env)?;
@@ -965,17 +1121,46 @@ impl DistributedTracerBinding {
             object.set("start", Unknown::from_raw_unchecked(env.raw(), f))?;
             let f = raw::bound_function(env.raw(), "end", end, &self.shared)?;
             object.set("end", Unknown::from_raw_unchecked(env.raw(), f))?;
+            let f = raw::bound_function(env.raw(), "setAttr", set_attr, &self.shared)?;
+            object.set("setAttr", Unknown::from_raw_unchecked(env.raw(), f))?;
+            let f = raw::bound_function(env.raw(), "rename", rename, &self.shared)?;
+            object.set("rename", Unknown::from_raw_unchecked(env.raw(), f))?;
             let f = raw::bound_function(env.raw(), "setAttribute", set_attribute, &self.shared)?;
             object.set("setAttribute", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let ids = raw::shared_f64_array(
+            let io = raw::shared_f64_array(
                 env.raw(),
-                self.shared.ids.get() as *mut f64,
-                7,
+                self.shared.io.get() as *mut f64,
+                IO_LEN,
                 &self.shared,
             )?;
-            object.set("ids", Unknown::from_raw_unchecked(env.raw(), ids))?;
+            object.set("io", Unknown::from_raw_unchecked(env.raw(), io))?;
         }
         Ok(object)
+    }
+
+    /// Internal: the id of span name `name` for the fast path (interned once; the same name
+    /// gets the same id), or -1 once the tracer interns no more names (pass the name instead).
+    #[napi(js_name = "_internName")]
+    pub fn intern_name(&self, name: String) -> i32 {
+        self.with(|t| t.intern_name(&name))
+            .map_or(-1, |id| id.0 as i32)
+    }
+
+    /// Internal: the id of attribute key `key` for the fast path (interned once), or -1 once
+    /// the tracer interns no more keys (pass the key instead).
+    #[napi(js_name = "_internKey")]
+    pub fn intern_key(&self, key: String) -> i32 {
+        if let Some(&id) = self.shared.key_ids.borrow().get(&key) {
+            return id as i32;
+        }
+        let mut keys = self.shared.keys.borrow_mut();
+        if keys.len() >= MAX_INTERNED_KEYS {
+            return -1;
+        }
+        let id = keys.len() as u32;
+        keys.push(key.clone());
+        self.shared.key_ids.borrow_mut().insert(key, id);
+        id as i32
     }
 
     /// Internal: starts a span whose parent is the context in `traceparent`/`tracestate` (a new

@@ -394,7 +394,7 @@ impl SpanExporter for ConsoleExporter {
                 "traceId": span.trace_id.to_hex(),
                 "spanId": span.span_id.to_hex(),
                 "parentSpanId": span.parent_span_id.map(|id| id.to_hex()),
-                "name": span.name,
+                "name": span.name.as_str(),
                 "kind": format!("{:?}", span.kind).to_lowercase(),
                 "startTimeUnixNano": span.start_unix_nanos.to_string(),
                 "endTimeUnixNano": span.end_unix_nanos.to_string(),
@@ -534,7 +534,7 @@ pub(crate) mod tests {
         fn export(&mut self, batch: Vec<SpanData>, _deadline: Instant) -> ExportResult {
             let _ = self
                 .batches
-                .send(batch.into_iter().map(|s| s.name).collect());
+                .send(batch.into_iter().map(|s| s.name.to_string()).collect());
             ExportResult::Success
         }
         fn shutdown(&mut self) {

@@ -72,12 +72,25 @@ pub struct SpanNameStats {
     pub max_ms: f64,
 }
 
+/// Where one name's aggregate lives in a [`SpanMetrics`]: an index into its entries, or the
+/// overflow entry. Got once with [`SpanMetrics::slot`] (a hash lookup), then used with
+/// [`SpanMetrics::record_at`] for every span of that name (no hashing at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricSlot(u32);
+
+impl MetricSlot {
+    /// The overflow entry's slot.
+    pub const OVERFLOW: MetricSlot = MetricSlot(u32::MAX);
+}
+
 /// Per-name span counts and latencies, with a bounded number of names.
 #[derive(Clone, Debug)]
 pub struct SpanMetrics {
     max_names: usize,
-    names: HashMap<CompactString, NameStats>,
-    /// Kept apart from `names` so that it never counts toward `max_names`; `None` until used.
+    /// Name to its index in `entries`.
+    index: HashMap<CompactString, u32>,
+    entries: Vec<(CompactString, NameStats)>,
+    /// Kept apart from `entries` so that it never counts toward `max_names`; `None` until used.
     overflow: Option<NameStats>,
 }
 
@@ -86,7 +99,8 @@ impl SpanMetrics {
     pub fn new(max_names: usize) -> Self {
         SpanMetrics {
             max_names,
-            names: HashMap::new(),
+            index: HashMap::new(),
+            entries: Vec::new(),
             overflow: None,
         }
     }
@@ -96,25 +110,44 @@ impl SpanMetrics {
         self.max_names
     }
 
-    /// Records one ended span. A name already tracked costs one hash lookup and no allocation;
-    /// only a new name within the bound allocates its key and histogram.
-    pub fn record(&mut self, name: &str, duration_nanos: u64, error: bool) {
-        // Look up by &str first: the common case is a name seen before.
-        if let Some(stats) = self.names.get_mut(name) {
-            stats.record(duration_nanos, error);
-            return;
+    /// The slot of `name`, tracking it if it is new and the bound allows (else the overflow
+    /// slot). A slot stays valid until [`Self::clear`]. An entry made here and never recorded
+    /// into is left out of snapshots.
+    pub fn slot(&mut self, name: &str) -> MetricSlot {
+        if let Some(&i) = self.index.get(name) {
+            return MetricSlot(i);
         }
-        let stats = if name == OVERFLOW_NAME || self.names.len() >= self.max_names {
-            self.overflow.get_or_insert_with(NameStats::default)
-        } else {
-            self.names.entry(CompactString::from(name)).or_default()
+        if name == OVERFLOW_NAME || self.entries.len() >= self.max_names {
+            return MetricSlot::OVERFLOW;
+        }
+        let i = self.entries.len() as u32;
+        self.entries
+            .push((CompactString::from(name), NameStats::default()));
+        self.index.insert(CompactString::from(name), i);
+        MetricSlot(i)
+    }
+
+    /// Records one ended span into `slot` (from [`Self::slot`] since the last clear).
+    #[inline]
+    pub fn record_at(&mut self, slot: MetricSlot, duration_nanos: u64, error: bool) {
+        let stats = match self.entries.get_mut(slot.0 as usize) {
+            Some((_, stats)) => stats,
+            None => self.overflow.get_or_insert_with(NameStats::default),
         };
         stats.record(duration_nanos, error);
     }
 
+    /// Records one ended span. A name already tracked costs one hash lookup and no allocation;
+    /// only a new name within the bound allocates its key and histogram.
+    pub fn record(&mut self, name: &str, duration_nanos: u64, error: bool) {
+        let slot = self.slot(name);
+        self.record_at(slot, duration_nanos, error);
+    }
+
     /// Number of entries a snapshot would hold (the overflow entry included, once used).
     pub fn len(&self) -> usize {
-        self.names.len() + usize::from(self.overflow.is_some())
+        self.entries.iter().filter(|(_, s)| s.count > 0).count()
+            + usize::from(self.overflow.is_some())
     }
 
     /// Whether nothing has been recorded since creation or the last [`Self::clear`].
@@ -122,11 +155,13 @@ impl SpanMetrics {
         self.len() == 0
     }
 
-    /// Every entry, sorted by name (the overflow entry sorted in with the rest).
+    /// Every entry with at least one span, sorted by name (the overflow entry sorted in with
+    /// the rest).
     pub fn snapshot(&self) -> Vec<SpanNameStats> {
         let mut out: Vec<SpanNameStats> = self
-            .names
+            .entries
             .iter()
+            .filter(|(_, stats)| stats.count > 0)
             .map(|(name, stats)| stats.stats(name))
             .chain(self.overflow.iter().map(|stats| stats.stats(OVERFLOW_NAME)))
             .collect();
@@ -134,9 +169,11 @@ impl SpanMetrics {
         out
     }
 
-    /// Forgets every name and the overflow entry; the bound stays.
+    /// Forgets every name and the overflow entry (every slot handed out is then stale); the
+    /// bound stays.
     pub fn clear(&mut self) {
-        self.names.clear();
+        self.index.clear();
+        self.entries.clear();
         self.overflow = None;
     }
 }

@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prost::Message;
 
-use super::span::{AttributeValue, SpanData, SpanKind, Status};
+use super::span::{AttributeValue, Attributes, SpanData, SpanKind, Status};
 
 /// The instrumentation scope every span is reported under.
 pub const SCOPE_NAME: &str = "bulwark";
@@ -75,11 +75,11 @@ fn any_value(value: &AttributeValue) -> AnyValue {
     AnyValue { value: Some(value) }
 }
 
-fn key_values(attributes: &[(String, AttributeValue)]) -> Vec<KeyValue> {
+fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
     attributes
         .iter()
         .map(|(key, value)| KeyValue {
-            key: key.clone(),
+            key: key.to_string(),
             value: Some(any_value(value)),
             // Profiles-only string-table reference; 0 is left off the wire and out of the JSON.
             ..KeyValue::default()
@@ -127,7 +127,7 @@ fn proto_span(data: &SpanData) -> Span {
         // Bits 0-7 are the W3C trace flags; bits 8-9 (parent remoteness) are left unset, which
         // the proto defines as "unknown".
         flags: u32::from(data.flags.bits()),
-        name: data.name.clone(),
+        name: data.name.to_string(),
         kind: kind(data.kind) as i32,
         start_time_unix_nano: data.start_unix_nanos,
         end_time_unix_nano: data.end_unix_nanos,
@@ -164,8 +164,8 @@ pub fn export_request(resource: &OtlpResource, spans: &[SpanData]) -> ExportTrac
             .attributes
             .iter()
             .filter(|(key, _)| key != "service.name")
-            .cloned()
-            .collect::<Vec<_>>(),
+            .map(|(key, value)| (key.into(), value.clone()))
+            .collect::<Attributes>(),
     ));
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {

@@ -22,6 +22,8 @@
 //! - After `end`, every mutation is ignored, a second `end` included, as the spec asks of ended
 //!   spans; the `ended` flag is what makes that cheap to check.
 
+use compact_str::CompactString;
+
 use super::context::{TraceFlags, TraceState};
 use super::ids::{SpanId, TraceId};
 
@@ -120,7 +122,12 @@ fn truncate_chars(s: &mut String, max: usize) {
 }
 
 /// An ordered attribute list: keys unique, in first-set order (the order OTLP will carry).
-pub type Attributes = Vec<(String, AttributeValue)>;
+/// An attribute key: short keys (24 bytes or fewer, which is nearly all of them) are stored
+/// inline, with no allocation.
+pub type AttributeKey = CompactString;
+
+/// Attributes in the order they were first set, keys unique.
+pub type Attributes = Vec<(AttributeKey, AttributeValue)>;
 
 /// Sets `key` in `attrs` under a count limit. Returns `false` (and counts a drop) when the key is
 /// new and the list is full, or the key is empty (the spec: "The attribute key MUST be a non-null
@@ -146,7 +153,7 @@ fn set_limited(
         *dropped = dropped.saturating_add(1);
         return false;
     }
-    attrs.push((key.to_owned(), value.truncated(max_value_length)));
+    attrs.push((AttributeKey::from(key), value.truncated(max_value_length)));
     true
 }
 
@@ -211,8 +218,8 @@ pub struct SpanData {
     pub span_id: SpanId,
     /// The parent span, `None` for a root span.
     pub parent_span_id: Option<SpanId>,
-    /// The operation's name.
-    pub name: String,
+    /// The operation's name (inline, with no allocation, up to 24 bytes).
+    pub name: CompactString,
     /// The span's role.
     pub kind: SpanKind,
     /// Start time, nanoseconds since the Unix epoch.
@@ -244,7 +251,7 @@ impl SpanData {
         trace_id: TraceId,
         span_id: SpanId,
         parent_span_id: Option<SpanId>,
-        name: impl Into<String>,
+        name: impl Into<CompactString>,
         start_unix_nanos: u64,
         limits: SpanLimits,
     ) -> Self {
@@ -359,11 +366,11 @@ impl SpanData {
         stacktrace: Option<&str>,
     ) -> bool {
         let mut attributes: Attributes = vec![
-            ("exception.type".to_owned(), exception_type.into()),
-            ("exception.message".to_owned(), message.into()),
+            ("exception.type".into(), exception_type.into()),
+            ("exception.message".into(), message.into()),
         ];
         if let Some(stack) = stacktrace {
-            attributes.push(("exception.stacktrace".to_owned(), stack.into()));
+            attributes.push(("exception.stacktrace".into(), stack.into()));
         }
         self.add_event("exception", time_unix_nanos, attributes)
     }
@@ -378,7 +385,7 @@ impl SpanData {
     }
 
     /// Renames the span (a router often knows the route only after the span started).
-    pub fn update_name(&mut self, name: impl Into<String>) {
+    pub fn update_name(&mut self, name: impl Into<CompactString>) {
         if !self.ended {
             self.name = name.into();
         }
@@ -448,8 +455,8 @@ mod tests {
         assert_eq!(
             s.attributes,
             vec![
-                ("a".to_owned(), AttributeValue::String("x".into())),
-                ("b".to_owned(), AttributeValue::Bool(true)),
+                ("a".into(), AttributeValue::String("x".into())),
+                ("b".into(), AttributeValue::Bool(true)),
             ]
         );
         assert_eq!(s.dropped_attributes, 0);
@@ -558,7 +565,7 @@ mod tests {
         let e = &s.events[0];
         assert_eq!(
             e.attributes,
-            vec![("k".to_owned(), AttributeValue::String("xy".into()))]
+            vec![("k".into(), AttributeValue::String("xy".into()))]
         );
         assert_eq!(e.dropped, 1);
         assert_eq!(s.dropped_attributes, 0);
@@ -575,9 +582,9 @@ mod tests {
         assert_eq!(
             e.attributes,
             vec![
-                ("exception.type".to_owned(), "TypeError".into()),
-                ("exception.message".to_owned(), "boom".into()),
-                ("exception.stacktrace".to_owned(), "at f (x.js:1:1)".into()),
+                ("exception.type".into(), "TypeError".into()),
+                ("exception.message".into(), "boom".into()),
+                ("exception.stacktrace".into(), "at f (x.js:1:1)".into()),
             ]
         );
         assert_eq!(s.events[1].attributes.len(), 2);
@@ -657,7 +664,7 @@ mod tests {
             keys.dedup();
             prop_assert_eq!(keys.len(), s.attributes.len(), "keys are unique");
             for (k, v) in &s.attributes {
-                prop_assert_eq!(v, &AttributeValue::I64(last[k]), "last write wins");
+                prop_assert_eq!(v, &AttributeValue::I64(last[k.as_str()]), "last write wins");
             }
         }
 

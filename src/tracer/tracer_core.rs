@@ -7,11 +7,15 @@
 //! handle indexes a slab: a `Vec` of slots plus a free list of vacant slot indices. Its bits:
 //!
 //! ```text
-//!  31        30 ........ 20   19 ........... 0
-//! [recording][generation 11][slot index 20 bits]
+//!  31 30   29          28 ........ 18   17 ........... 0
+//! [ 0  0 ][recording][generation 11][slot index 18 bits]
 //! ```
 //!
-//! - The slot index allows 2^20 = 1,048,576 slots, the ceiling of [`TracerConfig::max_live_spans`].
+//! - 30 bits in all, so that a handle is a small integer in V8 (a Smi: below 2^30) and a JS
+//!   `Span` keeps it without allocating a heap number.
+//! - The slot index allows 2^18 = 262,144 slots, the ceiling (and default) of
+//!   [`TracerConfig::max_live_spans`]: spans live at once, which is requests in flight times
+//!   the spans each holds open.
 //! - The generation is bumped every time a slot is freed, so the handle of an ended span stops
 //!   matching its slot at once, and stays rejected after the slot is reused. It cycles through
 //!   1..=2047 and is never 0, so no issued handle is 0 and [`SpanHandle::NONE`] (0) is never
@@ -19,7 +23,7 @@
 //!   exactly a multiple of 2047 times would alias the live span; a 32-bit handle cannot close
 //!   that window, only narrow it (a JS double could carry a 52-bit handle if it ever matters).
 //! - The top bit says whether the span is recording (sampled). The binding can test it in JS
-//!   (`h >= 0x80000000`) and skip the crossing entirely for `setAttribute` and `addEvent` on an
+//!   (`h >= 0x20000000`) and skip the crossing entirely for `setAttribute` and `addEvent` on an
 //!   unsampled span, which is most spans at a low sample rate. The tracer checks it too, so a
 //!   binding that does not bother stays correct.
 //!
@@ -51,23 +55,26 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use compact_str::CompactString;
+use hashbrown::HashMap;
+
 use crate::common::{Clock, InvalidInput};
 
 use super::context::{format_traceparent, SpanContext, TraceFlags, TraceState};
 use super::export::{BatchConfig, BatchProcessor, ProcessorHandle, SpanExporter};
 use super::ids::{IdGenerator, SpanId, TraceId};
-use super::metrics::{SpanMetrics, SpanNameStats, TracerCounters};
+use super::metrics::{MetricSlot, SpanMetrics, SpanNameStats, TracerCounters};
 use super::sampler::{SampleRate, Sampler};
 use super::span::{AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status};
 
 /// Bits of a handle that hold the slot index.
-const INDEX_BITS: u32 = 20;
+const INDEX_BITS: u32 = 18;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 /// Bits of a handle that hold the slot's generation.
 const GENERATION_BITS: u32 = 11;
 const GENERATION_MAX: u32 = (1 << GENERATION_BITS) - 1;
 /// The handle bit that marks a recording (sampled) span.
-const RECORDING_BIT: u32 = 1 << 31;
+const RECORDING_BIT: u32 = 1 << 29;
 
 /// The most slots a tracer can address, and so the ceiling of
 /// [`TracerConfig::max_live_spans`].
@@ -76,6 +83,31 @@ pub const MAX_LIVE_SPANS_LIMIT: usize = 1 << INDEX_BITS;
 /// A slot's name buffer above this capacity is released when the slot is freed, so that one
 /// huge span name does not pin its memory in the slab for good.
 const NAME_BUFFER_KEEP: usize = 1024;
+/// How many span names a tracer interns (see [`Tracer::intern_name`]); names past it still work,
+/// passed as text.
+pub const MAX_INTERNED_NAMES: usize = 4096;
+
+/// A span name interned with [`Tracer::intern_name`]: starting or renaming a span by its id
+/// crosses no string and hashes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameId(pub u32);
+
+/// What an interned name needs on the hot path, worked out once.
+#[derive(Clone, Debug)]
+struct InternedName {
+    name: String,
+    /// Where its metrics go.
+    metric: MetricSlot,
+    /// The root sampling rate its rules give it.
+    rate: SampleRate,
+}
+
+/// A span name as a caller gives it.
+#[derive(Clone, Copy, Debug)]
+enum SpanName<'a> {
+    Text(&'a str),
+    Interned(NameId),
+}
 
 /// A number that stands for one live span of a [`Tracer`]; see the module docs for its bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,7 +168,7 @@ pub struct TracerConfig {
     /// [`Tracer::new`] takes a processor already started with its own configuration.
     pub batch: BatchConfig,
     /// Most spans live (started, not ended) at once; starts beyond it are rejected and counted.
-    /// Clamped to `1..=`[`MAX_LIVE_SPANS_LIMIT`]. Default 1,000,000.
+    /// Clamped to `1..=`[`MAX_LIVE_SPANS_LIMIT`], which is also the default.
     pub max_live_spans: usize,
 }
 
@@ -149,7 +181,7 @@ impl TracerConfig {
             limits: SpanLimits::default(),
             max_metric_names: 1000,
             batch: BatchConfig::default(),
-            max_live_spans: 1_000_000,
+            max_live_spans: MAX_LIVE_SPANS_LIMIT,
         }
     }
 }
@@ -202,8 +234,12 @@ struct Slot {
     /// The generation the next span in this slot gets.
     generation: u32,
     state: State,
-    /// An unsampled span's name, kept here so that its storage is reused by the next span.
+    /// An unsampled span's name, kept here so that its storage is reused by the next span
+    /// (unused while `metric` is set).
     name: String,
+    /// The metric slot of the span's name when the name was interned; `None` means look it up
+    /// by name at the end.
+    metric: Option<MetricSlot>,
 }
 
 /// Starts, holds and ends spans; see the module docs.
@@ -221,10 +257,13 @@ pub struct Tracer {
     /// Vacant slot indices, used last-in first-out so that a hot slot stays in cache.
     free: Vec<u32>,
     live: usize,
+    /// Never cleared: interned names keep slots into it.
     metrics: SpanMetrics,
     counters: TracerCounters,
     rejected: u64,
     processor: BatchProcessor,
+    interned: Vec<InternedName>,
+    interned_index: HashMap<CompactString, u32>,
 }
 
 impl Tracer {
@@ -261,6 +300,8 @@ impl Tracer {
             counters: TracerCounters::new(),
             rejected: 0,
             processor,
+            interned: Vec::new(),
+            interned_index: HashMap::new(),
         }
     }
 
@@ -315,6 +356,59 @@ impl Tracer {
         start_unix_nanos: Option<u64>,
         rate: Option<SampleRate>,
     ) -> SpanHandle {
+        self.start_named(SpanName::Text(name), kind, parent, start_unix_nanos, rate)
+    }
+
+    /// The id of `name`, interning it if it is new: `None` once [`MAX_INTERNED_NAMES`] names
+    /// are interned (such names are then passed as text). Interning works out the name's
+    /// metric slot and sampling rate once, so that spans started by id pay for neither.
+    pub fn intern_name(&mut self, name: &str) -> Option<NameId> {
+        if let Some(&id) = self.interned_index.get(name) {
+            return Some(NameId(id));
+        }
+        if self.interned.len() >= MAX_INTERNED_NAMES {
+            return None;
+        }
+        let id = self.interned.len() as u32;
+        self.interned.push(InternedName {
+            name: name.to_owned(),
+            metric: self.metrics.slot(name),
+            rate: self.sampler.rate_for(name),
+        });
+        self.interned_index.insert(CompactString::from(name), id);
+        Some(NameId(id))
+    }
+
+    /// As [`Self::start_span_with_rate`], for an interned name. An id this tracer did not hand
+    /// out starts nothing ([`SpanHandle::NONE`]).
+    pub fn start_interned(
+        &mut self,
+        name: NameId,
+        kind: SpanKind,
+        parent: Parent,
+        start_unix_nanos: Option<u64>,
+        rate: Option<SampleRate>,
+    ) -> SpanHandle {
+        if name.0 as usize >= self.interned.len() {
+            return SpanHandle::NONE;
+        }
+        self.start_named(
+            SpanName::Interned(name),
+            kind,
+            parent,
+            start_unix_nanos,
+            rate,
+        )
+    }
+
+    fn start_named(
+        &mut self,
+        name: SpanName<'_>,
+        kind: SpanKind,
+        parent: Parent,
+        start_unix_nanos: Option<u64>,
+        rate: Option<SampleRate>,
+    ) -> SpanHandle {
         if self.live >= self.max_live_spans {
             self.rejected += 1;
             return SpanHandle::NONE;
@@ -346,10 +440,11 @@ impl Tracer {
             }
             None => {
                 let trace_id = self.ids.trace_id();
-                let sampled = match rate {
-                    Some(rate) => Sampler::decide_with_rate(rate, None, trace_id),
-                    None => self.sampler.decide(name, None, trace_id),
-                };
+                let rate = rate.unwrap_or_else(|| match name {
+                    SpanName::Text(name) => self.sampler.rate_for(name),
+                    SpanName::Interned(id) => self.interned[id.0 as usize].rate,
+                });
+                let sampled = Sampler::decide_with_rate(rate, None, trace_id);
                 // Every byte of our trace ids is random (see `ids`), which Level 2 lets us say.
                 (
                     trace_id,
@@ -373,22 +468,33 @@ impl Tracer {
                     generation: 1,
                     state: State::Free,
                     name: String::new(),
+                    metric: None,
                 });
                 self.slots.len() - 1
             }
         };
         let limits = self.limits;
+        let (text, metric) = match name {
+            SpanName::Text(text) => (text, None),
+            SpanName::Interned(id) => {
+                let interned = &self.interned[id.0 as usize];
+                (interned.name.as_str(), Some(interned.metric))
+            }
+        };
         let slot = &mut self.slots[index];
+        slot.metric = metric;
         slot.state = if sampled {
-            let mut span = SpanData::new(trace_id, span_id, parent_span_id, name, start, limits);
+            let mut span = SpanData::new(trace_id, span_id, parent_span_id, text, start, limits);
             span.kind = kind;
             span.flags = flags;
             span.trace_state = trace_state;
             State::Sampled(span)
         } else {
             // Reuses the buffer's capacity: no allocation once it has held a name this long.
-            slot.name.clear();
-            slot.name.push_str(name);
+            if metric.is_none() {
+                slot.name.clear();
+                slot.name.push_str(text);
+            }
             State::Unsampled(Unsampled {
                 trace_id,
                 span_id,
@@ -515,6 +621,7 @@ impl Tracer {
         let Some(slot) = self.live_slot_mut(h) else {
             return false;
         };
+        slot.metric = None;
         match &mut slot.state {
             State::Sampled(span) => span.update_name(name),
             State::Unsampled(_) => {
@@ -522,6 +629,26 @@ impl Tracer {
                 slot.name.push_str(name);
             }
             State::Free => {}
+        }
+        true
+    }
+
+    /// As [`Self::update_name`], to an interned name. Returns whether `h` was live (an id this
+    /// tracer did not hand out changes nothing).
+    pub fn update_name_interned(&mut self, h: SpanHandle, name: NameId) -> bool {
+        let Some(interned) = self.interned.get(name.0 as usize) else {
+            return false;
+        };
+        let Some(slot) = self
+            .slots
+            .get_mut(h.index())
+            .filter(|slot| h.0 != 0 && slot.handle == h.0)
+        else {
+            return false;
+        };
+        slot.metric = Some(interned.metric);
+        if let State::Sampled(span) = &mut slot.state {
+            span.update_name(&interned.name);
         }
         true
     }
@@ -586,14 +713,16 @@ impl Tracer {
             State::Sampled(mut span) => {
                 span.end(end);
                 let error = matches!(span.status, Status::Error(_));
+                let metric = slot.metric.unwrap_or_else(|| self.metrics.slot(&span.name));
                 self.metrics
-                    .record(&span.name, span.duration_nanos().unwrap_or(0), error);
+                    .record_at(metric, span.duration_nanos().unwrap_or(0), error);
                 self.processor.on_end(span);
             }
             State::Unsampled(u) => {
                 let duration = end.saturating_sub(u.start_unix_nanos);
+                let metric = slot.metric.unwrap_or_else(|| self.metrics.slot(&slot.name));
                 self.metrics
-                    .record(&slot.name, duration, u.error == Some(true));
+                    .record_at(metric, duration, u.error == Some(true));
                 if slot.name.capacity() > NAME_BUFFER_KEEP {
                     slot.name = String::new();
                 }
@@ -992,10 +1121,7 @@ mod tests {
         assert_eq!(s.end_unix_nanos, WALL + 1_510);
         assert_eq!(
             s.attributes,
-            vec![(
-                "http.method".to_owned(),
-                AttributeValue::String("GET".into())
-            )]
+            vec![("http.method".into(), AttributeValue::String("GET".into()))]
         );
         assert_eq!(s.events[0].time_unix_nanos, WALL + 510);
         assert_eq!(s.events[1].name, "exception");
