@@ -248,9 +248,8 @@ export interface StartSpanOptions {
   startTime?: number | Date
 }
 
-/** One span name's numbers in `metrics()`. */
+/** One span name's numbers in `metrics().spans`. */
 export interface SpanNameMetrics {
-  name: string
   count: number
   errors: number
   p50Ms: number
@@ -268,12 +267,13 @@ export interface TracerMetrics {
   rejectedSpans: number
   liveSpans: number
   exported: number
-  /** Sampled spans lost before export (full queue, after shutdown). */
+  /** Sampled spans not exported: the queue was full, the tracer had shut down, or their batch failed. */
   dropped: number
   exportErrors: number
   /** Attribute values of an unsupported type, dropped. */
   unsupportedAttributes: number
-  spans: SpanNameMetrics[]
+  /** Per span name (at most `maxMetricNames` names, the rest under `_other`), sorted by name. */
+  spans: Record<string, SpanNameMetrics>
 }
 
 /**

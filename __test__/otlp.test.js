@@ -483,13 +483,10 @@ test('http/protobuf: non-finite double attributes arrive as NaN and ±Infinity',
   })
 })
 
-// Known deviation (see src/tracer/otlp.rs): serde_json writes a non-finite f64 as `null`, but
 // OTLP/JSON is the proto3 JSON mapping, where a double is a number or one of the strings "NaN",
-// "Infinity" and "-Infinity". With `null`, a receiver sees an AnyValue with no value at all.
-// Marked todo so that it is reported without failing the suite; drop `todo` once fixed.
+// "Infinity" and "-Infinity" (serde_json alone would write null, a value-less AnyValue).
 test('http/json: non-finite double attributes are written as "NaN", "Infinity", "-Infinity"', {
   timeout: 30_000,
-  todo: 'the JSON encoder writes null for non-finite doubles',
 }, async (t) => {
   const { requests, url } = await receiver(t)
   const tracer = otlpTracer(t, url, 'http/json')

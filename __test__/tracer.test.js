@@ -219,7 +219,7 @@ test('unsampled spans record nothing and are not exported, but count in metrics'
   assert.equal(metrics.unsampled, 1)
   assert.equal(metrics.sampled, 0)
   assert.equal(metrics.exported, 0)
-  assert.deepEqual(metrics.spans.map((s) => [s.name, s.count, s.errors]), [['quiet', 1, 1]])
+  assert.deepEqual(Object.entries(metrics.spans).map(([name, s]) => [name, s.count, s.errors]), [['quiet', 1, 1]])
 })
 
 test('attributes: types, limits, truncation and dropped counts', async () => {
@@ -275,8 +275,10 @@ test('recordException, setStatus, updateName, explicit times, end twice', async 
   })
   assert.deepEqual(data.events[1].attributes, { 'exception.type': 'string', 'exception.message': 'plain string' })
   const metrics = tracer.metrics()
-  assert.equal(metrics.spans.length, 1)
-  assert.equal(metrics.spans[0].count, 1)
+  assert.deepEqual(Object.keys(metrics.spans), ['renamed'])
+  assert.equal(metrics.spans.renamed.count, 1)
+  assert.deepEqual(Object.keys(metrics.spans.renamed), ['count', 'errors', 'p50Ms', 'p95Ms', 'p99Ms', 'maxMs'])
+  assert.equal(metrics.spans.renamed.maxMs, 250)
   assert.equal(metrics.liveSpans, 0)
 })
 

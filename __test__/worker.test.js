@@ -78,6 +78,6 @@ test('four workers each trace with their own tracer and get separate metrics', a
     assert.equal(metrics.started, n * 200)
     assert.equal(metrics.exported, n * 200)
     assert.equal(finished, n * 200)
-    assert.deepEqual(metrics.spans.map((s) => [s.name, s.count]), [['child', n * 100], ['op-' + n, n * 100]])
+    assert.deepEqual(Object.entries(metrics.spans).map(([name, s]) => [name, s.count]), [['child', n * 100], ['op-' + n, n * 100]])
   }
 })

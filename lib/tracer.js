@@ -496,6 +496,21 @@ class DistributedTracer extends binding.DistributedTracer {
     return headers
   }
 
+  /**
+   * The tracer's counters, and per span name (sampled and unsampled spans alike) the count,
+   * errors and p50/p95/p99/max duration in ms.
+   */
+  metrics() {
+    const native = super.metrics()
+    const spans = {}
+    for (const { name, ...figures } of native.spans) {
+      // defineProperty, so that a span named `__proto__` is an entry like any other
+      Object.defineProperty(spans, name, { value: figures, enumerable: true, writable: true, configurable: true })
+    }
+    native.spans = spans
+    return native
+  }
+
   /** The active span, or undefined. */
   active() {
     return this.#storage.getStore()

@@ -13,7 +13,7 @@
 //             (10 s with --quick): RSS and V8 heap every second, drops and export errors
 //             counted; then the collector comes back and export must resume.
 //
-//   node benches/js/tracer.js [out.json] [--quick]
+//   node benches/js/tracer.js [out.json] [--quick] [--parts=spans,export,outage]
 const { fork } = require('node:child_process')
 const http = require('node:http')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
@@ -322,12 +322,23 @@ async function measureOutage(quick) {
 async function main(args) {
   const quick = args.includes('--quick')
   const outPath = args.find((a) => !a.startsWith('--'))
+  const partsArg = args.find((a) => a.startsWith('--parts='))
+  const parts = partsArg ? partsArg.slice('--parts='.length).split(',') : ['spans', 'export', 'outage']
+  const skipped = (name) => {
+    process.stderr.write(`tracer: ${name} skipped\n`)
+    return null
+  }
   process.stderr.write('tracer: spans\n')
-  const spans = await measureSpans(quick)
+  const spans = parts.includes('spans') ? await measureSpans(quick) : skipped('spans')
   process.stderr.write('tracer: export of 100,000 spans\n')
-  const exportResult = await measureExport()
+  const exportResult = parts.includes('export') ? await measureExport() : skipped('export')
   process.stderr.write(`tracer: collector down for ${quick ? 10 : 60} s\n`)
-  const outage = await measureOutage(quick)
+  const outage = parts.includes('outage') ? await measureOutage(quick) : skipped('outage')
+  if (!spans || !exportResult || !outage) {
+    // a partial run prints what it measured and writes no report
+    console.log(JSON.stringify({ spans, export: exportResult, outage }, null, 2))
+    return
+  }
 
   const v = spans.variants
   const bs = v['bulwark sampled: start, setAttribute, end']

@@ -1072,7 +1072,9 @@ impl DistributedTracerBinding {
         let mut memory = None;
         let exporter: Box<dyn SpanExporter> = match settings.exporter {
             ExporterChoice::None => Box::new(NoopExporter),
-            ExporterChoice::Console => Box::new(ConsoleExporter),
+            ExporterChoice::Console => {
+                Box::new(ConsoleExporter::new(settings.config.service_name.clone()))
+            }
             ExporterChoice::Memory => {
                 let exporter = MemoryExporter::new();
                 memory = Some(exporter.clone());

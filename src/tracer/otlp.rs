@@ -21,8 +21,9 @@
 //! `u64` times and `intValue` as strings), and the tests below check each rule on the output
 //! rather than trusting the feature's name.
 //!
-//! One known gap of that mapping: a non-finite `doubleValue` (NaN, ±Infinity) is written by
-//! `serde_json` as `null` rather than proto3 JSON's `"NaN"` / `"Infinity"` strings.
+//! One gap of that mapping is closed here: `serde_json` writes a non-finite `doubleValue` (NaN,
+//! ±Infinity) as `null`, where proto3 JSON wants the strings `"NaN"`, `"Infinity"` and
+//! `"-Infinity"`; [`encode_json`] patches those values in (only when a batch has any).
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -199,11 +200,124 @@ pub fn encode_protobuf(resource: &OtlpResource, spans: &[SpanData]) -> Vec<u8> {
 /// Only if `serde_json` fails, which these types (string keys, no custom failures) do not cause;
 /// it stays a `Result` so that an exporter reports rather than panics should that change.
 pub fn encode_json(resource: &OtlpResource, spans: &[SpanData]) -> serde_json::Result<Vec<u8>> {
-    serde_json::to_vec(&export_request(resource, spans))
+    let request = export_request(resource, spans);
+    if !has_non_finite(&request) {
+        return serde_json::to_vec(&request);
+    }
+    let mut json = serde_json::to_value(&request)?;
+    for (r, resource_spans) in request.resource_spans.iter().enumerate() {
+        let rj = &mut json["resourceSpans"][r];
+        if let Some(resource) = &resource_spans.resource {
+            patch_key_values(&mut rj["resource"]["attributes"], &resource.attributes);
+        }
+        for (s, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
+            for (i, span) in scope_spans.spans.iter().enumerate() {
+                let sj = &mut rj["scopeSpans"][s]["spans"][i];
+                patch_key_values(&mut sj["attributes"], &span.attributes);
+                for (e, event) in span.events.iter().enumerate() {
+                    patch_key_values(&mut sj["events"][e]["attributes"], &event.attributes);
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&json)
+}
+
+/// Whether any attribute value in `request` is a non-finite double (the rare case that needs
+/// [`patch_key_values`]).
+fn has_non_finite(request: &ExportTraceServiceRequest) -> bool {
+    fn any(kvs: &[KeyValue]) -> bool {
+        kvs.iter()
+            .any(|kv| kv.value.as_ref().is_some_and(non_finite_inside))
+    }
+    request.resource_spans.iter().any(|rs| {
+        rs.resource.as_ref().is_some_and(|r| any(&r.attributes))
+            || rs.scope_spans.iter().any(|ss| {
+                ss.spans.iter().any(|span| {
+                    any(&span.attributes) || span.events.iter().any(|e| any(&e.attributes))
+                })
+            })
+    })
+}
+
+fn non_finite_inside(value: &AnyValue) -> bool {
+    match &value.value {
+        Some(any_value::Value::DoubleValue(d)) => !d.is_finite(),
+        Some(any_value::Value::ArrayValue(a)) => a.values.iter().any(non_finite_inside),
+        _ => false,
+    }
+}
+
+/// proto3 JSON's spelling of a non-finite double.
+fn non_finite_json(d: f64) -> serde_json::Value {
+    let text = if d.is_nan() {
+        "NaN"
+    } else if d > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    };
+    serde_json::Value::String(text.to_owned())
+}
+
+/// Rewrites, in `json` (the serialized form of `kvs`), every non-finite `doubleValue` that
+/// `serde_json` wrote as `null`.
+fn patch_key_values(json: &mut serde_json::Value, kvs: &[KeyValue]) {
+    for (i, kv) in kvs.iter().enumerate() {
+        if let Some(value) = &kv.value {
+            patch_any_value(&mut json[i]["value"], value);
+        }
+    }
+}
+
+fn patch_any_value(json: &mut serde_json::Value, value: &AnyValue) {
+    match &value.value {
+        Some(any_value::Value::DoubleValue(d)) if !d.is_finite() => {
+            json["doubleValue"] = non_finite_json(*d);
+        }
+        Some(any_value::Value::ArrayValue(a)) => {
+            for (i, item) in a.values.iter().enumerate() {
+                patch_any_value(&mut json["arrayValue"]["values"][i], item);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_spells_non_finite_doubles_as_proto3_json_does() {
+        let resource = OtlpResource {
+            service_name: "svc".to_owned(),
+            attributes: Vec::new(),
+        };
+        let mut span = crate::tracer::export::tests::span(1);
+        span.attributes = vec![
+            ("nan".into(), AttributeValue::F64(f64::NAN)),
+            ("inf".into(), AttributeValue::F64(f64::INFINITY)),
+            ("ok".into(), AttributeValue::F64(0.5)),
+            (
+                "arr".into(),
+                AttributeValue::F64Array(vec![1.5, f64::NEG_INFINITY]),
+            ),
+        ];
+        let bytes = encode_json(&resource, &[span]).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let attrs = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"];
+        assert_eq!(attrs[0]["value"]["doubleValue"], "NaN");
+        assert_eq!(attrs[1]["value"]["doubleValue"], "Infinity");
+        assert_eq!(attrs[2]["value"]["doubleValue"], 0.5);
+        assert_eq!(
+            attrs[3]["value"]["arrayValue"]["values"][1]["doubleValue"],
+            "-Infinity"
+        );
+        assert_eq!(
+            attrs[3]["value"]["arrayValue"]["values"][0]["doubleValue"],
+            1.5
+        );
+    }
+
     use super::*;
     use crate::tracer::context::{TraceFlags, TraceState};
     use crate::tracer::ids::{SpanId, TraceId};

@@ -358,7 +358,7 @@ mod tests {
     fn protobuf_body_decodes_with_the_right_content_type() {
         let (url, requests) = server(&[]);
         let http = exporter(&url, Protocol::Protobuf);
-        let processor = BatchProcessor::start(BatchConfig::default(), Box::new(http));
+        let mut processor = BatchProcessor::start(BatchConfig::default(), Box::new(http));
         processor.on_end(span(1));
         processor.on_end(span(2));
         assert!(processor.flush(WAIT));
@@ -445,7 +445,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}/v1/traces", listener.local_addr().unwrap())
         };
-        let processor = BatchProcessor::start(
+        let mut processor = BatchProcessor::start(
             BatchConfig::default(),
             Box::new(exporter(&url, Protocol::Protobuf)),
         );

@@ -223,7 +223,9 @@ struct Unsampled {
 #[derive(Clone, Debug)]
 enum State {
     Free,
-    Sampled(SpanData),
+    /// Boxed, so that a slot stays small (an unsampled span's state is 64 bytes, a span's 224)
+    /// and handing the span to the export queue moves a pointer.
+    Sampled(Box<SpanData>),
     Unsampled(Unsampled),
 }
 
@@ -488,7 +490,7 @@ impl Tracer {
             span.kind = kind;
             span.flags = flags;
             span.trace_state = trace_state;
-            State::Sampled(span)
+            State::Sampled(Box::new(span))
         } else {
             // Reuses the buffer's capacity: no allocation once it has held a name this long.
             if metric.is_none() {
