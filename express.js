@@ -35,6 +35,9 @@ const { RateLimiter } = require('./index.js')
 const { kDecide, kDecision } = require('./lib/limiter')
 const { RateLimitError, invalidOption, invalidArgument, describe } = require('./lib/errors')
 const { clientKey } = require('./lib/client-key')
+const { kStartSpan, SpanKind } = require('./lib/tracer')
+
+const SERVER_KIND = SpanKind.server
 
 const OPTIONS = ['limiter', 'capacity', 'refillPerSecond', 'key', 'cost', 'skip', 'wait', 'headers', 'policyName', 'onLimited']
 const KNOWN = new Set(OPTIONS)
@@ -400,8 +403,13 @@ function tracing(options) {
     } catch (error) {
       return next(error)
     }
-    // extract never throws; null (no or a bad traceparent) starts a new trace
-    const span = tracer.startSpan(name, { parent: tracer.extract(req.headers), kind: 'server' })
+    // extract never throws; null (no or a bad traceparent) starts a new trace. Node's parser
+    // lowercases header names, so a request without `traceparent` skips extract altogether.
+    const headers = req.headers
+    const parent = headers !== undefined && headers !== null && headers.traceparent === undefined ? null : tracer.extract(headers)
+    const span = typeof tracer[kStartSpan] === 'function'
+      ? tracer[kStartSpan](name, SERVER_KIND, parent)
+      : tracer.startSpan(name, { parent, kind: 'server' })
     const sampled = span.sampled
     if (sampled) startAttributes(span, req)
     req.span = span
@@ -409,8 +417,8 @@ function tracing(options) {
     // one listener for both events: 'close' follows 'finish' on a normal response, and comes
     // alone when the client went away first
     function done() {
-      res.removeListener('finish', done)
-      res.removeListener('close', done)
+      res.off('finish', done)
+      res.off('close', done)
       if (span.ended) return
       const finished = res.writableFinished
       const route = routeOf(req)
@@ -424,8 +432,8 @@ function tracing(options) {
       else if (code >= 500) span.setStatus('error', `HTTP ${code}`)
       span.end()
     }
-    res.once('finish', done)
-    res.once('close', done)
+    res.on('finish', done)
+    res.on('close', done)
     tracer.withSpan(span, next)
   }
 }

@@ -43,6 +43,8 @@ const ATTR_BOOLEAN = 1
 const ATTR_STRING = 2
 
 const kHandle = Symbol('bulwark.spanHandle')
+/** The unchecked start used by `bulwark/express` (see DistributedTracer[kStartSpan]). */
+const kStartSpan = Symbol('bulwark.startSpanUnchecked')
 const kCore = Symbol('bulwark.spanCore')
 
 /** A time argument (ms since the epoch, or a Date) as ms; undefined means now. */
@@ -440,6 +442,21 @@ class DistributedTracer extends binding.DistributedTracer {
       attributes = options.attributes
     }
     if (parent === undefined) parent = this.#storage.getStore()
+    const span = this.#start(name, kind, parent, startTime)
+    if (attributes !== undefined) span.setAttributes(attributes)
+    return span
+  }
+
+  /**
+   * Starts a span of a kind (index) under `parent` (already read: a Span, a context, a
+   * traceparent string, or null/undefined for a root) without validating options: the
+   * package's own middleware calls it with values it made.
+   */
+  [kStartSpan](name, kind, parent) {
+    return this.#start(name, kind, parent, undefined)
+  }
+
+  #start(name, kind, parent, startTime) {
     const core = this.#core
     const rate = this.#rules === null ? NaN : this.#rateFor(name)
     let handle
@@ -457,9 +474,7 @@ class DistributedTracer extends binding.DistributedTracer {
     } else {
       throw invalidArgument(TypeError, `options.parent must be a Span, a SpanContext or a traceparent string, received ${describe(parent)}`)
     }
-    const span = new Span(core, handle, parent, core.io)
-    if (attributes !== undefined) span.setAttributes(attributes)
-    return span
+    return new Span(core, handle, parent, core.io)
   }
 
   /**
@@ -627,4 +642,4 @@ class DistributedTracer extends binding.DistributedTracer {
   }
 }
 
-module.exports = { DistributedTracer, Span, SpanKind: KINDS }
+module.exports = { DistributedTracer, Span, SpanKind: KINDS, kStartSpan }

@@ -26,16 +26,58 @@ const fs = require('node:fs')
 const { writeReport } = require('./common')
 const http = require('node:http')
 
-const VARIANTS = ['bare', 'floor', 'bulwark', 'express-rate-limit', 'bare (control)']
-const MIDDLEWARES = ['floor', 'bulwark', 'express-rate-limit']
+// Two suites, run as separate invocations (`--suite=tracing` for the second):
+//   ratelimit  the rate-limit middlewares beside bare Express (above)
+//   tracing    bulwark's `tracing` and OTel JS's equivalent at 100% sampling, each exporting
+//              OTLP/HTTP protobuf to a sink in the parent process, alone and behind a rate
+//              limiter (bulwark's rateLimit; express-rate-limit for the OTel stack)
+const SUITES = {
+  ratelimit: {
+    variants: ['bare', 'floor', 'bulwark', 'express-rate-limit', 'bare (control)'],
+    timed: ['floor', 'bulwark', 'express-rate-limit'],
+  },
+  tracing: {
+    variants: ['bare', 'bulwark tracing', 'OTel JS tracing', 'bulwark rateLimit + tracing', 'express-rate-limit + OTel JS tracing', 'bare (control)', 'AsyncLocalStorage.run only', 'bulwark tracing, exporter none'],
+    timed: [],
+  },
+}
 const LIMIT = 1e9
 const WINDOW_S = 60
 // autocannon notices that `amount` is reached on its sampling tick (1 s by default)
 const SAMPLE_MS = 10
 
-/** The rate-limit middleware of `variant` (null for bare). */
+/** The middlewares of `variant` (an empty list for bare); `sink` is the OTLP URL for tracing. */
+function middlewaresOf(variant, sink) {
+  if (variant === 'bare') return []
+  if (variant === 'AsyncLocalStorage.run only') {
+    // what keeping any context through the handler chain costs on Node 20 (async hooks)
+    const { AsyncLocalStorage } = require('node:async_hooks')
+    const storage = new AsyncLocalStorage()
+    return [(req, res, next) => storage.run(req, next)]
+  }
+  if (variant === 'bulwark tracing, exporter none') {
+    const { tracing } = require('../../express.js')
+    const { bulwarkTracer } = require('./otel')
+    return [tracing({ tracer: bulwarkTracer({ serviceName: 'bench' }) })]
+  }
+  if (variant === 'bulwark tracing' || variant === 'bulwark rateLimit + tracing') {
+    const { tracing } = require('../../express.js')
+    const { bulwarkTracer } = require('./otel')
+    const tracer = bulwarkTracer({ serviceName: 'bench', exporter: { url: sink } })
+    const traced = tracing({ tracer })
+    return variant === 'bulwark tracing' ? [traced] : [...middlewaresOf('bulwark'), traced]
+  }
+  if (variant === 'OTel JS tracing' || variant === 'express-rate-limit + OTel JS tracing') {
+    const { otelTracer, otelTracingMiddleware } = require('./otel')
+    const { tracer } = otelTracer({ serviceName: 'bench', exporter: { url: sink } })
+    const traced = otelTracingMiddleware(tracer)
+    return variant === 'OTel JS tracing' ? [traced] : [...middlewaresOf('express-rate-limit'), traced]
+  }
+  return [middlewareOf(variant)]
+}
+
+/** The rate-limit middleware of `variant`. */
 function middlewareOf(variant) {
-  if (variant === 'bare') return null
   if (variant === 'floor') {
     const counts = new Map()
     const policy = `"default";q=${LIMIT};w=${WINDOW_S}`
@@ -64,10 +106,12 @@ function middlewareOf(variant) {
  * The app of `variant`. With `timed`, the middleware (an empty one for bare) is wrapped so that
  * the time from its call to its `next` is summed into `timing`.
  */
-function makeApp(variant, timed, timing) {
+function makeApp(variant, timed, timing, sink) {
   const express = require('express')
   const app = express()
-  let middleware = middlewareOf(variant)
+  const middlewares = middlewaresOf(variant, sink)
+  let middleware = middlewares.length === 1 ? middlewares[0] : null
+  if (middlewares.length > 1) for (const m of middlewares) app.use(m)
   if (timed) {
     const inner = middleware || ((req, res, next) => next())
     middleware = (req, res, next) => {
@@ -86,9 +130,9 @@ function makeApp(variant, timed, timing) {
   return app
 }
 
-function server(variant, timed) {
+function server(variant, timed, sink) {
   const timing = { ns: 0n, calls: 0 }
-  const app = makeApp(variant, timed, timing)
+  const app = makeApp(variant, timed, timing, sink)
   let served = 0
   let start = null
   let first = 0n
@@ -150,7 +194,7 @@ function headersOf(port) {
       res.resume()
       res.on('end', () => {
         const picked = {}
-        for (const [name, value] of Object.entries(res.headers)) if (name.startsWith('ratelimit') || name.startsWith('x-ratelimit')) picked[name] = value
+        for (const [name, value] of Object.entries(res.headers)) if (name.startsWith('ratelimit') || name.startsWith('x-ratelimit') || name === 'traceparent') picked[name] = value
         resolve({ status: res.statusCode, headers: picked })
       })
     }).on('error', reject)
@@ -158,9 +202,9 @@ function headersOf(port) {
 }
 
 /** Starts the server of `variant` in a child process and warms it up. */
-async function startServer(variant, warmup, timed) {
+async function startServer(variant, warmup, timed, sink) {
   const autocannon = require('autocannon')
-  const args = [`--server=${variant === 'bare (control)' ? 'bare' : variant}`, ...(timed ? ['--timed'] : [])]
+  const args = [`--server=${variant === 'bare (control)' ? 'bare' : variant}`, ...(timed ? ['--timed'] : []), ...(sink ? [`--sink=${sink}`] : [])]
   const child = fork(__filename, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const { port } = await nextMessage(child, 'listening')
   const url = `http://127.0.0.1:${port}/`
@@ -195,10 +239,10 @@ async function burst(server, requests) {
  * One round: a fresh server per variant, all warmed up, then `bursts` bursts per variant in
  * rotating order.
  */
-async function runRound(round, variants, { bursts, burstRequests, warmup, timed = false }) {
+async function runRound(round, variants, { bursts, burstRequests, warmup, timed = false, sink }) {
   const servers = []
   try {
-    for (const variant of variants) servers.push(await startServer(variant, warmup, timed))
+    for (const variant of variants) servers.push(await startServer(variant, warmup, timed, sink))
     const totals = servers.map(() => ({ cpuUs: 0, userUs: 0, systemUs: 0, served: 0, seconds: 0, ownNs: 0, ownCalls: 0 }))
     for (let b = 0; b < bursts; b++) {
       for (let j = 0; j < servers.length; j++) {
@@ -245,16 +289,28 @@ async function main(args) {
   const bursts = quick ? 3 : 4
   const burstRequests = quick ? 1_500 : 2_500
   const warmup = quick ? 1_000 : 2_000
+  const suiteArg = args.find((a) => a.startsWith('--suite='))
+  const suiteName = suiteArg ? suiteArg.slice('--suite='.length) : 'ratelimit'
+  const suite = SUITES[suiteName]
+  if (!suite) throw new Error(`unknown suite ${suiteName}; known: ${Object.keys(SUITES).join(', ')}`)
+  const VARIANTS = suite.variants
+  const MIDDLEWARES = suite.timed
+  // the tracing suite's collector: it reads every export whole and answers 200
+  const sink = suiteName === 'tracing' ? await require('./otel').startSink() : null
 
   const runs = Object.fromEntries(VARIANTS.map((v) => [v, []]))
   for (let round = 0; round < rounds; round++) {
-    process.stderr.write(`express: round ${round + 1} of ${rounds}\n`)
-    const result = await runRound(round, VARIANTS, { bursts, burstRequests, warmup })
+    process.stderr.write(`express ${suiteName}: round ${round + 1} of ${rounds}\n`)
+    const result = await runRound(round, VARIANTS, { bursts, burstRequests, warmup, sink: sink && sink.url })
     for (const v of VARIANTS) runs[v].push(result[v])
   }
-  process.stderr.write('express: the middlewares\' own time\n')
-  // a longer warmup: the middleware's own code must be optimized before it is timed
-  const timed = await runRound(0, ['bare', ...MIDDLEWARES], { bursts: quick ? 2 : 4, burstRequests, warmup: quick ? 3_000 : 6_000, timed: true })
+  let timed = null
+  if (MIDDLEWARES.length > 0) {
+    process.stderr.write('express: the middlewares\' own time\n')
+    // a longer warmup: the middleware's own code must be optimized before it is timed
+    timed = await runRound(0, ['bare', ...MIDDLEWARES], { bursts: quick ? 2 : 4, burstRequests, warmup: quick ? 3_000 : 6_000, timed: true })
+  }
+  if (sink) sink.server.close()
 
   const bare = runs.bare
   const variants = {}
@@ -287,6 +343,10 @@ async function main(args) {
     if (!(den > 0) || !Number.isFinite(value)) return { value: null, target, met: false, resolved: false }
     const error = (noise / den) * Math.sqrt(1 + value * value)
     return { value: r2(value), error: r2(error), target, met: value <= target, resolved: Math.abs(value - target) > 2 * error }
+  }
+  if (suiteName === 'tracing') {
+    tracingReport({ outPath, quick, rounds, bursts, burstRequests, warmup, variants, noise, controlDiffs, ratio, overhead, sink })
+    return
   }
   const own = Object.fromEntries(['bare', ...MIDDLEWARES].map((v) => [v === 'bare' ? 'empty (timing only)' : v, r2(timed[v].ownUsPerCall)]))
   const ownOver = (v) => timed[v].ownUsPerCall - timed.bare.ownUsPerCall
@@ -342,11 +402,49 @@ async function main(args) {
   writeReport(outPath, report, lines)
 }
 
+/** The tracing suite's report: overheads over bare, and the issue's targets. */
+function tracingReport({ outPath, quick, rounds, bursts, burstRequests, warmup, variants, noise, controlDiffs, ratio, overhead, sink }) {
+  // an absolute target is resolved when it lies more than two standard errors away
+  const atMost = (value, target) => ({ value: r2(value), error: r2(noise), target, met: value <= target, resolved: Math.abs(value - target) > 2 * noise })
+  const report = {
+    bench: 'express-tracing',
+    date: new Date().toISOString(),
+    node: process.version,
+    quick,
+    rounds,
+    requestsPerRun: bursts * burstRequests,
+    bursts,
+    burstRequests,
+    warmupRequests: warmup,
+    connections: 10,
+    variants,
+    noiseUsPerRequest: r2(noise),
+    controlDiffsUsPerRequest: controlDiffs.map(r2),
+    sink: { requests: sink.stats.requests, bytes: sink.stats.bytes },
+    targets: {
+      bulwarkTracingOverhead: atMost(overhead('bulwark tracing'), 4),
+      bulwarkVsOtelOverhead: ratio(Math.max(0, overhead('bulwark tracing')), overhead('OTel JS tracing'), 0.25),
+      bulwarkRateLimitAndTracingOverhead: atMost(overhead('bulwark rateLimit + tracing'), 12),
+    },
+  }
+  const lines = ['', `Express hello world with tracing at 100% sampling, OTLP/protobuf to a local sink: server CPU per request (${rounds} round(s); per variant and round ${bursts} bursts of ${burstRequests} requests, 10 connections)`]
+  lines.push(`${'variant'.padEnd(40)}${'CPU µs/req'.padStart(12)}${'over bare'.padStart(12)}${'user only'.padStart(12)}${'req/s'.padStart(10)}  rounds (µs/req)`)
+  for (const [v, r] of Object.entries(variants)) {
+    lines.push(`${v.padEnd(40)}${String(r.cpuUsPerRequest).padStart(12)}${String(r.overheadUsPerRequest).padStart(12)}${String(r.userOverheadUsPerRequest).padStart(12)}${String(r.reqPerSec).padStart(10)}  ${r.runs.map((x) => x.cpuUsPerRequest).join(' ')}`)
+  }
+  lines.push(`noise (standard error of an overhead, from the control): ${report.noiseUsPerRequest} µs/req; the sink received ${sink.stats.requests} exports, ${sink.stats.bytes} bytes`)
+  for (const [name, r] of Object.entries(report.targets)) {
+    lines.push(`${name.padEnd(40)} ${String(r.value).padStart(6)} ± ${r.error}  target <= ${r.target}  ${r.met ? 'met' : 'MISSED'}${r.resolved ? '' : ' (not resolved: within the noise)'}`)
+  }
+  writeReport(outPath, report, lines)
+}
+
 const serverArg = process.argv.find((a) => a.startsWith('--server='))
 if (serverArg) {
   // a server goes when its parent does
   process.on('disconnect', () => process.exit(0))
-  server(serverArg.slice('--server='.length), process.argv.includes('--timed'))
+  const sinkArg = process.argv.find((a) => a.startsWith('--sink='))
+  server(serverArg.slice('--server='.length), process.argv.includes('--timed'), sinkArg && sinkArg.slice('--sink='.length))
 } else {
   main(process.argv.slice(2)).catch((error) => {
     console.error(error)

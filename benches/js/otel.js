@@ -4,6 +4,8 @@
 // BatchSpanProcessor (its default sizes unless told), and either an exporter that discards or
 // the OTLP/HTTP protobuf exporter. The benchmarks build both tracers from here and from
 // `bulwarkTracer`, so that the two are configured alike.
+const http = require('node:http')
+const { once } = require('node:events')
 const api = require('@opentelemetry/api')
 const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks')
 const { W3CTraceContextPropagator } = require('@opentelemetry/core')
@@ -134,4 +136,22 @@ function bulwarkTracer({ serviceName = 'bench', sampleRate = 1, exporter = 'disc
   })
 }
 
-module.exports = { DiscardingExporter, otelTracer, otelDropped, otelTracingMiddleware, bulwarkTracer, installOtelContext }
+/** An OTLP/HTTP sink on 127.0.0.1 that reads each request whole and answers 200. */
+async function startSink(port = 0) {
+  const stats = { requests: 0, bytes: 0 }
+  const server = http.createServer((req, res) => {
+    req.on('data', (chunk) => (stats.bytes += chunk.length))
+    req.on('end', () => {
+      stats.requests++
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 })
+      res.end()
+    })
+  })
+  server.keepAliveTimeout = 60_000
+  server.listen(port, '127.0.0.1')
+  await once(server, 'listening')
+  return { server, stats, url: `http://127.0.0.1:${server.address().port}/v1/traces`, port: server.address().port }
+}
+
+module.exports = { DiscardingExporter, otelTracer, otelDropped, otelTracingMiddleware, bulwarkTracer, installOtelContext, startSink }
+

@@ -19,7 +19,7 @@ const http = require('node:http')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
 const { once } = require('node:events')
 const { writeReport } = require('./common')
-const { otelTracer, otelDropped, bulwarkTracer } = require('./otel')
+const { otelTracer, otelDropped, bulwarkTracer, startSink } = require('./otel')
 
 const now = () => process.hrtime.bigint()
 let sink = 0
@@ -106,25 +106,6 @@ async function measureSpans(quick) {
   await subjects.otelSampled.provider.shutdown()
   await subjects.otelUnsampled.provider.shutdown()
   return { rounds, warmupRounds, opsPerRound: ops, variants: result, drops }
-}
-
-// ---- a collector that accepts everything ------------------------------------------------------
-
-/** An OTLP/HTTP sink on 127.0.0.1 that reads each request whole and answers 200. */
-async function startSink(port = 0) {
-  const stats = { requests: 0, bytes: 0 }
-  const server = http.createServer((req, res) => {
-    req.on('data', (chunk) => (stats.bytes += chunk.length))
-    req.on('end', () => {
-      stats.requests++
-      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 })
-      res.end()
-    })
-  })
-  server.keepAliveTimeout = 60_000
-  server.listen(port, '127.0.0.1')
-  await once(server, 'listening')
-  return { server, stats, url: `http://127.0.0.1:${server.address().port}/v1/traces`, port: server.address().port }
 }
 
 function childMessage(child, type) {
