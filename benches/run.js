@@ -3,7 +3,7 @@
 // `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
 // the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
 //
-//   node benches/run.js [--only=criterion|js|limiter|memory|express] [--quick] [--no-build] [--write]
+//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing] [--quick] [--no-build] [--write]
 //
 // A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
 // figures and leaves it alone unless --write is given. Raw results go to benches/results/.
@@ -24,7 +24,8 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
-const wants = (part) => !only || only.includes(part) || (only.includes('js') && ['limiter', 'memory', 'express'].includes(part))
+const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing']
+const wants = (part) => !only || only.includes(part) || (only.includes('js') && JS_PARTS.includes(part))
 const write = args.includes('--write') || (!only && !quick)
 
 function step(title) {
@@ -117,10 +118,10 @@ function runCriterion() {
 
 // ---- JS benches ------------------------------------------------------------------------------
 
-function runJs(name, env) {
-  step(`node benches/js/${name}.js`)
-  const out = path.join(resultsDir, `${name}.json`)
-  const benchArgs = [path.join(__dirname, 'js', `${name}.js`), out]
+function runJs(name, env, extra = [], resultName = name) {
+  step(`node benches/js/${name}.js ${extra.join(' ')}`.trim())
+  const out = path.join(resultsDir, `${resultName}.json`)
+  const benchArgs = [path.join(__dirname, 'js', `${name}.js`), out, ...extra]
   if (quick) benchArgs.push('--quick')
   run(process.execPath, benchArgs, { env })
   return JSON.parse(fs.readFileSync(out, 'utf8'))
@@ -201,6 +202,39 @@ function targetRows(r) {
   } else {
     rows.push(['memory for 1,000,000 distinct keys', 'bytes per key; at most 120', 'not run', undefined])
   }
+  const tr = r.tracer
+  if (tr) {
+    const v = tr.spans.variants
+    const bs = v['bulwark sampled: start, setAttribute, end']
+    const os = v['OTel JS sampled: startSpan, setAttribute, end']
+    const bu = v['bulwark unsampled: start, end']
+    const ou = v['OTel JS unsampled: startSpan, end']
+    rows.push(['sampled span: start, one attribute, end, vs OTel JS (sdk-trace-base, BatchSpanProcessor, discarding exporter)', 'at least 5x its throughput',
+      `${fmt(tr.ratios.sampledVsOtel.value, 2)}x (${fmt(bs.nsPerOp)} vs ${fmt(os.nsPerOp)} ns per span)`, tr.ratios.sampledVsOtel.met])
+    rows.push(['unsampled span: start, end', 'at most 100 ns per span',
+      `${fmt(bu.nsPerOp)} ns (OTel JS: ${fmt(ou.nsPerOp)} ns, ${fmt(ou.nsPerOp / bu.nsPerOp, 1)}x slower)`, tr.ratios.unsampledNs.met])
+    const ex = tr.export.results
+    rows.push(['export of 100,000 spans (OTLP/protobuf to a local sink): event-loop delay p99', 'within 1 ms of idle',
+      `+${fmt(ex.bulwark.p99OverIdleMs, 2)} ms (idle p99 ${fmt(ex.bulwark.idle.p99Ms, 2)}, during ${fmt(ex.bulwark.during.p99Ms, 2)}, max ${fmt(ex.bulwark.during.maxMs, 2)}; OTel JS +${fmt(ex.otel.p99OverIdleMs, 2)} ms, max ${fmt(ex.otel.during.maxMs, 2)})`, tr.export.target.met])
+    const o = tr.outage
+    rows.push([`collector down for ${o.seconds} s under load (${fmt(o.spansPerSecond, 0)} spans/s)`, 'memory flat (bounded queue), drops counted, export resumes',
+      `RSS ${fmt(o.rssAtSettleMB)} MB after ${o.settleSecond} s, at most ${fmt(o.rssMaxAfterMB)} MB later (+${fmt(o.rssGrowthMB)} MB); ${fmt(o.droppedWhileDown, 0)} spans dropped, ${fmt(o.exportErrorsWhileDown, 0)} export errors; export resumed ${o.resumedAfterMs} ms after the collector came back`, o.target.met])
+  } else {
+    rows.push(['tracer: spans, export delay, collector outage', 'see the tracer issue', 'not run', undefined])
+  }
+  const et = r.expressTracing
+  if (et) {
+    const t = et.targets
+    const v = et.variants
+    const rr = (x) => `${fmt(x.value, 2)} ± ${fmt(x.error, 2)}`
+    rows.push(['Express hello world with `tracing` (100% sampled, OTLP/protobuf to a local sink): server CPU per request over bare', 'at most 4 µs, and at most 0.25x OTel JS\'s overhead',
+      `${rr(t.bulwarkTracingOverhead)} µs (OTel JS ${fmt(v['OTel JS tracing'].overheadUsPerRequest, 2)} µs): ${rr(t.bulwarkVsOtelOverhead)}x${t.bulwarkTracingOverhead.resolved ? '' : '; absolute figure within the noise'}`,
+      t.bulwarkTracingOverhead.met && t.bulwarkVsOtelOverhead.met])
+    rows.push(['`rateLimit` and `tracing` together, same measure', 'at most 12 µs over bare',
+      `${rr(t.bulwarkRateLimitAndTracingOverhead)} µs (express-rate-limit with OTel JS: ${fmt(v['express-rate-limit + OTel JS tracing'].overheadUsPerRequest, 2)} µs)`, t.bulwarkRateLimitAndTracingOverhead.met])
+  } else {
+    rows.push(['Express with `tracing`, and with `rateLimit` + `tracing`', 'at most 4 µs / 0.25x OTel JS; at most 12 µs', 'not run', undefined])
+  }
   const cr = r.criterion && r.criterion.benches['limiter/bucket check']
   rows.push(['criterion: core bucket check, one thread', 'at most 50 ns', cr ? `${fmt(cr.ns, 1)} ns [${fmt(cr.lowNs, 1)} – ${fmt(cr.highNs, 1)}]` : 'not run', cr ? cr.ns <= 50 : undefined])
   return rows
@@ -270,6 +304,29 @@ function markdown(r) {
     out.push(`bulwark / floor: ${fmt(own.ratios.bulwarkVsFloor.value, 2)}x (target ≤ 1.3) ${mark(own.ratios.bulwarkVsFloor.met)}; bulwark / express-rate-limit: ${fmt(own.ratios.bulwarkVsExpressRateLimit.value, 2)}x (target ≤ 0.35) ${mark(own.ratios.bulwarkVsExpressRateLimit.met)}.`)
   }
 
+  const tr = r.tracer
+  if (tr) {
+    out.push('', '## DistributedTracer beside OpenTelemetry JS', '')
+    out.push(`One process; ${tr.spans.rounds} rounds of ${fmt(tr.spans.opsPerRound, 0)} spans per variant after ${tr.spans.warmupRounds} warmup rounds, variants in rotating order, medians reported. ` +
+      'Both tracers use their batch processor with its default sizes and an exporter that discards (bulwark: `exporter: \'none\'`; OTel JS: `BasicTracerProvider` from `@opentelemetry/sdk-trace-base` with a `BatchSpanProcessor` around an exporter that drops each batch); unsampled means `sampleRate: 0` (OTel JS: a parent-based `TraceIdRatioBasedSampler(0)`).', '')
+    out.push(table(['variant', 'ns per span (median)', 'spans/s', 'range over rounds (ns)'], Object.entries(tr.spans.variants).map(([n, x]) => [n, fmt(x.nsPerOp), fmt(x.opsPerSec, 0), `${fmt(x.minNsPerOp)} – ${fmt(x.maxNsPerOp)}`])), '')
+    out.push(`Queue drops during the run (the queues hold 2,048 spans; these loops end spans faster than any service would): bulwark ${fmt(tr.spans.drops.bulwark.dropped, 0)} of ${fmt(tr.spans.drops.bulwark.started, 0)}, OTel JS ${fmt(tr.spans.drops.otel.dropped, 0)}.`, '')
+    out.push(`**Export of ${fmt(tr.export.spans, 0)} spans**, each tracer in its own process, exporting OTLP/HTTP protobuf to a sink in the parent process, with \`maxQueueSize\` ${fmt(tr.export.spans, 0)} so that nothing is dropped (OTel JS's exporter also gets a \`concurrencyLimit\` above the number of batches, since its \`forceFlush\` sends them all at once). The spans are made first; then \`perf_hooks.monitorEventLoopDelay\` (1 ms resolution) watches the loop from the start of the flush to its end (at least 1 s), beside 1 s of the same loop idle.`, '')
+    out.push(table(['tracer', 'idle p99 (ms)', 'during export p99 (ms)', 'max (ms)', 'p99 over idle (ms)', 'export took (ms)', 'sink received'], Object.entries(tr.export.results).map(([n, x]) => [n, fmt(x.idle.p99Ms, 2), fmt(x.during.p99Ms, 2), fmt(x.during.maxMs, 2), fmt(x.p99OverIdleMs, 2), fmt(x.exportMs, 0), `${fmt(x.sinkRequests, 0)} requests, ${fmt(x.sinkBytes / 1048576, 1)} MB`])), '')
+    const o = tr.outage
+    out.push(`**Collector outage.** A tracer exporting OTLP to a port nobody listens on (connection refused) while spans keep ending (${fmt(o.spansPerSecond, 0)} per second, 10 every millisecond) for ${o.seconds} s; RSS and V8 heap sampled every second; then a collector starts on that port. ` +
+      `RSS ${fmt(o.rssAtSettleMB)} MB after ${o.settleSecond} s and at most ${fmt(o.rssMaxAfterMB)} MB afterwards; V8 heap ${fmt(o.heapFirstMB)} MB at 1 s, ${fmt(o.heapLastMB)} MB at the end; ${fmt(o.droppedWhileDown, 0)} spans dropped and ${fmt(o.exportErrorsWhileDown, 0)} failed exports counted; export resumed ${o.resumedAfterMs} ms after the collector came back.`)
+  }
+  const et = r.expressTracing
+  if (et) {
+    out.push('', '## Express with tracing: server CPU per request', '')
+    out.push(`Measured as the rate-limit Express benchmark above (same harness, ${et.rounds} rounds, ${fmt(et.requestsPerRun, 0)} requests per variant and round). Every tracer samples 100% and exports OTLP/HTTP protobuf to a sink in the benchmark's parent process, so the export thread's CPU counts in the server's. ` +
+      '**OTel JS tracing** is `@opentelemetry/sdk-trace-base` with a `BatchSpanProcessor`, `@opentelemetry/exporter-trace-otlp-proto` and the AsyncLocalStorage context manager, behind a middleware that makes the same server span as bulwark\'s `tracing` (extracts `traceparent`, the same attributes, named by route, active through the handler chain, ended on finish). Two diagnostic rows: a middleware that only runs the handler chain inside `AsyncLocalStorage.run` (what keeping any context costs on this Node), and bulwark\'s `tracing` with `exporter: \'none\'`. ' +
+      `The control differed from bare by ${et.controlDiffsUsPerRequest.map((x) => fmt(x, 1)).join(', ')} µs/req, a standard error of ± ${fmt(et.noiseUsPerRequest, 2)} µs/req. The sink received ${fmt(et.sink.requests, 0)} exports (${fmt(et.sink.bytes / 1048576, 1)} MB).`, '')
+    const signed = (x) => (x > 0 ? `+${fmt(x, 2)}` : fmt(x, 2))
+    out.push(table(['variant', 'CPU µs/req', 'over bare', 'over bare, user CPU only', 'req/s', 'rounds (µs/req)'], Object.entries(et.variants).map(([name, v]) => [name, fmt(v.cpuUsPerRequest, 2), name === 'bare' ? '—' : signed(v.overheadUsPerRequest), name === 'bare' ? '—' : signed(v.userOverheadUsPerRequest), fmt(v.reqPerSec, 0), v.runs.map((x) => fmt(x.cpuUsPerRequest, 1)).join(', ')])))
+  }
+
   const cr = r.criterion
   if (cr) {
     out.push('', '## Criterion: the limiter core, one thread', '')
@@ -296,7 +353,7 @@ function main() {
   const started = Date.now()
   const results = { flags: args.filter((a) => a !== '--write') }
   let env = process.env
-  if (wants('limiter') || wants('memory') || wants('express')) {
+  if (JS_PARTS.some(wants)) {
     const addon = prepareAddon()
     env = { ...process.env, NAPI_RS_NATIVE_LIBRARY_PATH: addon.copy }
     results.environment = environment({ file: addon.file, builtAt: addon.builtAt })
@@ -307,6 +364,8 @@ function main() {
   if (wants('limiter')) results.limiter = runJs('limiter', env)
   if (wants('memory')) results.memory = runJs('memory', env)
   if (wants('express')) results.express = runJs('express', env)
+  if (wants('tracer')) results.tracer = runJs('tracer', env)
+  if (wants('express-tracing')) results.expressTracing = runJs('express', env, ['--suite=tracing'], 'express-tracing')
 
   fs.mkdirSync(resultsDir, { recursive: true })
   fs.writeFileSync(path.join(resultsDir, 'summary.json'), JSON.stringify(results, null, 2) + '\n')

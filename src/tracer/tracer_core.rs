@@ -223,9 +223,7 @@ struct Unsampled {
 #[derive(Clone, Debug)]
 enum State {
     Free,
-    /// Boxed, so that a slot stays small (an unsampled span's state is 64 bytes, a span's 224)
-    /// and handing the span to the export queue moves a pointer.
-    Sampled(Box<SpanData>),
+    Sampled(SpanData),
     Unsampled(Unsampled),
 }
 
@@ -490,7 +488,7 @@ impl Tracer {
             span.kind = kind;
             span.flags = flags;
             span.trace_state = trace_state;
-            State::Sampled(Box::new(span))
+            State::Sampled(span)
         } else {
             // Reuses the buffer's capacity: no allocation once it has held a name this long.
             if metric.is_none() {
