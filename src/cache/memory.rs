@@ -296,14 +296,15 @@ impl MemoryTier {
             .copied()
     }
 
-    /// Looks `key` up at wall time `now_ms`, counting the lookup in the frequency sketch. A hit
-    /// refreshes the entry's recency (and promotes it from probation to protected); an expired
-    /// entry is removed and counted.
+    /// Looks `key` up at wall time `now_ms`. A hit counts in the frequency sketch and refreshes
+    /// the entry's recency (promoting it from probation to protected); an expired entry is
+    /// removed and counted. A miss is not counted: the `insert` that follows it is, so that the
+    /// usual get-or-load counts one occurrence per request.
     pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Lookup<'_> {
-        self.sketch.increment(hash);
         let Some(index) = self.find(key, hash) else {
             return Lookup::Miss;
         };
+        self.sketch.increment(hash);
         let expires_at = self.slots[index as usize].expires_at;
         if expires_at != 0 && now_ms >= expires_at {
             self.remove_slot(index);
