@@ -7,13 +7,22 @@
 //! After `10 × capacity` increments every counter is halved, so the sketch follows a changing
 //! workload and a key that was hot yesterday does not stay admitted forever.
 //!
-//! Memory: one `u64` (16 counters) per entry of capacity, 8 bytes per cached entry.
+//! A doorkeeper (a small Bloom filter) stands in front of the counters, as in the TinyLFU
+//! paper: a key's first occurrence only marks it there, so the one-off keys of a scan neither
+//! take counters nor bring the next halving closer.
+//!
+//! Memory: one `u64` (16 counters) per entry of capacity plus 32 doorkeeper bits, 12 bytes per
+//! cached entry.
 
-/// A count-min sketch of 4-bit counters with periodic halving.
+/// A count-min sketch of 4-bit counters with periodic halving, behind a doorkeeper.
 #[derive(Clone, Debug)]
 pub struct FrequencySketch {
     /// Sixteen 4-bit counters per word.
     table: Vec<u64>,
+    /// A Bloom filter (two probes) of the keys seen once since the last halving: a key's first
+    /// occurrence only sets its bits, so one-off keys (a scan) neither fill the counters nor
+    /// hasten the halving that ages the hot keys' counts.
+    doorkeeper: Vec<u64>,
     /// `table.len() - 1` (the length is a power of two).
     mask: usize,
     /// Increments since the last halving.
@@ -38,6 +47,7 @@ impl FrequencySketch {
         let words = capacity.clamp(16, MAX_WORDS).next_power_of_two();
         FrequencySketch {
             table: vec![0; words],
+            doorkeeper: vec![0; words / 2],
             mask: words - 1,
             additions: 0,
             sample_size: 10 * words as u64,
@@ -67,19 +77,43 @@ impl FrequencySketch {
         slots
     }
 
-    /// The estimated number of recent occurrences of the key with `hash`, 0..=15.
+    /// The two doorkeeper bits of `hash`: (word, mask) each.
+    #[inline]
+    fn door_bits(&self, hash: u64) -> [(usize, u64); 2] {
+        let bits = self.doorkeeper.len() * 64;
+        let h = hash.rotate_left(17).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let a = (h as usize) & (bits - 1);
+        let b = ((h >> 32) as usize) & (bits - 1);
+        [(a / 64, 1 << (a % 64)), (b / 64, 1 << (b % 64))]
+    }
+
+    fn door_contains(&self, hash: u64) -> bool {
+        self.door_bits(hash)
+            .iter()
+            .all(|&(word, bit)| self.doorkeeper[word] & bit != 0)
+    }
+
+    /// The estimated number of recent occurrences of the key with `hash`, 0..=16.
     #[inline]
     pub fn frequency(&self, hash: u64) -> u8 {
-        self.slots(hash)
+        let counted = self
+            .slots(hash)
             .iter()
             .map(|&(word, shift)| ((self.table[word] >> shift) & 0xf) as u8)
             .min()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        counted + self.door_contains(hash) as u8
     }
 
     /// Counts one occurrence of the key with `hash`.
     #[inline]
     pub fn increment(&mut self, hash: u64) {
+        if !self.door_contains(hash) {
+            for (word, bit) in self.door_bits(hash) {
+                self.doorkeeper[word] |= bit;
+            }
+            return;
+        }
         let mut added = false;
         for (word, shift) in self.slots(hash) {
             let counter = (self.table[word] >> shift) & 0xf;
@@ -96,11 +130,12 @@ impl FrequencySketch {
         }
     }
 
-    /// Halves every counter, so old popularity fades.
+    /// Halves every counter (and forgets the keys seen once), so old popularity fades.
     fn halve(&mut self) {
         for word in &mut self.table {
             *word = (*word >> 1) & 0x7777_7777_7777_7777;
         }
+        self.doorkeeper.fill(0);
         self.additions /= 2;
     }
 }
@@ -119,8 +154,8 @@ mod tests {
             sketch.increment(hot);
         }
         sketch.increment(cold);
-        assert_eq!(sketch.frequency(hot), 15);
-        assert_eq!(sketch.frequency(cold), 1);
+        assert_eq!(sketch.frequency(hot), 16);
+        assert_eq!(sketch.frequency(cold), 1, "seen once: in the doorkeeper only");
         assert_eq!(sketch.frequency(hash_key(7, b"never")), 0);
     }
 
@@ -132,9 +167,11 @@ mod tests {
             sketch.increment(hot);
         }
         assert_eq!(sketch.frequency(hot), 8);
-        // the next increment completes the sample
+        // the next counted increment completes the sample
         sketch.additions = sketch.sample_size - 1;
         sketch.increment(hash_key(1, b"other"));
-        assert_eq!(sketch.frequency(hot), 4);
+        sketch.increment(hash_key(1, b"other"));
+        // 7 counted, halved to 3, and the doorkeeper forgotten
+        assert_eq!(sketch.frequency(hot), 3);
     }
 }
