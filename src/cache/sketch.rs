@@ -50,7 +50,7 @@ impl FrequencySketch {
             doorkeeper: vec![0; words / 2],
             mask: words - 1,
             additions: 0,
-            sample_size: 10 * words as u64,
+            sample_size: 10 * capacity.clamp(16, MAX_WORDS) as u64,
         }
     }
 
@@ -155,7 +155,11 @@ mod tests {
         }
         sketch.increment(cold);
         assert_eq!(sketch.frequency(hot), 16);
-        assert_eq!(sketch.frequency(cold), 1, "seen once: in the doorkeeper only");
+        assert_eq!(
+            sketch.frequency(cold),
+            1,
+            "seen once: in the doorkeeper only"
+        );
         assert_eq!(sketch.frequency(hash_key(7, b"never")), 0);
     }
 
