@@ -205,7 +205,9 @@ impl FlushTicket {
                 message: "flush failed: the disk tier could not write (see stats.disk.errors)"
                     .into(),
             }),
-            None => Err(CacheError::Closed),
+            None => Err(CacheError::Disk {
+                message: "flush failed: the disk writer has stopped (see stats.disk.errors)".into(),
+            }),
         }
     }
 }

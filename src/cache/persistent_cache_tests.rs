@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
+use crate::cache::disk::FlushTicket;
 use crate::cache::error::{ERR_CACHE_CLOSED, ERR_CACHE_LOCKED};
 use crate::common::clock::NANOS_PER_MS;
 use crate::common::ManualClock;
@@ -570,4 +571,74 @@ fn disk_errors_are_counted_and_never_fail_get_or_set() {
     set(&mut cache, "after", "a");
     cache.flush().unwrap().wait().unwrap();
     assert_eq!(get(&mut cache, &on_disk_only).as_deref(), Some("v"));
+}
+
+/// Set by `a_second_process_is_locked_out` for the copy of this test binary it starts.
+const PROBE_ENV: &str = "BULWARK_CACHE_LOCK_PROBE";
+
+#[test]
+fn a_second_process_is_locked_out() {
+    let dir = TempDir::new("process-lock");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    let probe = |expected: &str| {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cache::persistent_cache::tests::lock_probe",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PROBE_ENV, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(&format!("probe: {expected}")),
+            "expected {expected}: {stdout}"
+        );
+    };
+    probe(ERR_CACHE_LOCKED);
+    cache.close();
+    probe("opened");
+}
+
+/// Run by `a_second_process_is_locked_out` in a child process: opens the cache directory it is
+/// given and prints the outcome. Does nothing on its own.
+#[test]
+#[ignore = "a probe that a_second_process_is_locked_out starts in a child process"]
+fn lock_probe() {
+    let Some(dir) = std::env::var_os(PROBE_ENV) else {
+        return;
+    };
+    let options = CacheOptions {
+        dir: Some(PathBuf::from(dir)),
+        ..entries(10)
+    };
+    match Cache::open(options, Clock::system()) {
+        Ok(_) => println!("probe: opened"),
+        Err(err) => println!("probe: {}", err.code()),
+    }
+}
+
+#[test]
+fn cache_and_flush_ticket_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Cache>();
+    assert_send::<FlushTicket>();
+}
+
+#[test]
+fn flush_ticket_can_be_polled_and_completes() {
+    let dir = TempDir::new("poll");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    set(&mut cache, "a", "1");
+    let ticket = cache.flush().unwrap();
+    let outcome = ticket
+        .wait_timeout(std::time::Duration::from_secs(30))
+        .expect("a flush of one entry completes");
+    outcome.unwrap();
+    assert!(FlushTicket::done().wait().is_ok());
 }
