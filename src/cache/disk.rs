@@ -33,13 +33,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::fs::{OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
@@ -58,6 +58,8 @@ pub const DB_FILE: &str = "cache.redb";
 pub const LOCK_FILE: &str = "cache.lock";
 /// Operations applied in one write transaction at most.
 pub const MAX_BATCH: usize = 4096;
+/// How long a locked directory is retried before `ERR_CACHE_LOCKED` is reported.
+pub const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 /// How long `Drop` waits for the writer to drain before leaving it to finish on its own.
 const DROP_WAIT: Duration = Duration::from_secs(2);
 /// Bytes of a record before its key: kind, flags, expiry, key length, tags length.
@@ -494,31 +496,7 @@ impl DiskTier {
         if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
             return Err(dir_error(dir, "not a directory", "exists as a file"));
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(dir.join(LOCK_FILE))
-            .map_err(|e| dir_error(dir, "cannot open its lock file", e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(CacheError::Locked {
-                    dir: dir.display().to_string(),
-                })
-            }
-            Err(TryLockError::Error(e)) => return Err(dir_error(dir, "cannot lock it", e)),
-        }
-        let db = match Database::create(dir.join(DB_FILE)) {
-            Ok(db) => db,
-            Err(DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(CacheError::Locked {
-                    dir: dir.display().to_string(),
-                })
-            }
-            Err(e) => return Err(dir_error(dir, "cannot open its database", e)),
-        };
+        let (lock, db) = Self::acquire(dir)?;
         let (seed, slots, expired) =
             Self::load(&db, now_ms).map_err(|e| dir_error(dir, "cannot read its database", e))?;
         let mut index = DiskIndex::new();
@@ -567,6 +545,45 @@ impl DiskTier {
         }
         tier.enforce_bound(now_ms);
         Ok(tier)
+    }
+
+    /// Takes the directory's advisory lock and opens its database. A directory just released
+    /// can still read as locked for a moment (a child process being spawned holds copies of
+    /// the descriptors until it execs), so a refusal is retried for [`LOCK_PATIENCE`] before it
+    /// is reported.
+    fn acquire(dir: &Path) -> Result<(File, Database), CacheError> {
+        let started = Instant::now();
+        loop {
+            match Self::try_acquire(dir) {
+                Err(CacheError::Locked { .. }) if started.elapsed() < LOCK_PATIENCE => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn try_acquire(dir: &Path) -> Result<(File, Database), CacheError> {
+        let locked = || CacheError::Locked {
+            dir: dir.display().to_string(),
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| dir_error(dir, "cannot open its lock file", e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(locked()),
+            Err(TryLockError::Error(e)) => return Err(dir_error(dir, "cannot lock it", e)),
+        }
+        match Database::create(dir.join(DB_FILE)) {
+            Ok(db) => Ok((lock, db)),
+            Err(DatabaseError::DatabaseAlreadyOpen) => Err(locked()),
+            Err(e) => Err(dir_error(dir, "cannot open its database", e)),
+        }
     }
 
     /// Reads the seed (creating it) and the meta table: live entries as (hash, (expiry, size,

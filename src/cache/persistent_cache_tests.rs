@@ -642,3 +642,83 @@ fn flush_ticket_can_be_polled_and_completes() {
     outcome.unwrap();
     assert!(FlushTicket::done().wait().is_ok());
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set(u8, u16),
+        Get(u8),
+        Delete(u8),
+        Flush,
+        Reopen,
+        InvalidatePrefix(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0..24u8, 0..3000u16).prop_map(|(k, len)| Op::Set(k, len)),
+            5 => (0..24u8).prop_map(Op::Get),
+            1 => (0..24u8).prop_map(Op::Delete),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Reopen),
+            1 => (0..3u8).prop_map(Op::InvalidatePrefix),
+        ]
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        format!("{}:{k}", k % 3).into_bytes()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// With a disk tier and no disk bound, the cache loses nothing: every `get` returns
+        /// the last value set, across memory evictions, pending writes and restarts.
+        #[test]
+        fn a_disk_backed_cache_returns_exactly_the_last_value(
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let dir = TempDir::new("model");
+            let (_, clock) = manual_clock();
+            let options = CacheOptions {
+                max_bytes: Some(8_000),
+                compress_min_bytes: 500,
+                ..on_disk(&dir, 4)
+            };
+            let mut cache = Some(Cache::open(options.clone(), clock.clone()).unwrap());
+            let mut model: HashMap<u8, Vec<u8>> = HashMap::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                let c = cache.as_mut().unwrap();
+                match op {
+                    Op::Set(k, len) => {
+                        let value: Vec<u8> = (0..len).map(|i| (i as usize / 7 + step) as u8).collect();
+                        c.set(&key(k), ValueKind::Bytes, &value, &SetOptions::default()).unwrap();
+                        model.insert(k, value);
+                    }
+                    Op::Get(k) => {
+                        let got = c.get(&key(k)).unwrap().map(|s| s.bytes);
+                        prop_assert_eq!(got.as_ref(), model.get(&k));
+                    }
+                    Op::Delete(k) => {
+                        prop_assert_eq!(c.delete(&key(k)).unwrap(), model.remove(&k).is_some());
+                    }
+                    Op::Flush => c.flush().unwrap().wait().unwrap(),
+                    Op::Reopen => {
+                        drop(cache.take());
+                        cache = Some(Cache::open(options.clone(), clock.clone()).unwrap());
+                    }
+                    Op::InvalidatePrefix(p) => {
+                        let prefix = format!("{p}:");
+                        let expected = model.keys().filter(|k| *k % 3 == p).count();
+                        prop_assert_eq!(c.invalidate_prefix(prefix.as_bytes()).unwrap(), expected);
+                        model.retain(|k, _| k % 3 != p);
+                    }
+                }
+                prop_assert_eq!(cache.as_ref().unwrap().len(), model.len());
+            }
+        }
+    }
+}
