@@ -174,6 +174,8 @@ pub struct DiskStats {
     pub errors: u64,
     /// Entries evicted to stay within `diskMaxBytes`.
     pub evictions: u64,
+    /// Entries not written because alone they exceed `diskMaxBytes` (memory only, if they fit).
+    pub oversized: u64,
 }
 
 /// Bytes given to `set` and bytes stored after compression, since open.
@@ -437,13 +439,18 @@ impl Cache {
     }
 
     /// Removes every entry tagged `tag` from both tiers; returns how many keys.
+    ///
+    /// Tags are not indexed: the memory tier is scanned (time linear in its entries), and with
+    /// a disk tier the call waits until the writer has applied every write queued before it and
+    /// scanned the disk's `meta` table in the same transaction. Meant for occasional
+    /// invalidations, not for every request.
     pub fn invalidate_tag(&mut self, tag: &[u8]) -> Result<usize, CacheError> {
         validate_selector("tag", tag, MAX_TAG_BYTES)?;
         self.invalidate(Selector::Tag(tag.to_vec()))
     }
 
     /// Removes every entry whose key starts with `prefix` from both tiers; returns how many
-    /// keys.
+    /// keys. Costs what [`Cache::invalidate_tag`] costs.
     pub fn invalidate_prefix(&mut self, prefix: &[u8]) -> Result<usize, CacheError> {
         validate_selector("prefix", prefix, MAX_KEY_BYTES)?;
         self.invalidate(Selector::Prefix(prefix.to_vec()))
@@ -514,6 +521,7 @@ impl Cache {
                     writes: c.writes,
                     errors: c.errors,
                     evictions: c.evictions,
+                    oversized: c.oversized,
                 };
                 let whole = (stats.entries, stats.bytes, c.evictions, c.expirations);
                 (stats, whole)

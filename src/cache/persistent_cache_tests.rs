@@ -543,6 +543,24 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
 }
 
 #[test]
+fn an_entry_larger_than_the_disk_bound_stays_in_memory_only() {
+    let dir = TempDir::new("disk-oversized");
+    let (_, clock) = manual_clock();
+    let options = CacheOptions {
+        disk_max_bytes: Some(1_000),
+        compression: Compression::None,
+        ..on_disk(&dir, 10)
+    };
+    let mut cache = Cache::open(options, clock).unwrap();
+    set(&mut cache, "big", "old");
+    set(&mut cache, "big", &"b".repeat(2_000));
+    let stats = cache.stats();
+    assert_eq!((stats.disk.oversized, stats.disk.entries), (1, 0));
+    let got = cache.get(b"big").unwrap().unwrap();
+    assert_eq!((got.tier, got.bytes.len()), (Tier::Memory, 2_000));
+}
+
+#[test]
 fn disk_errors_are_counted_and_never_fail_get_or_set() {
     let dir = TempDir::new("errors");
     let (_, clock) = manual_clock();
