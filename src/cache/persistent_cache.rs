@@ -45,7 +45,9 @@ pub struct CacheOptions {
     pub compress_min_bytes: u64,
     /// `dir`: the directory of the disk tier; `None` for a memory-only cache.
     pub dir: Option<PathBuf>,
-    /// `diskMaxBytes`: bytes the disk tier holds at most; `None` for no bound.
+    /// `diskMaxBytes`: bytes the disk tier holds at most; `None` for no bound. What is counted
+    /// is each entry's records (stored payload, key and tags twice, 46 bytes of headers), not
+    /// the size of the database file, which redb's pages and free space make larger.
     pub disk_max_bytes: Option<u64>,
 }
 
