@@ -66,41 +66,96 @@ pub const FLAG_ZSTD: u8 = 2;
 /// The zstd level: level 3 is zstd's own default, the usual speed/ratio balance.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Encodes `payload` for storage: returns the stored flags and bytes.
-pub fn encode(compression: Compression, min_bytes: usize, payload: &[u8]) -> (u8, Vec<u8>) {
-    if payload.len() < min_bytes || payload.len() > u32::MAX as usize {
-        return (0, payload.to_vec());
-    }
-    let (flag, compressed) = match compression {
-        Compression::None => return (0, payload.to_vec()),
-        Compression::Lz4 => (FLAG_LZ4, lz4_flex::block::compress_prepend_size(payload)),
-        Compression::Zstd => {
-            let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-            match zstd::bulk::compress(payload, ZSTD_LEVEL) {
-                Ok(frame) => out.extend_from_slice(&frame),
-                Err(_) => return (0, payload.to_vec()),
-            }
-            (FLAG_ZSTD, out)
-        }
-    };
-    if compressed.len() < payload.len() {
-        (flag, compressed)
-    } else {
-        (0, payload.to_vec())
+/// The cache's codec: the configured compression and threshold, with zstd contexts made once
+/// and reused (a fresh context per call costs more than compressing a few KiB).
+pub struct Codec {
+    compression: Compression,
+    min_bytes: usize,
+    zstd_compressor: Option<zstd::bulk::Compressor<'static>>,
+    zstd_decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("compression", &self.compression)
+            .field("min_bytes", &self.min_bytes)
+            .finish()
     }
 }
 
-/// Decodes stored bytes back to the payload; `None` when they are corrupt.
-pub fn decode(flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
-    if flags & FLAG_LZ4 != 0 {
-        lz4_flex::block::decompress_size_prepended(stored).ok()
-    } else if flags & FLAG_ZSTD != 0 {
-        let raw_len = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?) as usize;
-        let raw = zstd::bulk::decompress(&stored[4..], raw_len).ok()?;
-        (raw.len() == raw_len).then_some(raw)
-    } else {
-        Some(stored.to_vec())
+impl Codec {
+    /// A codec compressing payloads of at least `min_bytes` with `compression`.
+    pub fn new(compression: Compression, min_bytes: usize) -> Self {
+        Codec {
+            compression,
+            min_bytes,
+            zstd_compressor: None,
+            zstd_decompressor: None,
+        }
     }
+
+    /// Encodes `payload` for storage: returns the stored flags and bytes. Payloads below the
+    /// threshold, and payloads compression does not shrink, are stored raw (flags 0).
+    pub fn encode(&mut self, payload: &[u8]) -> (u8, Vec<u8>) {
+        if payload.len() < self.min_bytes || payload.len() > u32::MAX as usize {
+            return (0, payload.to_vec());
+        }
+        let (flag, compressed) = match self.compression {
+            Compression::None => return (0, payload.to_vec()),
+            Compression::Lz4 => (FLAG_LZ4, lz4_flex::block::compress_prepend_size(payload)),
+            Compression::Zstd => {
+                if self.zstd_compressor.is_none() {
+                    self.zstd_compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+                }
+                let Some(compressor) = &mut self.zstd_compressor else {
+                    return (0, payload.to_vec());
+                };
+                let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+                match compressor.compress(payload) {
+                    Ok(frame) => out.extend_from_slice(&frame),
+                    Err(_) => return (0, payload.to_vec()),
+                }
+                (FLAG_ZSTD, out)
+            }
+        };
+        if compressed.len() < payload.len() {
+            (flag, compressed)
+        } else {
+            (0, payload.to_vec())
+        }
+    }
+
+    /// Decodes stored bytes (written under any setting) back to the payload; `None` when they
+    /// are corrupt.
+    pub fn decode(&mut self, flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
+        if flags & FLAG_LZ4 != 0 {
+            lz4_flex::block::decompress_size_prepended(stored).ok()
+        } else if flags & FLAG_ZSTD != 0 {
+            let raw_len = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?) as usize;
+            if self.zstd_decompressor.is_none() {
+                self.zstd_decompressor = zstd::bulk::Decompressor::new().ok();
+            }
+            let raw = self
+                .zstd_decompressor
+                .as_mut()?
+                .decompress(&stored[4..], raw_len)
+                .ok()?;
+            (raw.len() == raw_len).then_some(raw)
+        } else {
+            Some(stored.to_vec())
+        }
+    }
+}
+
+/// Encodes `payload` with a one-off [`Codec`].
+pub fn encode(compression: Compression, min_bytes: usize, payload: &[u8]) -> (u8, Vec<u8>) {
+    Codec::new(compression, min_bytes).encode(payload)
+}
+
+/// Decodes stored bytes with a one-off [`Codec`].
+pub fn decode(flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
+    Codec::new(Compression::None, 0).decode(flags, stored)
 }
 
 #[cfg(test)]
@@ -147,6 +202,18 @@ mod tests {
             assert_eq!(encode(compression, 1024, &noise), (0, noise.clone()));
         }
         assert_eq!(decode(0, &noise).unwrap(), noise);
+    }
+
+    #[test]
+    fn a_codec_reuses_its_zstd_contexts() {
+        let mut codec = Codec::new(Compression::Zstd, 16);
+        for len in [100, 5_000, 300] {
+            let payload = compressible(len);
+            let (flags, stored) = codec.encode(&payload);
+            assert_eq!(flags, FLAG_ZSTD);
+            assert_eq!(codec.decode(flags, &stored).unwrap(), payload);
+        }
+        assert!(codec.decode(FLAG_ZSTD, &[9, 0, 0, 0, 1, 2]).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::clock::WallClock;
-use super::codec::{decode, encode, Compression, ValueKind};
+use super::codec::{Codec, Compression, ValueKind};
 use super::disk::{DiskLookup, DiskTier, DiskWrite, FlushTicket, Selector};
 use super::error::CacheError;
 use super::key::{
@@ -238,8 +238,7 @@ pub struct Cache {
     wall: WallClock,
     seed: u64,
     default_ttl_ms: Option<u64>,
-    compression: Compression,
-    compress_min_bytes: usize,
+    codec: Codec,
     counters: Counters,
     closed: bool,
 }
@@ -271,8 +270,7 @@ impl Cache {
             wall,
             seed,
             default_ttl_ms: options.ttl_ms,
-            compression: options.compression,
-            compress_min_bytes: options.compress_min_bytes as usize,
+            codec: Codec::new(options.compression, options.compress_min_bytes as usize),
             counters: Counters::default(),
             closed: false,
         })
@@ -296,7 +294,7 @@ impl Cache {
         let now = self.begin()?;
         let hash = hash_key(self.seed, key);
         if let Lookup::Hit(view) = self.memory.get(key, hash, now) {
-            if let Some(bytes) = decode(view.flags, view.stored) {
+            if let Some(bytes) = self.codec.decode(view.flags, view.stored) {
                 let kind = view.kind;
                 if let Some(disk) = &mut self.disk {
                     disk.touch(hash, now);
@@ -312,7 +310,7 @@ impl Cache {
         }
         if let Some(disk) = &mut self.disk {
             if let DiskLookup::Hit(entry) = disk.get(key, hash, now) {
-                if let Some(bytes) = decode(entry.flags, &entry.stored) {
+                if let Some(bytes) = self.codec.decode(entry.flags, &entry.stored) {
                     self.memory.insert(NewEntry {
                         key,
                         hash,
@@ -372,7 +370,7 @@ impl Cache {
             .ttl_ms
             .or(self.default_ttl_ms)
             .map_or(0, |ttl| now.saturating_add(ttl));
-        let (flags, stored) = encode(self.compression, self.compress_min_bytes, payload);
+        let (flags, stored) = self.codec.encode(payload);
         let tags = encode_tags(&options.tags);
         self.counters.sets += 1;
         self.counters.raw_bytes += payload.len() as u64;
