@@ -1,0 +1,1067 @@
+//! The disk tier: every entry the cache is given, in one redb database in the cache's
+//! directory, bounded by `disk_max_bytes`, written behind the caller.
+//!
+//! # Layout
+//!
+//! Three tables, all keyed by the key's seeded 64-bit hash (the seed is stored in `settings`,
+//! so hashes stay valid across restarts): `entries` holds the full record (kind, flags, expiry,
+//! key, tags, stored payload), `meta` the same without the payload plus the write time. A
+//! lookup checks that the stored key is the key asked for, so two keys whose hashes collide
+//! (odds of about n²/2^65) share one disk slot, the later write replacing the earlier one, as
+//! any cache eviction would.
+//!
+//! # Threads
+//!
+//! The calling thread owns the in-memory index of what is on disk (hash → size, expiry, last
+//! access, in LRU order; 40 bytes an entry, rebuilt at open by scanning `meta`), so that a miss
+//! on both tiers never touches the file and eviction needs no disk read. Writes go as
+//! operations over a channel to one writer thread (`bulwark-cache-disk`), which applies
+//! everything queued (up to [`MAX_BATCH`] operations) in one write transaction. Until the
+//! writer reports a write committed, the record stays in a pending overlay so that a `get`
+//! finds it; reads of committed data run a read transaction on the calling thread. Recency is
+//! kept in memory only: a disk read never writes, and after a restart the order is that of the
+//! last writes.
+//!
+//! # Failures
+//!
+//! Once open, disk failures never fail a `get` or `set`: they are counted (`errors`) and the
+//! cache goes on serving from memory. A `flush` reports whether what came before it is durable.
+//! Two caches on one directory would corrupt each other's view, so the directory is locked: an
+//! advisory lock on `cache.lock` (held by the writer thread until it ends, so it covers
+//! other processes and this one alike) and redb's own lock on `cache.redb`; either refusal is
+//! `ERR_CACHE_LOCKED`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::codec::ValueKind;
+use super::error::CacheError;
+use super::key::{random_seed, tags_contain};
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const META: TableDefinition<u64, &[u8]> = TableDefinition::new("meta");
+const SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("settings");
+
+/// The database file inside the cache directory.
+pub const DB_FILE: &str = "cache.redb";
+/// The advisory lock file inside the cache directory.
+pub const LOCK_FILE: &str = "cache.lock";
+/// Operations applied in one write transaction at most.
+pub const MAX_BATCH: usize = 4096;
+/// How long a locked directory is retried before `ERR_CACHE_LOCKED` is reported.
+pub const LOCK_PATIENCE: Duration = Duration::from_millis(250);
+/// How long `Drop` waits for the writer to drain before leaving it to finish on its own.
+const DROP_WAIT: Duration = Duration::from_secs(2);
+/// Bytes of a record before its key: kind, flags, expiry, key length, tags length.
+const RECORD_HEADER: usize = 1 + 1 + 8 + 4 + 4;
+/// Bytes of a meta record before its key: expiry, last write, size, key length, tags length.
+const META_HEADER: usize = 8 + 8 + 4 + 4 + 4;
+
+/// A record read back from disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskEntry {
+    /// The value's JS type.
+    pub kind: ValueKind,
+    /// Codec flags of `stored`.
+    pub flags: u8,
+    /// Wall-clock expiry in ms; 0 for none.
+    pub expires_at: u64,
+    /// The entry's encoded tags.
+    pub tags: Vec<u8>,
+    /// The payload as stored.
+    pub stored: Vec<u8>,
+}
+
+/// The result of a disk lookup.
+#[derive(Debug)]
+pub enum DiskLookup {
+    /// Found and live.
+    Hit(DiskEntry),
+    /// Present but its time was up; it is being removed.
+    Expired,
+    /// Not on disk (or unreadable: counted as an error).
+    Miss,
+}
+
+/// Counts of the disk tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskCounters {
+    /// Lookups served from disk.
+    pub hits: u64,
+    /// Read transactions run for lookups.
+    pub reads: u64,
+    /// Entries written durably (counted by the writer at commit).
+    pub writes: u64,
+    /// Disk failures since open (reads, write batches, a lost writer).
+    pub errors: u64,
+    /// Entries removed to stay within `disk_max_bytes`.
+    pub evictions: u64,
+    /// Entries removed because their time was up.
+    pub expirations: u64,
+    /// Entries not written because alone they exceed `disk_max_bytes`.
+    pub oversized: u64,
+}
+
+/// Which entries an invalidation removes.
+#[derive(Clone, Debug)]
+pub enum Selector {
+    /// Entries carrying this tag.
+    Tag(Vec<u8>),
+    /// Entries whose key starts with these bytes.
+    Prefix(Vec<u8>),
+}
+
+impl Selector {
+    fn matches(&self, key: &[u8], tags: &[u8]) -> bool {
+        match self {
+            Selector::Tag(tag) => tags_contain(tags, tag),
+            Selector::Prefix(prefix) => key.starts_with(prefix),
+        }
+    }
+}
+
+enum Op {
+    Put {
+        seq: u64,
+        hash: u64,
+        record: Arc<[u8]>,
+        meta: Vec<u8>,
+    },
+    Delete {
+        seq: u64,
+        hash: u64,
+    },
+    Clear {
+        seq: u64,
+    },
+    Invalidate {
+        seq: u64,
+        selector: Selector,
+        reply: SyncSender<Vec<u64>>,
+    },
+    Flush {
+        reply: SyncSender<bool>,
+    },
+    Shutdown,
+}
+
+/// State the writer shares with the calling thread.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Sequence number of the last operation applied (committed or failed).
+    applied_seq: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
+    /// Test hook: the writer fails every batch and reads fail.
+    fail: AtomicBool,
+}
+
+/// Completes when everything enqueued before it is durable. The binding waits on it off the JS
+/// thread and resolves a Promise.
+#[derive(Debug)]
+pub struct FlushTicket {
+    receiver: Option<Receiver<bool>>,
+}
+
+impl FlushTicket {
+    /// A ticket that is already complete (no disk tier).
+    pub fn done() -> Self {
+        FlushTicket { receiver: None }
+    }
+
+    /// Blocks until the writes before the flush are durable; an error when they could not be
+    /// written or the writer is gone.
+    pub fn wait(self) -> Result<(), CacheError> {
+        match self.receiver {
+            None => Ok(()),
+            Some(receiver) => Self::outcome(receiver.recv().ok()),
+        }
+    }
+
+    /// Like [`FlushTicket::wait`], giving up after `timeout`: `None` when still pending.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<(), CacheError>> {
+        match &self.receiver {
+            None => Some(Ok(())),
+            Some(receiver) => match receiver.recv_timeout(timeout) {
+                Ok(durable) => Some(Self::outcome(Some(durable))),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Self::outcome(None)),
+            },
+        }
+    }
+
+    fn outcome(durable: Option<bool>) -> Result<(), CacheError> {
+        match durable {
+            Some(true) => Ok(()),
+            Some(false) => Err(CacheError::Disk {
+                message: "flush failed: the disk tier could not write (see stats.disk.errors)"
+                    .into(),
+            }),
+            None => Err(CacheError::Disk {
+                message: "flush failed: the disk writer has stopped (see stats.disk.errors)".into(),
+            }),
+        }
+    }
+}
+
+/// One entry of the disk index.
+#[derive(Clone, Copy, Debug)]
+struct IndexSlot {
+    hash: u64,
+    expires_at: u64,
+    last_access: u64,
+    size: u32,
+    prev: u32,
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+/// What is on disk, by hash, in LRU order (least recent at `head`).
+#[derive(Default)]
+struct DiskIndex {
+    slots: Vec<IndexSlot>,
+    free: Vec<u32>,
+    table: HashTable<u32>,
+    head: u32,
+    tail: u32,
+    bytes: u64,
+}
+
+impl DiskIndex {
+    fn new() -> Self {
+        DiskIndex {
+            head: NIL,
+            tail: NIL,
+            ..Default::default()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn find(&self, hash: u64) -> Option<u32> {
+        self.table
+            .find(hash, |&i| self.slots[i as usize].hash == hash)
+            .copied()
+    }
+
+    fn get(&self, hash: u64) -> Option<&IndexSlot> {
+        self.find(hash).map(|i| &self.slots[i as usize])
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let IndexSlot { prev, next, .. } = self.slots[i as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+    }
+
+    fn push_tail(&mut self, i: u32) {
+        let tail = self.tail;
+        let slot = &mut self.slots[i as usize];
+        slot.prev = tail;
+        slot.next = NIL;
+        if tail == NIL {
+            self.head = i;
+        } else {
+            self.slots[tail as usize].next = i;
+        }
+        self.tail = i;
+    }
+
+    /// Inserts or replaces, as most recent.
+    fn upsert(&mut self, hash: u64, size: u32, expires_at: u64, last_access: u64) {
+        if let Some(i) = self.find(hash) {
+            self.unlink(i);
+            let slot = &mut self.slots[i as usize];
+            self.bytes = self.bytes - slot.size as u64 + size as u64;
+            slot.size = size;
+            slot.expires_at = expires_at;
+            slot.last_access = last_access;
+            self.push_tail(i);
+            return;
+        }
+        let slot = IndexSlot {
+            hash,
+            expires_at,
+            last_access,
+            size,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, i, |&j| slots[j as usize].hash);
+        self.bytes += size as u64;
+        self.push_tail(i);
+    }
+
+    fn touch(&mut self, hash: u64, now_ms: u64) {
+        if let Some(i) = self.find(hash) {
+            self.slots[i as usize].last_access = now_ms;
+            if self.tail != i {
+                self.unlink(i);
+                self.push_tail(i);
+            }
+        }
+    }
+
+    fn remove(&mut self, hash: u64) -> bool {
+        let Ok(entry) = self
+            .table
+            .find_entry(hash, |&i| self.slots[i as usize].hash == hash)
+        else {
+            return false;
+        };
+        let (i, _) = entry.remove();
+        self.unlink(i);
+        self.bytes -= self.slots[i as usize].size as u64;
+        self.free.push(i);
+        true
+    }
+
+    fn clear(&mut self) {
+        *self = DiskIndex::new();
+    }
+}
+
+/// A pending write: the record (or `None` for a delete) not yet applied by the writer.
+struct Pending {
+    seq: u64,
+    record: Option<Arc<[u8]>>,
+}
+
+/// The disk tier, owned by the calling thread, with its writer thread.
+pub struct DiskTier {
+    dir: PathBuf,
+    db: Arc<Database>,
+    seed: u64,
+    index: DiskIndex,
+    /// (expiry, hash) of entries with a TTL, soonest first; stale items are skipped.
+    expiry: BinaryHeap<Reverse<(u64, u64)>>,
+    pending: HashMap<u64, Pending>,
+    pending_order: VecDeque<(u64, u64)>,
+    next_seq: u64,
+    shared: Arc<Shared>,
+    sender: Option<Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    writer_done: Option<Receiver<()>>,
+    max_bytes: Option<u64>,
+    counters: DiskCounters,
+}
+
+fn dir_error(dir: &Path, what: &str, err: impl std::fmt::Display) -> CacheError {
+    CacheError::Disk {
+        message: format!(
+            "dir \"{}\" is not usable by the cache: {what}: {err}",
+            dir.display()
+        ),
+    }
+}
+
+/// Encodes an entry's full record.
+fn encode_record(
+    kind: ValueKind,
+    flags: u8,
+    expires_at: u64,
+    key: &[u8],
+    tags: &[u8],
+    stored: &[u8],
+) -> Vec<u8> {
+    let mut record = Vec::with_capacity(RECORD_HEADER + key.len() + tags.len() + stored.len());
+    record.push(kind as u8);
+    record.push(flags);
+    record.extend_from_slice(&expires_at.to_le_bytes());
+    record.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    record.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+    record.extend_from_slice(key);
+    record.extend_from_slice(tags);
+    record.extend_from_slice(stored);
+    record
+}
+
+/// Decodes a full record into (key, entry); `None` when corrupt.
+fn decode_record(record: &[u8]) -> Option<(&[u8], DiskEntry)> {
+    let kind = ValueKind::from_byte(*record.first()?)?;
+    let flags = *record.get(1)?;
+    let expires_at = u64::from_le_bytes(record.get(2..10)?.try_into().ok()?);
+    let key_len = u32::from_le_bytes(record.get(10..14)?.try_into().ok()?) as usize;
+    let tags_len = u32::from_le_bytes(record.get(14..18)?.try_into().ok()?) as usize;
+    let key = record.get(RECORD_HEADER..RECORD_HEADER + key_len)?;
+    let tags_end = RECORD_HEADER + key_len + tags_len;
+    let tags = record.get(RECORD_HEADER + key_len..tags_end)?;
+    Some((
+        key,
+        DiskEntry {
+            kind,
+            flags,
+            expires_at,
+            tags: tags.to_vec(),
+            stored: record[tags_end..].to_vec(),
+        },
+    ))
+}
+
+fn encode_meta(expires_at: u64, written_at: u64, size: u32, key: &[u8], tags: &[u8]) -> Vec<u8> {
+    let mut meta = Vec::with_capacity(META_HEADER + key.len() + tags.len());
+    meta.extend_from_slice(&expires_at.to_le_bytes());
+    meta.extend_from_slice(&written_at.to_le_bytes());
+    meta.extend_from_slice(&size.to_le_bytes());
+    meta.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    meta.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+    meta.extend_from_slice(key);
+    meta.extend_from_slice(tags);
+    meta
+}
+
+/// A meta record: (expiry, last write, size, key, tags).
+struct MetaView<'a> {
+    expires_at: u64,
+    written_at: u64,
+    size: u32,
+    key: &'a [u8],
+    tags: &'a [u8],
+}
+
+fn decode_meta(meta: &[u8]) -> Option<MetaView<'_>> {
+    let expires_at = u64::from_le_bytes(meta.get(0..8)?.try_into().ok()?);
+    let written_at = u64::from_le_bytes(meta.get(8..16)?.try_into().ok()?);
+    let size = u32::from_le_bytes(meta.get(16..20)?.try_into().ok()?);
+    let key_len = u32::from_le_bytes(meta.get(20..24)?.try_into().ok()?) as usize;
+    let tags_len = u32::from_le_bytes(meta.get(24..28)?.try_into().ok()?) as usize;
+    let key = meta.get(META_HEADER..META_HEADER + key_len)?;
+    let tags = meta.get(META_HEADER + key_len..META_HEADER + key_len + tags_len)?;
+    Some(MetaView {
+        expires_at,
+        written_at,
+        size,
+        key,
+        tags,
+    })
+}
+
+/// An entry as handed to [`DiskTier::put`].
+#[derive(Clone, Copy, Debug)]
+pub struct DiskWrite<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Its seeded hash.
+    pub hash: u64,
+    /// The value's JS type.
+    pub kind: ValueKind,
+    /// Codec flags of `stored`.
+    pub flags: u8,
+    /// The payload as stored.
+    pub stored: &'a [u8],
+    /// Encoded tags.
+    pub tags: &'a [u8],
+    /// Wall-clock expiry in ms; 0 for none.
+    pub expires_at: u64,
+}
+
+impl DiskTier {
+    /// Opens (creating if needed) the cache database in `dir`, locks the directory, rebuilds
+    /// the index (dropping entries expired at `now_ms`) and starts the writer.
+    pub fn open(dir: &Path, max_bytes: Option<u64>, now_ms: u64) -> Result<DiskTier, CacheError> {
+        std::fs::create_dir_all(dir).map_err(|e| dir_error(dir, "cannot create it", e))?;
+        if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(dir_error(dir, "not a directory", "exists as a file"));
+        }
+        let (lock, db) = Self::acquire(dir)?;
+        let (seed, slots, expired) =
+            Self::load(&db, now_ms).map_err(|e| dir_error(dir, "cannot read its database", e))?;
+        let mut index = DiskIndex::new();
+        let mut expiry = BinaryHeap::new();
+        for (hash, meta) in slots {
+            index.upsert(hash, meta.1, meta.0, meta.2);
+            if meta.0 != 0 {
+                expiry.push(Reverse((meta.0, hash)));
+            }
+        }
+        let shared = Arc::new(Shared::default());
+        let (sender, receiver) = mpsc::channel();
+        let (done_sender, writer_done) = mpsc::channel();
+        let db = Arc::new(db);
+        let writer = {
+            let db = Arc::clone(&db);
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("bulwark-cache-disk".into())
+                .spawn(move || {
+                    run_writer(&db, &shared, receiver);
+                    drop(db);
+                    drop(lock);
+                    let _ = done_sender.send(());
+                })
+                .map_err(|e| dir_error(dir, "cannot start its writer thread", e))?
+        };
+        let mut tier = DiskTier {
+            dir: dir.to_path_buf(),
+            db,
+            seed,
+            index,
+            expiry,
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            next_seq: 1,
+            shared,
+            sender: Some(sender),
+            writer: Some(writer),
+            writer_done: Some(writer_done),
+            max_bytes,
+            counters: DiskCounters::default(),
+        };
+        for hash in expired {
+            tier.send_delete(hash);
+        }
+        tier.enforce_bound(now_ms);
+        Ok(tier)
+    }
+
+    /// Takes the directory's advisory lock and opens its database. A directory just released
+    /// can still read as locked for a moment (a child process being spawned holds copies of
+    /// the descriptors until it execs), so a refusal is retried for [`LOCK_PATIENCE`] before it
+    /// is reported.
+    fn acquire(dir: &Path) -> Result<(File, Database), CacheError> {
+        let started = Instant::now();
+        loop {
+            match Self::try_acquire(dir) {
+                Err(CacheError::Locked { .. }) if started.elapsed() < LOCK_PATIENCE => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn try_acquire(dir: &Path) -> Result<(File, Database), CacheError> {
+        let locked = || CacheError::Locked {
+            dir: dir.display().to_string(),
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| dir_error(dir, "cannot open its lock file", e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(locked()),
+            Err(TryLockError::Error(e)) => return Err(dir_error(dir, "cannot lock it", e)),
+        }
+        match Database::create(dir.join(DB_FILE)) {
+            Ok(db) => Ok((lock, db)),
+            Err(DatabaseError::DatabaseAlreadyOpen) => Err(locked()),
+            Err(e) => Err(dir_error(dir, "cannot open its database", e)),
+        }
+    }
+
+    /// Reads the seed (creating it) and the meta table: live entries as (hash, (expiry, size,
+    /// last write)) in order of last write, and the hashes of expired ones.
+    #[allow(clippy::type_complexity)]
+    fn load(
+        db: &Database,
+        now_ms: u64,
+    ) -> Result<(u64, Vec<(u64, (u64, u32, u64))>, Vec<u64>), redb::Error> {
+        let txn = db.begin_write()?;
+        let seed = {
+            let mut settings = txn.open_table(SETTINGS)?;
+            let stored = settings.get("seed")?.map(|v| v.value());
+            match stored {
+                Some(seed) => seed,
+                None => {
+                    let seed = random_seed();
+                    settings.insert("seed", seed)?;
+                    seed
+                }
+            }
+        };
+        txn.open_table(ENTRIES)?;
+        let mut live = Vec::new();
+        let mut expired = Vec::new();
+        {
+            let meta = txn.open_table(META)?;
+            for item in meta.iter()? {
+                let (hash, value) = item?;
+                let hash = hash.value();
+                match decode_meta(value.value()) {
+                    Some(m) if m.expires_at == 0 || now_ms < m.expires_at => {
+                        live.push((hash, (m.expires_at, m.size, m.written_at)))
+                    }
+                    _ => expired.push(hash),
+                }
+            }
+        }
+        txn.commit()?;
+        live.sort_by_key(|(_, (_, _, written_at))| *written_at);
+        Ok((seed, live, expired))
+    }
+
+    /// The hash seed of this directory.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Entries on disk (or queued for it).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the tier is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.len() == 0
+    }
+
+    /// Bytes on disk (record and meta of each entry).
+    pub fn bytes(&self) -> u64 {
+        self.index.bytes
+    }
+
+    /// The tier's counts.
+    pub fn counters(&self) -> DiskCounters {
+        DiskCounters {
+            writes: self.shared.writes.load(Ordering::Relaxed),
+            errors: self.counters.errors + self.shared.errors.load(Ordering::Relaxed),
+            ..self.counters
+        }
+    }
+
+    fn send(&mut self, op: Op) -> bool {
+        let sent = self.sender.as_ref().is_some_and(|s| s.send(op).is_ok());
+        if !sent {
+            self.counters.errors += 1;
+        }
+        sent
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    fn mark_pending(&mut self, seq: u64, hash: u64, record: Option<Arc<[u8]>>) {
+        self.pending.insert(hash, Pending { seq, record });
+        self.pending_order.push_back((seq, hash));
+    }
+
+    /// Forgets pending writes the writer has applied.
+    fn prune_pending(&mut self) {
+        let applied = self.shared.applied_seq.load(Ordering::Acquire);
+        while let Some(&(seq, hash)) = self.pending_order.front() {
+            if seq > applied {
+                break;
+            }
+            self.pending_order.pop_front();
+            if self.pending.get(&hash).is_some_and(|p| p.seq == seq) {
+                self.pending.remove(&hash);
+            }
+        }
+    }
+
+    fn send_delete(&mut self, hash: u64) {
+        let seq = self.take_seq();
+        self.mark_pending(seq, hash, None);
+        self.send(Op::Delete { seq, hash });
+    }
+
+    /// Looks `key` up at `now_ms`; a hit refreshes its recency (in memory only).
+    pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> DiskLookup {
+        self.prune_pending();
+        let Some(slot) = self.index.get(hash) else {
+            return DiskLookup::Miss;
+        };
+        if slot.expires_at != 0 && now_ms >= slot.expires_at {
+            self.index.remove(hash);
+            self.send_delete(hash);
+            self.counters.expirations += 1;
+            return DiskLookup::Expired;
+        }
+        let found = match self.pending.get(&hash) {
+            Some(Pending {
+                record: Some(record),
+                ..
+            }) => decode_record(record)
+                .filter(|(k, _)| *k == key)
+                .map(|(_, e)| e),
+            Some(Pending { record: None, .. }) => None,
+            None => self.read(key, hash),
+        };
+        match found {
+            Some(entry) => {
+                self.index.touch(hash, now_ms);
+                self.counters.hits += 1;
+                DiskLookup::Hit(entry)
+            }
+            None => DiskLookup::Miss,
+        }
+    }
+
+    fn read(&mut self, key: &[u8], hash: u64) -> Option<DiskEntry> {
+        self.counters.reads += 1;
+        let read = || -> Result<Option<DiskEntry>, redb::Error> {
+            if self.shared.fail.load(Ordering::Relaxed) {
+                return Err(redb::Error::Corrupted("injected read failure".into()));
+            }
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(ENTRIES)?;
+            let Some(value) = table.get(hash)? else {
+                return Ok(None);
+            };
+            Ok(decode_record(value.value())
+                .filter(|(k, _)| *k == key)
+                .map(|(_, e)| e))
+        };
+        match read() {
+            Ok(entry) => entry,
+            Err(_) => {
+                self.counters.errors += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether `hash` is on disk and live at `now_ms` (by the index alone: no disk read, so
+    /// a colliding key reads as present, with the odds given in the module doc).
+    pub fn contains(&self, hash: u64, now_ms: u64) -> bool {
+        self.index
+            .get(hash)
+            .is_some_and(|s| s.expires_at == 0 || now_ms < s.expires_at)
+    }
+
+    /// Marks `hash` as just used, so that a key served from memory is not the disk's LRU
+    /// victim.
+    pub fn touch(&mut self, hash: u64, now_ms: u64) {
+        self.index.touch(hash, now_ms);
+    }
+
+    /// Queues an entry for writing and evicts (expired entries first, then the least recently
+    /// used) to stay within `disk_max_bytes`. Returns whether it will be written.
+    pub fn put(&mut self, entry: DiskWrite<'_>, now_ms: u64) -> bool {
+        self.prune_pending();
+        let record = encode_record(
+            entry.kind,
+            entry.flags,
+            entry.expires_at,
+            entry.key,
+            entry.tags,
+            entry.stored,
+        );
+        let size = record.len() + META_HEADER + entry.key.len() + entry.tags.len();
+        if self.max_bytes.is_some_and(|max| size as u64 > max) || size > u32::MAX as usize {
+            self.counters.oversized += 1;
+            self.remove(entry.hash);
+            return false;
+        }
+        let meta = encode_meta(entry.expires_at, now_ms, size as u32, entry.key, entry.tags);
+        let record: Arc<[u8]> = record.into();
+        self.index
+            .upsert(entry.hash, size as u32, entry.expires_at, now_ms);
+        if entry.expires_at != 0 {
+            self.expiry.push(Reverse((entry.expires_at, entry.hash)));
+        }
+        let seq = self.take_seq();
+        self.mark_pending(seq, entry.hash, Some(Arc::clone(&record)));
+        self.send(Op::Put {
+            seq,
+            hash: entry.hash,
+            record,
+            meta,
+        });
+        self.enforce_bound(now_ms);
+        true
+    }
+
+    fn enforce_bound(&mut self, now_ms: u64) {
+        let Some(max) = self.max_bytes else {
+            return;
+        };
+        if self.index.bytes <= max {
+            return;
+        }
+        // expired entries go first, whatever their recency
+        while self.index.bytes > max {
+            if self.reclaim_expired(now_ms, 64) == 0 {
+                break;
+            }
+        }
+        while self.index.bytes > max && self.index.head != NIL {
+            let victim = self.index.slots[self.index.head as usize].hash;
+            self.index.remove(victim);
+            self.send_delete(victim);
+            self.counters.evictions += 1;
+        }
+    }
+
+    /// Removes `hash`; returns whether it was on disk.
+    pub fn remove(&mut self, hash: u64) -> bool {
+        if self.index.remove(hash) {
+            self.send_delete(hash);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes everything; returns how many entries there were.
+    pub fn clear(&mut self) -> usize {
+        let removed = self.index.len();
+        self.index.clear();
+        self.expiry.clear();
+        self.pending.clear();
+        self.pending_order.clear();
+        let seq = self.take_seq();
+        self.send(Op::Clear { seq });
+        removed
+    }
+
+    /// Removes the entries `selector` matches, after every write queued before it, and returns
+    /// their hashes. Blocks until the writer has applied it (an invalidation must see writes
+    /// not yet durable, and tags live on disk, not in memory).
+    pub fn invalidate(&mut self, selector: Selector) -> Vec<u64> {
+        let seq = self.take_seq();
+        let (reply, answer) = mpsc::sync_channel(1);
+        if !self.send(Op::Invalidate {
+            seq,
+            selector,
+            reply,
+        }) {
+            return Vec::new();
+        }
+        let removed = answer.recv().unwrap_or_default();
+        for &hash in &removed {
+            self.index.remove(hash);
+        }
+        self.prune_pending();
+        removed
+    }
+
+    /// Removes up to `budget` entries whose time is up at `now_ms`; returns how many.
+    pub fn reclaim_expired(&mut self, now_ms: u64, budget: usize) -> usize {
+        let mut reclaimed = 0;
+        while reclaimed < budget {
+            let Some(&Reverse((expires_at, hash))) = self.expiry.peek() else {
+                break;
+            };
+            if expires_at > now_ms {
+                break;
+            }
+            self.expiry.pop();
+            if self
+                .index
+                .get(hash)
+                .is_some_and(|s| s.expires_at == expires_at)
+            {
+                self.index.remove(hash);
+                self.send_delete(hash);
+                self.counters.expirations += 1;
+                reclaimed += 1;
+            }
+        }
+        if self.expiry.len() > 2 * self.index.len() + 1024 {
+            self.expiry = self
+                .index
+                .slots
+                .iter()
+                .filter(|s| s.expires_at != 0 && self.index.find(s.hash).is_some())
+                .map(|s| Reverse((s.expires_at, s.hash)))
+                .collect();
+        }
+        reclaimed
+    }
+
+    /// A ticket that completes when everything queued so far is durable.
+    pub fn flush(&mut self) -> FlushTicket {
+        let (reply, receiver) = mpsc::sync_channel(1);
+        self.send(Op::Flush { reply });
+        FlushTicket {
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Stops the writer after it has applied everything queued, and waits for it.
+    pub fn close(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Op::Shutdown);
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        self.writer_done = None;
+    }
+
+    /// Test hook: make every later write batch and read fail.
+    #[cfg(test)]
+    pub(crate) fn inject_failures(&self, fail: bool) {
+        self.shared.fail.store(fail, Ordering::Relaxed);
+    }
+}
+
+impl Drop for DiskTier {
+    /// Asks the writer to drain and stop, and waits a bounded time; a writer still busy after
+    /// that finishes on its own (it holds the database and the lock until then).
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Op::Shutdown);
+        }
+        if let Some(done) = self.writer_done.take() {
+            if done.recv_timeout(DROP_WAIT).is_ok() {
+                if let Some(writer) = self.writer.take() {
+                    let _ = writer.join();
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread: applies queued operations in batches, one write transaction each.
+fn run_writer(db: &Database, shared: &Shared, receiver: Receiver<Op>) {
+    let mut batch = Vec::new();
+    // a flush is durable only when no batch failed since the previous flush
+    let mut failed_since_flush = false;
+    loop {
+        let Ok(first) = receiver.recv() else {
+            return;
+        };
+        batch.push(first);
+        while batch.len() < MAX_BATCH && !matches!(batch.last(), Some(Op::Shutdown)) {
+            match receiver.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let shutdown = matches!(batch.last(), Some(Op::Shutdown));
+        let outcome = if shared.fail.load(Ordering::Relaxed) {
+            Err(redb::Error::Corrupted("injected write failure".into()))
+        } else {
+            apply_batch(db, &batch)
+        };
+        let mut removed_sets = match outcome {
+            Ok((written, removed_sets)) => {
+                shared.writes.fetch_add(written, Ordering::Relaxed);
+                removed_sets.into_iter()
+            }
+            Err(_) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                failed_since_flush = true;
+                Vec::new().into_iter()
+            }
+        };
+        let last_seq = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { seq, .. }
+                | Op::Delete { seq, .. }
+                | Op::Clear { seq }
+                | Op::Invalidate { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .max();
+        if let Some(seq) = last_seq {
+            shared.applied_seq.fetch_max(seq, Ordering::Release);
+        }
+        for op in batch.drain(..) {
+            match op {
+                Op::Invalidate { reply, .. } => {
+                    let _ = reply.send(removed_sets.next().unwrap_or_default());
+                }
+                Op::Flush { reply } => {
+                    let _ = reply.send(!failed_since_flush);
+                    failed_since_flush = false;
+                }
+                _ => {}
+            }
+        }
+        if shutdown {
+            return;
+        }
+    }
+}
+
+/// Applies one batch in one write transaction; returns the entries written and, for each
+/// invalidation in order, the hashes it removed.
+fn apply_batch(db: &Database, batch: &[Op]) -> Result<(u64, Vec<Vec<u64>>), redb::Error> {
+    let txn = db.begin_write()?;
+    let mut written = 0;
+    let mut removed_sets = Vec::new();
+    {
+        let mut entries = txn.open_table(ENTRIES)?;
+        let mut meta = txn.open_table(META)?;
+        for op in batch {
+            match op {
+                Op::Put {
+                    hash,
+                    record,
+                    meta: meta_record,
+                    ..
+                } => {
+                    entries.insert(*hash, &record[..])?;
+                    meta.insert(*hash, meta_record.as_slice())?;
+                    written += 1;
+                }
+                Op::Delete { hash, .. } => {
+                    entries.remove(*hash)?;
+                    meta.remove(*hash)?;
+                }
+                Op::Clear { .. } => {
+                    entries.retain(|_, _| false)?;
+                    meta.retain(|_, _| false)?;
+                }
+                Op::Invalidate { selector, .. } => {
+                    let mut hashes = Vec::new();
+                    for item in meta.iter()? {
+                        let (hash, value) = item?;
+                        if decode_meta(value.value())
+                            .is_some_and(|m| selector.matches(m.key, m.tags))
+                        {
+                            hashes.push(hash.value());
+                        }
+                    }
+                    for &hash in &hashes {
+                        entries.remove(hash)?;
+                        meta.remove(hash)?;
+                    }
+                    removed_sets.push(hashes);
+                }
+                Op::Flush { .. } | Op::Shutdown => {}
+            }
+        }
+    }
+    txn.commit()?;
+    Ok((written, removed_sets))
+}

@@ -1,0 +1,742 @@
+//! Tests of the cache as a whole: both tiers, TTLs on a manual clock, restarts, locking and
+//! disk failures. Directories are unique subfolders of the system temp dir, removed after.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+use crate::cache::disk::FlushTicket;
+use crate::cache::error::{ERR_CACHE_CLOSED, ERR_CACHE_LOCKED};
+use crate::common::clock::NANOS_PER_MS;
+use crate::common::ManualClock;
+
+/// A unique temp directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "bulwark-cache-test-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// 2023-11-14 in ms: a manual wall clock well after the epoch.
+const START_MS: u64 = 1_700_000_000_000;
+
+fn manual_clock() -> (ManualClock, Clock) {
+    let manual = ManualClock::new(START_MS * NANOS_PER_MS);
+    (manual.clone(), Clock::Manual(manual))
+}
+
+fn advance_ms(clock: &ManualClock, ms: u64) {
+    clock.advance(ms * NANOS_PER_MS);
+}
+
+fn entries(n: u64) -> CacheOptions {
+    CacheOptions {
+        max_entries: Some(n),
+        ..CacheOptions::default()
+    }
+}
+
+fn on_disk(dir: &TempDir, max_entries: u64) -> CacheOptions {
+    CacheOptions {
+        dir: Some(dir.path().to_path_buf()),
+        ..entries(max_entries)
+    }
+}
+
+fn set(cache: &mut Cache, key: &str, value: &str) {
+    cache
+        .set(
+            key.as_bytes(),
+            ValueKind::String,
+            value.as_bytes(),
+            &SetOptions::default(),
+        )
+        .unwrap();
+}
+
+fn set_with(cache: &mut Cache, key: &str, value: &str, ttl_ms: Option<u64>, tags: &[&str]) {
+    let options = SetOptions {
+        ttl_ms,
+        tags: tags.iter().map(|t| t.as_bytes().to_vec()).collect(),
+    };
+    cache
+        .set(
+            key.as_bytes(),
+            ValueKind::String,
+            value.as_bytes(),
+            &options,
+        )
+        .unwrap();
+}
+
+fn get(cache: &mut Cache, key: &str) -> Option<String> {
+    cache
+        .get(key.as_bytes())
+        .unwrap()
+        .map(|s| String::from_utf8(s.bytes).unwrap())
+}
+
+fn compressible(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b"0123456789abcdef"[i % 16 / 2]).collect()
+}
+
+#[test]
+fn kinds_round_trip_from_memory() {
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(entries(10), clock).unwrap();
+    let values = [
+        (ValueKind::String, &b"h\xc3\xa9llo"[..]),
+        (ValueKind::Bytes, &[0u8, 255, 1][..]),
+        (ValueKind::Json, &br#"{"a":[1,2]}"#[..]),
+    ];
+    for (i, (kind, payload)) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        cache
+            .set(key.as_bytes(), *kind, payload, &SetOptions::default())
+            .unwrap();
+        let got = cache.get(key.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            (got.kind, &got.bytes[..], got.tier),
+            (*kind, *payload, Tier::Memory)
+        );
+    }
+    assert_eq!(cache.get(b"absent").unwrap(), None);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.sets, stats.entries),
+        (3, 1, 3, 3)
+    );
+}
+
+#[test]
+fn compression_on_off_threshold_and_non_shrinking() {
+    for compression in [Compression::Lz4, Compression::Zstd, Compression::None] {
+        let (_, clock) = manual_clock();
+        let options = CacheOptions {
+            compression,
+            compress_min_bytes: 100,
+            ..entries(10)
+        };
+        let mut cache = Cache::open(options, clock).unwrap();
+        let big = compressible(10_000);
+        cache
+            .set(b"big", ValueKind::Bytes, &big, &SetOptions::default())
+            .unwrap();
+        assert_eq!(cache.get(b"big").unwrap().unwrap().bytes, big);
+        let stats = cache.stats().compression;
+        assert_eq!(stats.raw_bytes, 10_000);
+        if compression == Compression::None {
+            assert_eq!(stats.stored_bytes, 10_000);
+        } else {
+            assert!(stats.stored_bytes < 2_000, "{compression:?}: {stats:?}");
+        }
+        // below the threshold: raw
+        let small = compressible(99);
+        cache
+            .set(b"small", ValueKind::Bytes, &small, &SetOptions::default())
+            .unwrap();
+        let after = cache.stats().compression;
+        assert_eq!(after.stored_bytes - stats.stored_bytes, 99);
+        // above it but incompressible: raw
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        cache
+            .set(b"noise", ValueKind::Bytes, &noise, &SetOptions::default())
+            .unwrap();
+        assert_eq!(
+            cache.stats().compression.stored_bytes - after.stored_bytes,
+            1000
+        );
+        assert_eq!(cache.get(b"noise").unwrap().unwrap().bytes, noise);
+    }
+}
+
+#[test]
+fn options_are_validated_naming_the_option() {
+    let (_, clock) = manual_clock();
+    let message = |options: CacheOptions| match Cache::open(options, clock.clone()) {
+        Err(CacheError::Invalid(invalid)) => invalid.message,
+        other => panic!("expected an invalid option, got {:?}", other.map(|_| ())),
+    };
+    assert!(message(CacheOptions::default()).contains("maxEntries or maxBytes"));
+    assert!(message(entries(0)).starts_with("maxEntries"));
+    let bytes = CacheOptions {
+        max_bytes: Some(0),
+        ..CacheOptions::default()
+    };
+    assert!(message(bytes).starts_with("maxBytes"));
+    assert!(message(CacheOptions {
+        ttl_ms: Some(0),
+        ..entries(1)
+    })
+    .starts_with("ttlMs"));
+    assert!(message(CacheOptions {
+        disk_max_bytes: Some(10),
+        ..entries(1)
+    })
+    .starts_with("diskMaxBytes"));
+    assert!(message(CacheOptions {
+        dir: Some(PathBuf::new()),
+        ..entries(1)
+    })
+    .starts_with("dir"));
+    assert!(message(CacheOptions {
+        compress_min_bytes: u64::MAX,
+        ..entries(1)
+    })
+    .starts_with("compressMinBytes"));
+}
+
+#[test]
+fn bad_keys_tags_and_ttls_are_refused_naming_them() {
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(entries(10), clock).unwrap();
+    let err = cache.get(b"").unwrap_err();
+    assert!(err.to_string().starts_with("key") && err.code() == "ERR_BULWARK_INVALID_ARGUMENT");
+    let long = vec![b'k'; 64 * 1024 + 1];
+    assert!(cache
+        .set(&long, ValueKind::String, b"v", &SetOptions::default())
+        .is_err());
+    let ok = vec![b'k'; 64 * 1024];
+    cache
+        .set(&ok, ValueKind::String, b"v", &SetOptions::default())
+        .unwrap();
+    assert!(cache.get(&ok).unwrap().is_some());
+    let bad_tags = SetOptions {
+        tags: vec![Vec::new()],
+        ..SetOptions::default()
+    };
+    let err = cache
+        .set(b"k", ValueKind::String, b"v", &bad_tags)
+        .unwrap_err();
+    assert!(err.to_string().starts_with("tags[0]"));
+    let zero_ttl = SetOptions {
+        ttl_ms: Some(0),
+        ..SetOptions::default()
+    };
+    let err = cache
+        .set(b"k", ValueKind::String, b"v", &zero_ttl)
+        .unwrap_err();
+    assert!(err.to_string().starts_with("ttlMs"));
+    assert!(cache
+        .invalidate_prefix(b"")
+        .unwrap_err()
+        .to_string()
+        .starts_with("prefix"));
+    assert!(cache
+        .invalidate_tag(b"")
+        .unwrap_err()
+        .to_string()
+        .starts_with("tag"));
+}
+
+#[test]
+fn memory_bounds_by_entries_and_bytes() {
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(entries(50), clock.clone()).unwrap();
+    for i in 0..500 {
+        set(&mut cache, &format!("k{i}"), "v");
+        assert!(cache.len() <= 50);
+    }
+    assert_eq!(cache.stats().evictions, 450);
+    let max_bytes = 20_000;
+    let options = CacheOptions {
+        max_bytes: Some(max_bytes),
+        ..CacheOptions::default()
+    };
+    let mut cache = Cache::open(options, clock).unwrap();
+    for i in 0..500 {
+        set(&mut cache, &format!("k{i}"), &"x".repeat(200));
+        assert!(cache.stats().bytes <= max_bytes);
+    }
+    assert!(cache.stats().entries > 20);
+}
+
+#[test]
+fn oversized_entry_is_refused_by_memory_but_kept_on_disk() {
+    let dir = TempDir::new("oversized");
+    let (_, clock) = manual_clock();
+    let options = CacheOptions {
+        max_bytes: Some(4_000),
+        compression: Compression::None,
+        dir: Some(dir.path().to_path_buf()),
+        ..CacheOptions::default()
+    };
+    let mut cache = Cache::open(options, clock).unwrap();
+    for i in 0..10 {
+        set(&mut cache, &format!("small{i}"), "v");
+    }
+    let huge = "h".repeat(10_000);
+    set(&mut cache, "huge", &huge);
+    let stats = cache.stats();
+    assert_eq!(stats.oversized, 1);
+    assert_eq!(stats.memory.entries, 10, "nothing else was flushed");
+    // served from disk (from the pending overlay: nothing was flushed yet)
+    let got = cache.get(b"huge").unwrap().unwrap();
+    assert_eq!((got.tier, got.bytes.len()), (Tier::Disk, 10_000));
+    cache.flush().unwrap().wait().unwrap();
+    assert_eq!(get(&mut cache, "huge").unwrap(), huge);
+}
+
+#[test]
+fn ttl_entries_are_never_returned_after_expiry_and_are_reclaimed() {
+    let (manual, clock) = manual_clock();
+    let options = CacheOptions {
+        ttl_ms: Some(1_000),
+        ..entries(1_000)
+    };
+    let mut cache = Cache::open(options, clock).unwrap();
+    set(&mut cache, "default", "d");
+    set_with(&mut cache, "own", "o", Some(5_000), &[]);
+    advance_ms(&manual, 999);
+    assert_eq!(get(&mut cache, "default").as_deref(), Some("d"));
+    advance_ms(&manual, 1);
+    assert_eq!(get(&mut cache, "default"), None);
+    assert!(!cache.has(b"default").unwrap());
+    assert_eq!(get(&mut cache, "own").as_deref(), Some("o"));
+    assert_eq!(cache.stats().expirations, 1);
+    // reclaimed by the sweep of later calls, without being looked up
+    for i in 0..100 {
+        set(&mut cache, &format!("t{i}"), "v");
+    }
+    advance_ms(&manual, 10_000);
+    for _ in 0..30 {
+        assert!(!cache.has(b"other").unwrap());
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.memory.entries, 0);
+    assert_eq!(stats.expirations, 102);
+}
+
+#[test]
+fn hot_set_survives_a_scan_through_the_cache() {
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(entries(1_000), clock).unwrap();
+    for _ in 0..4 {
+        for i in 0..300 {
+            let key = format!("hot{i}");
+            if get(&mut cache, &key).is_none() {
+                set(&mut cache, &key, "h");
+            }
+        }
+    }
+    for i in 0..50_000 {
+        let key = format!("scan{i}");
+        if get(&mut cache, &key).is_none() {
+            set(&mut cache, &key, "c");
+        }
+    }
+    let survivors = (0..300)
+        .filter(|i| cache.has(format!("hot{i}").as_bytes()).unwrap())
+        .count();
+    // the few hot keys in the 1% window when the scan starts may go; the rest stay
+    assert!(survivors >= 285, "{survivors} of 300 survived");
+}
+
+#[test]
+fn has_delete_clear_and_close() {
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(entries(10), clock).unwrap();
+    set(&mut cache, "a", "1");
+    set(&mut cache, "b", "2");
+    assert!(cache.has(b"a").unwrap());
+    assert!(cache.delete(b"a").unwrap());
+    assert!(!cache.delete(b"a").unwrap());
+    assert_eq!(cache.stats().deletes, 1);
+    assert_eq!(cache.clear().unwrap(), 1);
+    assert!(cache.is_empty());
+    cache.flush().unwrap().wait().unwrap();
+    cache.close();
+    cache.close();
+    assert_eq!(cache.get(b"a").unwrap_err().code(), ERR_CACHE_CLOSED);
+    assert_eq!(cache.flush().unwrap_err().code(), ERR_CACHE_CLOSED);
+}
+
+#[test]
+fn tags_and_prefixes_across_both_tiers_and_a_restart() {
+    let dir = TempDir::new("tags");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 3), clock.clone()).unwrap();
+    for i in 0..10 {
+        let tags: &[&str] = if i % 2 == 0 {
+            &["even"]
+        } else {
+            &["odd", "all"]
+        };
+        set_with(&mut cache, &format!("user:{i}"), "u", None, tags);
+        set_with(&mut cache, &format!("post:{i}"), "p", None, &["all"]);
+    }
+    assert!(cache.stats().memory.entries <= 3);
+    assert_eq!(cache.stats().disk.entries, 20);
+    assert_eq!(cache.invalidate_tag(b"even").unwrap(), 5);
+    assert_eq!(get(&mut cache, "user:0"), None);
+    assert_eq!(get(&mut cache, "user:1").as_deref(), Some("u"));
+    assert_eq!(cache.invalidate_prefix(b"user:").unwrap(), 5);
+    assert_eq!(get(&mut cache, "user:1"), None);
+    assert_eq!(cache.len(), 10);
+    cache.flush().unwrap().wait().unwrap();
+    drop(cache);
+
+    let mut cache = Cache::open(on_disk(&dir, 3), clock).unwrap();
+    assert_eq!(cache.len(), 10);
+    assert_eq!(cache.invalidate_tag(b"all").unwrap(), 10);
+    assert_eq!(get(&mut cache, "post:3"), None);
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn restart_serves_what_was_flushed_and_honours_ttls() {
+    let dir = TempDir::new("restart");
+    let (manual, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    set(&mut cache, "forever", "f");
+    set_with(&mut cache, "short", "s", Some(1_000), &[]);
+    set_with(&mut cache, "long", "l", Some(60_000), &[]);
+    cache
+        .set(
+            b"bytes",
+            ValueKind::Bytes,
+            &compressible(5_000),
+            &SetOptions::default(),
+        )
+        .unwrap();
+    cache.flush().unwrap().wait().unwrap();
+    assert_eq!(cache.stats().disk.writes, 4);
+    drop(cache);
+
+    advance_ms(&manual, 2_000);
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    assert_eq!(cache.len(), 3, "the expired entry is dropped at open");
+    let forever = cache.get(b"forever").unwrap().unwrap();
+    assert_eq!(
+        (forever.tier, forever.kind),
+        (Tier::Disk, ValueKind::String)
+    );
+    assert_eq!(cache.get(b"forever").unwrap().unwrap().tier, Tier::Memory);
+    assert_eq!(get(&mut cache, "short"), None);
+    let bytes = cache.get(b"bytes").unwrap().unwrap();
+    assert_eq!(
+        (bytes.kind, bytes.bytes),
+        (ValueKind::Bytes, compressible(5_000))
+    );
+    assert_eq!(get(&mut cache, "long").as_deref(), Some("l"));
+    advance_ms(&manual, 58_000);
+    assert_eq!(
+        get(&mut cache, "long"),
+        None,
+        "the TTL still holds after a restart"
+    );
+    cache.close();
+
+    // what was set but never flushed is still written by close
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    set(&mut cache, "late", "x");
+    cache.close();
+    let mut cache = Cache::open(on_disk(&dir, 100), clock).unwrap();
+    assert_eq!(get(&mut cache, "late").as_deref(), Some("x"));
+}
+
+#[test]
+fn a_second_open_of_the_same_dir_is_locked() {
+    let dir = TempDir::new("locked");
+    let (_, clock) = manual_clock();
+    let mut first = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    let err = Cache::open(on_disk(&dir, 10), clock.clone()).err().unwrap();
+    assert_eq!(err.code(), ERR_CACHE_LOCKED);
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+    first.close();
+    let second = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    drop(second);
+    // dropping (not closing) releases the directory too
+    Cache::open(on_disk(&dir, 10), clock).unwrap();
+}
+
+#[test]
+fn an_unusable_dir_is_an_error_naming_dir() {
+    let dir = TempDir::new("file");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let (_, clock) = manual_clock();
+    let options = CacheOptions {
+        dir: Some(file.clone()),
+        ..entries(10)
+    };
+    let err = Cache::open(options, clock.clone()).err().unwrap();
+    assert!(err.to_string().starts_with("dir "), "{err}");
+    let nested = CacheOptions {
+        dir: Some(file.join("below")),
+        ..entries(10)
+    };
+    let err = Cache::open(nested, clock).err().unwrap();
+    assert!(err.to_string().starts_with("dir "), "{err}");
+}
+
+#[test]
+fn disk_max_bytes_evicts_expired_first_then_least_recent() {
+    let dir = TempDir::new("diskmax");
+    let (manual, clock) = manual_clock();
+    let mut options = on_disk(&dir, 1_000);
+    options.compression = Compression::None;
+    // one entry: record 18 + 3 + 100, meta 28 + 3: 152 bytes; room for 10
+    options.disk_max_bytes = Some(1_520);
+    let mut cache = Cache::open(options.clone(), clock.clone()).unwrap();
+    let value = "v".repeat(100);
+    set_with(&mut cache, "e00", &value, Some(100), &[]);
+    for i in 1..10 {
+        set(&mut cache, &format!("k{i:02}"), &value);
+    }
+    assert_eq!(cache.stats().disk.entries, 10);
+    assert_eq!(cache.stats().disk.bytes, 1_520);
+    advance_ms(&manual, 200);
+    set(&mut cache, "k10", &value);
+    let stats = cache.stats();
+    assert_eq!(stats.disk.entries, 10);
+    assert_eq!(stats.disk.evictions, 0, "the expired entry made room");
+    assert_eq!(stats.expirations, 1);
+    // k01 is the least recent, unless used: use it, and k02 goes instead
+    assert!(get(&mut cache, "k01").is_some());
+    set(&mut cache, "k11", &value);
+    assert_eq!(cache.stats().disk.evictions, 1);
+    assert!(cache.disk().unwrap().contains(
+        crate::cache::key::hash_key(cache.disk().unwrap().seed(), b"k01"),
+        START_MS + 200
+    ));
+    assert!(!cache.disk().unwrap().contains(
+        crate::cache::key::hash_key(cache.disk().unwrap().seed(), b"k02"),
+        START_MS + 200
+    ));
+    for i in 12..100 {
+        set(&mut cache, &format!("k{i:02}"), &value);
+        assert!(cache.stats().disk.bytes <= 1_520);
+    }
+    cache.flush().unwrap().wait().unwrap();
+    drop(cache);
+    let cache = Cache::open(options, clock).unwrap();
+    assert_eq!(cache.stats().disk.entries, 10);
+}
+
+#[test]
+fn an_entry_larger_than_the_disk_bound_stays_in_memory_only() {
+    let dir = TempDir::new("disk-oversized");
+    let (_, clock) = manual_clock();
+    let options = CacheOptions {
+        disk_max_bytes: Some(1_000),
+        compression: Compression::None,
+        ..on_disk(&dir, 10)
+    };
+    let mut cache = Cache::open(options, clock).unwrap();
+    set(&mut cache, "big", "old");
+    set(&mut cache, "big", &"b".repeat(2_000));
+    let stats = cache.stats();
+    assert_eq!((stats.disk.oversized, stats.disk.entries), (1, 0));
+    let got = cache.get(b"big").unwrap().unwrap();
+    assert_eq!((got.tier, got.bytes.len()), (Tier::Memory, 2_000));
+}
+
+#[test]
+fn disk_errors_are_counted_and_never_fail_get_or_set() {
+    let dir = TempDir::new("errors");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 2), clock).unwrap();
+    for i in 0..5 {
+        set(&mut cache, &format!("k{i}"), "v");
+    }
+    cache.flush().unwrap().wait().unwrap();
+    cache.disk().unwrap().inject_failures(true);
+    set(&mut cache, "during", "d");
+    assert!(cache.flush().unwrap().wait().is_err());
+    // a read of a key only on disk fails: a miss, counted
+    let on_disk_only = (0..5)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let hash = crate::cache::key::hash_key(cache.seed, k.as_bytes());
+            !cache.memory.contains(k.as_bytes(), hash, START_MS)
+        })
+        .unwrap();
+    assert_eq!(get(&mut cache, &on_disk_only), None);
+    // memory still serves
+    assert_eq!(get(&mut cache, "during").as_deref(), Some("d"));
+    let errors = cache.stats().disk.errors;
+    assert!(errors >= 2, "{errors}");
+    cache.disk().unwrap().inject_failures(false);
+    set(&mut cache, "after", "a");
+    cache.flush().unwrap().wait().unwrap();
+    assert_eq!(get(&mut cache, &on_disk_only).as_deref(), Some("v"));
+}
+
+/// Set by `a_second_process_is_locked_out` for the copy of this test binary it starts.
+const PROBE_ENV: &str = "BULWARK_CACHE_LOCK_PROBE";
+
+#[test]
+fn a_second_process_is_locked_out() {
+    let dir = TempDir::new("process-lock");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    let probe = |expected: &str| {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cache::persistent_cache::tests::lock_probe",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PROBE_ENV, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(&format!("probe: {expected}")),
+            "expected {expected}: {stdout}"
+        );
+    };
+    probe(ERR_CACHE_LOCKED);
+    cache.close();
+    probe("opened");
+}
+
+/// Run by `a_second_process_is_locked_out` in a child process: opens the cache directory it is
+/// given and prints the outcome. Does nothing on its own.
+#[test]
+#[ignore = "a probe that a_second_process_is_locked_out starts in a child process"]
+fn lock_probe() {
+    let Some(dir) = std::env::var_os(PROBE_ENV) else {
+        return;
+    };
+    let options = CacheOptions {
+        dir: Some(PathBuf::from(dir)),
+        ..entries(10)
+    };
+    match Cache::open(options, Clock::system()) {
+        Ok(_) => println!("probe: opened"),
+        Err(err) => println!("probe: {}", err.code()),
+    }
+}
+
+#[test]
+fn cache_and_flush_ticket_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Cache>();
+    assert_send::<FlushTicket>();
+}
+
+#[test]
+fn flush_ticket_can_be_polled_and_completes() {
+    let dir = TempDir::new("poll");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    set(&mut cache, "a", "1");
+    let ticket = cache.flush().unwrap();
+    let outcome = ticket
+        .wait_timeout(std::time::Duration::from_secs(30))
+        .expect("a flush of one entry completes");
+    outcome.unwrap();
+    assert!(FlushTicket::done().wait().is_ok());
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set(u8, u16),
+        Get(u8),
+        Delete(u8),
+        Flush,
+        Reopen,
+        InvalidatePrefix(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (0..24u8, 0..3000u16).prop_map(|(k, len)| Op::Set(k, len)),
+            5 => (0..24u8).prop_map(Op::Get),
+            1 => (0..24u8).prop_map(Op::Delete),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Reopen),
+            1 => (0..3u8).prop_map(Op::InvalidatePrefix),
+        ]
+    }
+
+    fn key(k: u8) -> Vec<u8> {
+        format!("{}:{k}", k % 3).into_bytes()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// With a disk tier and no disk bound, the cache loses nothing: every `get` returns
+        /// the last value set, across memory evictions, pending writes and restarts.
+        #[test]
+        fn a_disk_backed_cache_returns_exactly_the_last_value(
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let dir = TempDir::new("model");
+            let (_, clock) = manual_clock();
+            let options = CacheOptions {
+                max_bytes: Some(8_000),
+                compress_min_bytes: 500,
+                ..on_disk(&dir, 4)
+            };
+            let mut cache = Some(Cache::open(options.clone(), clock.clone()).unwrap());
+            let mut model: HashMap<u8, Vec<u8>> = HashMap::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                let c = cache.as_mut().unwrap();
+                match op {
+                    Op::Set(k, len) => {
+                        let value: Vec<u8> = (0..len).map(|i| (i as usize / 7 + step) as u8).collect();
+                        c.set(&key(k), ValueKind::Bytes, &value, &SetOptions::default()).unwrap();
+                        model.insert(k, value);
+                    }
+                    Op::Get(k) => {
+                        let got = c.get(&key(k)).unwrap().map(|s| s.bytes);
+                        prop_assert_eq!(got.as_ref(), model.get(&k));
+                    }
+                    Op::Delete(k) => {
+                        prop_assert_eq!(c.delete(&key(k)).unwrap(), model.remove(&k).is_some());
+                    }
+                    Op::Flush => c.flush().unwrap().wait().unwrap(),
+                    Op::Reopen => {
+                        drop(cache.take());
+                        cache = Some(Cache::open(options.clone(), clock.clone()).unwrap());
+                    }
+                    Op::InvalidatePrefix(p) => {
+                        let prefix = format!("{p}:");
+                        let expected = model.keys().filter(|k| *k % 3 == p).count();
+                        prop_assert_eq!(c.invalidate_prefix(prefix.as_bytes()).unwrap(), expected);
+                        model.retain(|k, _| k % 3 != p);
+                    }
+                }
+                prop_assert_eq!(cache.as_ref().unwrap().len(), model.len());
+            }
+        }
+    }
+}
