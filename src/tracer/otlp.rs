@@ -51,12 +51,14 @@ pub struct OtlpResource {
     pub attributes: Vec<(String, AttributeValue)>,
 }
 
-fn any_value(value: &AttributeValue) -> AnyValue {
+/// An attribute value as OTLP's `AnyValue`, moving its strings rather than copying them (the
+/// span is consumed by the export).
+fn any_value(value: AttributeValue) -> AnyValue {
     use any_value::Value;
-    fn array<T>(items: &[T], f: impl Fn(&T) -> Value) -> Value {
+    fn array<T>(items: Vec<T>, f: impl Fn(T) -> Value) -> Value {
         Value::ArrayValue(ArrayValue {
             values: items
-                .iter()
+                .into_iter()
                 .map(|item| AnyValue {
                     value: Some(f(item)),
                 })
@@ -64,23 +66,23 @@ fn any_value(value: &AttributeValue) -> AnyValue {
         })
     }
     let value = match value {
-        AttributeValue::String(s) => Value::StringValue(s.clone()),
-        AttributeValue::Bool(b) => Value::BoolValue(*b),
-        AttributeValue::I64(i) => Value::IntValue(*i),
-        AttributeValue::F64(f) => Value::DoubleValue(*f),
-        AttributeValue::StringArray(v) => array(v, |s| Value::StringValue(s.clone())),
-        AttributeValue::BoolArray(v) => array(v, |b| Value::BoolValue(*b)),
-        AttributeValue::I64Array(v) => array(v, |i| Value::IntValue(*i)),
-        AttributeValue::F64Array(v) => array(v, |f| Value::DoubleValue(*f)),
+        AttributeValue::String(s) => Value::StringValue(s),
+        AttributeValue::Bool(b) => Value::BoolValue(b),
+        AttributeValue::I64(i) => Value::IntValue(i),
+        AttributeValue::F64(f) => Value::DoubleValue(f),
+        AttributeValue::StringArray(v) => array(v, Value::StringValue),
+        AttributeValue::BoolArray(v) => array(v, Value::BoolValue),
+        AttributeValue::I64Array(v) => array(v, Value::IntValue),
+        AttributeValue::F64Array(v) => array(v, Value::DoubleValue),
     };
     AnyValue { value: Some(value) }
 }
 
-fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
+fn key_values(attributes: Attributes) -> Vec<KeyValue> {
     attributes
-        .iter()
+        .into_iter()
         .map(|(key, value)| KeyValue {
-            key: key.to_string(),
+            key: key.into_string(),
             value: Some(any_value(value)),
             // Profiles-only string-table reference; 0 is left off the wire and out of the JSON.
             ..KeyValue::default()
@@ -110,7 +112,7 @@ fn status(status: &Status) -> ProtoStatus {
     }
 }
 
-fn proto_span(data: &SpanData) -> Span {
+fn proto_span(data: SpanData) -> Span {
     Span {
         trace_id: data.trace_id.to_bytes().to_vec(),
         span_id: data.span_id.to_bytes().to_vec(),
@@ -128,19 +130,19 @@ fn proto_span(data: &SpanData) -> Span {
         // Bits 0-7 are the W3C trace flags; bits 8-9 (parent remoteness) are left unset, which
         // the proto defines as "unknown".
         flags: u32::from(data.flags.bits()),
-        name: data.name.to_string(),
+        name: data.name.into_string(),
         kind: kind(data.kind) as i32,
         start_time_unix_nano: data.start_unix_nanos,
         end_time_unix_nano: data.end_unix_nanos,
-        attributes: key_values(&data.attributes),
+        attributes: key_values(data.attributes),
         dropped_attributes_count: data.dropped_attributes,
         events: data
             .events
-            .iter()
+            .into_iter()
             .map(|event| span::Event {
                 time_unix_nano: event.time_unix_nanos,
-                name: event.name.clone(),
-                attributes: key_values(&event.attributes),
+                name: event.name,
+                attributes: key_values(event.attributes),
                 dropped_attributes_count: event.dropped,
             })
             .collect(),
@@ -152,16 +154,16 @@ fn proto_span(data: &SpanData) -> Span {
 }
 
 /// The request carrying `spans`: one resource, one scope (`bulwark` at this crate's version).
-pub fn export_request(resource: &OtlpResource, spans: &[SpanData]) -> ExportTraceServiceRequest {
+pub fn export_request(resource: &OtlpResource, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
     let mut attributes = vec![KeyValue {
         key: "service.name".to_owned(),
-        value: Some(any_value(&AttributeValue::String(
+        value: Some(any_value(AttributeValue::String(
             resource.service_name.clone(),
         ))),
         ..KeyValue::default()
     }];
     attributes.extend(key_values(
-        &resource
+        resource
             .attributes
             .iter()
             .filter(|(key, _)| key != "service.name")
@@ -180,7 +182,7 @@ pub fn export_request(resource: &OtlpResource, spans: &[SpanData]) -> ExportTrac
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     ..InstrumentationScope::default()
                 }),
-                spans: spans.iter().map(proto_span).collect(),
+                spans: spans.into_iter().map(proto_span).collect(),
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
@@ -189,7 +191,7 @@ pub fn export_request(resource: &OtlpResource, spans: &[SpanData]) -> ExportTrac
 }
 
 /// The request as protobuf bytes, the body of an OTLP/HTTP `application/x-protobuf` POST.
-pub fn encode_protobuf(resource: &OtlpResource, spans: &[SpanData]) -> Vec<u8> {
+pub fn encode_protobuf(resource: &OtlpResource, spans: Vec<SpanData>) -> Vec<u8> {
     export_request(resource, spans).encode_to_vec()
 }
 
@@ -199,7 +201,7 @@ pub fn encode_protobuf(resource: &OtlpResource, spans: &[SpanData]) -> Vec<u8> {
 ///
 /// Only if `serde_json` fails, which these types (string keys, no custom failures) do not cause;
 /// it stays a `Result` so that an exporter reports rather than panics should that change.
-pub fn encode_json(resource: &OtlpResource, spans: &[SpanData]) -> serde_json::Result<Vec<u8>> {
+pub fn encode_json(resource: &OtlpResource, spans: Vec<SpanData>) -> serde_json::Result<Vec<u8>> {
     let request = export_request(resource, spans);
     if !has_non_finite(&request) {
         return serde_json::to_vec(&request);
@@ -302,7 +304,7 @@ mod tests {
                 AttributeValue::F64Array(vec![1.5, f64::NEG_INFINITY]),
             ),
         ];
-        let bytes = encode_json(&resource, &[span]).unwrap();
+        let bytes = encode_json(&resource, vec![span]).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let attrs = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"];
         assert_eq!(attrs[0]["value"]["doubleValue"], "NaN");
@@ -406,7 +408,7 @@ mod tests {
 
     #[test]
     fn protobuf_round_trips_every_field() {
-        let bytes = encode_protobuf(&resource(), &[full_span(), root_span()]);
+        let bytes = encode_protobuf(&resource(), vec![full_span(), root_span()]);
         let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(req.resource_spans.len(), 1);
         let rs = &req.resource_spans[0];
@@ -521,10 +523,10 @@ mod tests {
 
     #[test]
     fn an_empty_batch_still_names_the_resource() {
-        let req = export_request(&resource(), &[]);
+        let req = export_request(&resource(), Vec::new());
         assert!(req.resource_spans[0].scope_spans[0].spans.is_empty());
         let decoded =
-            ExportTraceServiceRequest::decode(encode_protobuf(&resource(), &[]).as_slice())
+            ExportTraceServiceRequest::decode(encode_protobuf(&resource(), Vec::new()).as_slice())
                 .unwrap();
         assert_eq!(decoded, req);
     }
@@ -537,7 +539,7 @@ mod tests {
 
     #[test]
     fn json_follows_the_otlp_mapping() {
-        let bytes = encode_json(&resource(), &[full_span(), root_span()]).unwrap();
+        let bytes = encode_json(&resource(), vec![full_span(), root_span()]).unwrap();
         let json: Json = serde_json::from_slice(&bytes).unwrap();
         let rs = &json["resourceSpans"][0];
         assert_eq!(

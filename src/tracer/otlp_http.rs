@@ -191,13 +191,12 @@ impl SpanExporter for OtlpHttpExporter {
             retry_after: None,
         };
         let body = match self.config.protocol {
-            Protocol::Protobuf => encode_protobuf(&self.config.resource, &batch),
-            Protocol::Json => match encode_json(&self.config.resource, &batch) {
+            Protocol::Protobuf => encode_protobuf(&self.config.resource, batch),
+            Protocol::Json => match encode_json(&self.config.resource, batch) {
                 Ok(body) => body,
                 Err(_) => return failed,
             },
         };
-        drop(batch);
         let deadline = deadline.min(Instant::now() + self.config.timeout);
         let mut attempt = 0;
         loop {
