@@ -382,6 +382,24 @@ function setRequestSpan(req, span) {
   Object.defineProperty(proto, 'span', spanProperty)
 }
 
+/** Span names by route template and method: made once, so a request builds no string. */
+const routeNames = new Map()
+
+/** `METHOD route`, cached (routes and methods are finite: the app defines them). */
+function routeSpanName(method, route) {
+  let byMethod = routeNames.get(route)
+  if (byMethod === undefined) {
+    byMethod = new Map()
+    routeNames.set(route, byMethod)
+  }
+  let name = byMethod.get(method)
+  if (name === undefined) {
+    name = `${method} ${route}`
+    byMethod.set(method, name)
+  }
+  return name
+}
+
 /** The route template of a request once routed (`req.baseUrl` + `req.route.path`), or undefined. */
 function routeOf(req) {
   const route = req.route
@@ -407,9 +425,12 @@ function tracing(options) {
     const socket = req.socket
     const app = req.app
     const trustProxy = app !== undefined && app !== null && typeof app.get === 'function' && app.get('trust proxy')
+    // Behind a trusted proxy, Express's getters read X-Forwarded-For/-Proto; otherwise the
+    // socket answers directly (each getter on `req` costs several property lookups, and `req`
+    // objects change hidden class with every request under Express)
     let address = trustProxy ? req.ip : undefined
     if (typeof address !== 'string' && socket) address = socket.remoteAddress
-    let scheme = req.protocol
+    let scheme = trustProxy ? req.protocol : undefined
     if (typeof scheme !== 'string') scheme = socket && socket.encrypted ? 'https' : 'http'
     span.setAttribute('http.request.method', req.method)
     span.setAttribute('url.path', query === -1 ? url : url.slice(0, query))
@@ -455,7 +476,7 @@ function tracing(options) {
       if (span.ended) return
       const finished = res.writableFinished
       const route = routeOf(req)
-      if (spanName === null && route !== undefined) span.updateName(`${req.method} ${route}`)
+      if (spanName === null && route !== undefined) span.updateName(routeSpanName(req.method, route))
       const code = res.statusCode
       if (sampled) {
         if (route !== undefined) span.setAttribute('http.route', route)
