@@ -499,3 +499,26 @@ test('fetch: a refused connection rejects, and the span has status error and an 
   assert.equal(span.attributes['http.response.status_code'], undefined)
   assert.ok(span.events.some((e) => e.name === 'exception'))
 })
+
+test('root sampling decisions equal OpenTelemetry JS TraceIdRatioBasedSampler for the same trace ids', () => {
+  // The real OTel JS sampler (a devDependency), asked about each trace id our tracer generated:
+  // a mixed fleet must agree on which traces are kept.
+  const { TraceIdRatioBasedSampler, SamplingDecision } = require('@opentelemetry/sdk-trace-base')
+  const { ROOT_CONTEXT, SpanKind: OtelKind } = require('@opentelemetry/api')
+  for (const rate of [0.001, 0.1, 0.15, 0.5, 0.9, 0.999]) {
+    const tracer = new DistributedTracer({ serviceName: 's', sampleRate: rate, exporter: 'none' })
+    const otel = new TraceIdRatioBasedSampler(rate)
+    let sampled = 0
+    const n = 20_000
+    for (let i = 0; i < n; i++) {
+      const span = tracer.startSpan('root', { parent: null })
+      const decision = otel.shouldSample(ROOT_CONTEXT, span.traceId, 'root', OtelKind.INTERNAL, {}, []).decision
+      assert.equal(span.sampled, decision === SamplingDecision.RECORD_AND_SAMPLED, `rate ${rate}, trace id ${span.traceId}`)
+      if (span.sampled) sampled++
+      span.end()
+    }
+    // and the rate is what was asked for (binomial: within 5 standard deviations)
+    const sd = Math.sqrt(n * rate * (1 - rate))
+    assert.ok(Math.abs(sampled - n * rate) <= 5 * sd + 1, `rate ${rate}: ${sampled} of ${n} sampled`)
+  }
+})
