@@ -8,6 +8,9 @@ const codes = Object.freeze({
   INVALID_OPTION: 'ERR_BULWARK_INVALID_OPTION',
   INVALID_ARGUMENT: 'ERR_BULWARK_INVALID_ARGUMENT',
   RATE_LIMITED: 'ERR_RATE_LIMITED',
+  CACHE_LOCKED: 'ERR_CACHE_LOCKED',
+  CACHE_CLOSED: 'ERR_CACHE_CLOSED',
+  CACHE_DISK: 'ERR_CACHE_DISK',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -31,6 +34,20 @@ class RateLimitError extends BulwarkError {
     this.retryAfterMs = retryAfterMs
     this.reason = reason
     if (key !== undefined) this.key = key
+  }
+}
+
+/**
+ * A PersistentCache failure: `code` is 'ERR_CACHE_LOCKED' (the cache's `dir` is in use by another
+ * open cache, in this process, a worker or another process), 'ERR_CACHE_CLOSED' (a call after
+ * `close()`) or 'ERR_CACHE_DISK' (the disk tier cannot be opened in `dir`, or a flush could not
+ * be made durable). `dir` is set when a directory is involved.
+ */
+class CacheError extends BulwarkError {
+  constructor(message, code, { dir } = {}, options) {
+    super(message, code, options)
+    this.name = 'CacheError'
+    if (dir !== undefined) this.dir = dir
   }
 }
 
@@ -58,4 +75,4 @@ function describe(value) {
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
-module.exports = { codes, BulwarkError, RateLimitError, invalidArgument, invalidOption, describe }
+module.exports = { codes, BulwarkError, RateLimitError, CacheError, invalidArgument, invalidOption, describe }

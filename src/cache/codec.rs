@@ -234,6 +234,7 @@ mod tests {
             .message
             .starts_with("compression"));
         assert_eq!(ValueKind::from_byte(2), Some(ValueKind::Json));
-        assert_eq!(ValueKind::from_byte(3), None);
+        assert_eq!(ValueKind::from_byte(3), Some(ValueKind::Uint8Array));
+        assert_eq!(ValueKind::from_byte(4), None);
     }
 }
