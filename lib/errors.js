@@ -72,6 +72,8 @@ function describe(value) {
   if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`
   if (typeof value === 'undefined') return 'undefined'
   if (typeof value === 'function') return 'a function'
+  if (typeof value === 'bigint') return 'a bigint'
+  if (typeof value === 'symbol') return 'a symbol'
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
