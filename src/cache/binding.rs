@@ -107,7 +107,8 @@ fn throw_cache(env: sys::napi_env, failure: Failure) -> napi::Error {
         Failure::Invalid(invalid) => throw_invalid(env, invalid),
         Failure::Cache(err) => {
             let message = err.to_string();
-            let c_message = std::ffi::CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+            let c_message =
+                std::ffi::CString::new(message.replace('\0', "\\0")).unwrap_or_default();
             let c_code = std::ffi::CString::new(err.code()).unwrap_or_default();
             unsafe { sys::napi_throw_error(env, c_code.as_ptr(), c_message.as_ptr()) };
             napi::Error::new(Status::PendingException, message)
@@ -393,8 +394,7 @@ unsafe extern "C" fn set(env: sys::napi_env, info: sys::napi_callback_info) -> s
             let ttl = io[io::TTL];
             let ttl_ms = if ttl == -1.0 {
                 None
-            } else if ttl.is_finite() && ttl >= 1.0 && ttl.fract() == 0.0 && ttl <= 2f64.powi(52)
-            {
+            } else if ttl.is_finite() && ttl >= 1.0 && ttl.fract() == 0.0 && ttl <= 2f64.powi(52) {
                 Some(ttl as u64)
             } else {
                 return Err(InvalidInput::argument_range(format!(
@@ -542,9 +542,8 @@ fn read_options(
         ));
     }
     if let Some(name) = read_text(env.raw(), &reader, "compression")? {
-        config.compression = Compression::parse(&name).map_err(|e| {
-            InvalidInput::option_range(format!("options.{}", e.message))
-        })?;
+        config.compression = Compression::parse(&name)
+            .map_err(|e| InvalidInput::option_range(format!("options.{}", e.message)))?;
     }
     if let Some(n) = integer("compressMinBytes", 0)? {
         config.compress_min_bytes = n;
