@@ -113,16 +113,17 @@ test('two workers each with their own disk cache; the same dir in two workers is
       worker.once('message', resolve)
       worker.once('error', reject)
     })
-    return { worker, first }
+    const exited = new Promise((resolve) => worker.once('exit', resolve))
+    return { worker, first, exited }
   }
   const a = run(1, path.join(base, 'a'))
   const b = run(2, path.join(base, 'b'))
-  for (const [n, { worker, first }] of [[1, a], [2, b]]) {
+  for (const [n, { first, exited }] of [[1, a], [2, b]]) {
     const message = await first
     assert.deepEqual(message.value, { worker: n, i: 499 })
     assert.equal(message.size, 500)
     assert.equal(message.hits, 1)
-    await new Promise((resolve) => worker.once('exit', resolve))
+    await exited
   }
   // the same directory: the first worker holds it open, the second is refused
   const shared = path.join(base, 'shared')
