@@ -91,6 +91,41 @@ export declare class ManualClock {
 }
 export type ManualClockBinding = ManualClock
 
+/**
+ * A two-tier cache: memory (W-TinyLFU) over an optional persistent disk tier (the native
+ * class; see `index.d.ts`).
+ */
+export declare class PersistentCache {
+  /** Opens a cache; every option is validated and unknown options are refused. */
+  constructor(options: PersistentCacheOptions)
+  /**
+   * Internal (used by the facade's constructor): the hot-path functions bound to this cache
+   * and the shared array they exchange numbers through (slots in `lib/cache.js`).
+   */
+  _fastPath(): { get(key: string): string | Buffer | Uint8Array | true | undefined; getStale(key: string): string | Buffer | Uint8Array | true | undefined; set(key: string, value: string | Uint8Array, tags?: string[]): void; has(key: string): boolean; delete(key: string): boolean; io: Float64Array; hotObjects: number; serveStaleOnError: boolean }
+  /** Removes every entry from both tiers; returns how many there were. */
+  clear(): number
+  /** Removes every entry tagged `tag` from both tiers; returns how many. */
+  invalidateTag(tag: string): number
+  /** Removes every entry whose key starts with `prefix` from both tiers; returns how many. */
+  invalidatePrefix(prefix: string): number
+  /** Entries held (on disk when there is a disk tier, else in memory). */
+  get size(): number
+  /** Internal (used by `stats()`): the native counts. */
+  _stats(): CacheNativeStats
+  /**
+   * Internal (used by `flush()` and `close()`): resolves when every write before it is
+   * durable, with `null`, or with why it is not. The wait happens off the JS thread.
+   */
+  _flush(): Promise<string | null>
+  /**
+   * Internal (used by `close()` after a flush): stops the disk writer (its queue is then
+   * empty or nearly so) and refuses every later call.
+   */
+  _close(): void
+}
+export type PersistentCacheBinding = PersistentCache
+
 /** A token-bucket rate limiter keyed by client (the native class; see `index.d.ts`). */
 export declare class RateLimiter {
   /** Creates a limiter; every option is validated and unknown options are refused. */
@@ -137,6 +172,63 @@ export declare class RateLimiter {
   get closed(): boolean
 }
 export type RateLimiterBinding = RateLimiter
+
+/** Raw versus stored payload bytes. */
+export interface CacheCompressionStats {
+  /** Payload bytes given to `set`. */
+  rawBytes: number
+  /** Payload bytes stored after compression. */
+  storedBytes: number
+}
+
+/** Stats of the disk tier (all zero without `dir`). */
+export interface CacheDiskStats {
+  /** Entries on disk or queued for it. */
+  entries: number
+  /** Bytes of their records. */
+  bytes: number
+  /** Lookups served from disk. */
+  hits: number
+  /** Read transactions run for lookups that missed memory. */
+  reads: number
+  /** Entries written durably. */
+  writes: number
+  /** Disk failures since open; the cache kept serving from memory. */
+  errors: number
+  /** Entries evicted to stay within `diskMaxBytes`. */
+  evictions: number
+  /** Entries not written because alone they exceed `diskMaxBytes`. */
+  oversized: number
+}
+
+/** Stats of the memory tier. */
+export interface CacheMemoryStats {
+  /** Entries held. */
+  entries: number
+  /** Weight held (stored bytes, key and tags, plus a fixed overhead per entry). */
+  bytes: number
+  /** Lookups served from memory. */
+  hits: number
+  /** Entries evicted from memory (they may still be on disk). */
+  evictions: number
+}
+
+/** The native counts behind `stats()` (the facade adds the rates and the loads). */
+export interface CacheNativeStats {
+  hits: number
+  misses: number
+  sets: number
+  deletes: number
+  evictions: number
+  expirations: number
+  entries: number
+  bytes: number
+  /** Entries too large for the memory tier. */
+  oversized: number
+  memory: CacheMemoryStats
+  disk: CacheDiskStats
+  compression: CacheCompressionStats
+}
 
 /**
  * What `_enqueue` did: `granted` (with `decision`), `queued` (with `id`) or `rejected` (with

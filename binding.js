@@ -839,5 +839,7 @@ module.exports.DistributedTracer = nativeBinding.DistributedTracer
 module.exports.DistributedTracerBinding = nativeBinding.DistributedTracerBinding
 module.exports.ManualClock = nativeBinding.ManualClock
 module.exports.ManualClockBinding = nativeBinding.ManualClockBinding
+module.exports.PersistentCache = nativeBinding.PersistentCache
+module.exports.PersistentCacheBinding = nativeBinding.PersistentCacheBinding
 module.exports.RateLimiter = nativeBinding.RateLimiter
 module.exports.RateLimiterBinding = nativeBinding.RateLimiterBinding

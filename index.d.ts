@@ -128,6 +128,9 @@ export declare const codes: {
   readonly INVALID_OPTION: 'ERR_BULWARK_INVALID_OPTION'
   readonly INVALID_ARGUMENT: 'ERR_BULWARK_INVALID_ARGUMENT'
   readonly RATE_LIMITED: 'ERR_RATE_LIMITED'
+  readonly CACHE_LOCKED: 'ERR_CACHE_LOCKED'
+  readonly CACHE_CLOSED: 'ERR_CACHE_CLOSED'
+  readonly CACHE_DISK: 'ERR_CACHE_DISK'
 }
 
 /** Base class of the package's own errors. */
@@ -154,6 +157,125 @@ export declare class RateLimitError extends BulwarkError {
   readonly retryAfterMs: number
   readonly reason: RateLimitReason
   readonly key?: string
+}
+
+/** The code of a CacheError. */
+export type CacheErrorCode = 'ERR_CACHE_LOCKED' | 'ERR_CACHE_CLOSED' | 'ERR_CACHE_DISK'
+
+/**
+ * A PersistentCache failure: `dir` in use by another open cache (`ERR_CACHE_LOCKED`), a call
+ * after `close()` (`ERR_CACHE_CLOSED`), or a disk tier that cannot be opened or flushed
+ * (`ERR_CACHE_DISK`).
+ */
+export declare class CacheError extends BulwarkError {
+  constructor(message: string, code: CacheErrorCode, details?: { dir?: string }, options?: ErrorOptions)
+  readonly code: CacheErrorCode
+  /** The cache directory, when one is involved. */
+  readonly dir?: string
+}
+
+/** A JSON value as `JSON.stringify` writes it and `JSON.parse` reads it back. */
+export type CacheJsonValue = null | boolean | number | string | CacheJsonValue[] | { [key: string]: CacheJsonValue }
+
+/**
+ * What a PersistentCache stores: strings, Buffers and Uint8Arrays as they are, and any other
+ * JSON value (objects, arrays, numbers, booleans, null) through `JSON.stringify`. A value comes
+ * back as the type it went in as.
+ */
+export type CacheValue = string | Buffer | Uint8Array | CacheJsonValue | object
+
+/** Options of `new PersistentCache(options)`. Unknown options are refused. */
+export interface PersistentCacheOptions {
+  /** Entries the memory tier holds at most. At least one of maxEntries and maxBytes is required. */
+  maxEntries?: number
+  /** Bytes the memory tier holds at most (stored bytes, key and tags, plus about 112 bytes per entry). */
+  maxBytes?: number
+  /** Time to live of entries set without their own `ttlMs`, in ms. @default no expiry */
+  ttlMs?: number
+  /** The codec of payloads of at least `compressMinBytes`. @default 'lz4' */
+  compression?: 'lz4' | 'zstd' | 'none'
+  /** Payloads shorter than this are stored raw. @default 1024 */
+  compressMinBytes?: number
+  /** The directory of the persistent disk tier; without it the cache is memory only. */
+  dir?: string
+  /** Bytes the disk tier holds at most (its records, not the file size). @default no bound */
+  diskMaxBytes?: number
+  /** Decoded JSON values kept on the JS side for the most often read keys; hot hits return the same instance. @default 0 */
+  hotObjects?: number
+  /** getOrSet returns a stale value it still holds when the loader fails, instead of the error. @default false */
+  serveStaleOnError?: boolean
+  /** A TestClock, to drive time by hand in tests. */
+  clock?: TestClock
+}
+
+/** Options of `cache.set(key, value, options)`. */
+export interface CacheSetOptions {
+  /** Time to live in ms, overriding the cache's default. */
+  ttlMs?: number
+  /** Tags `invalidateTag` can remove the entry by. */
+  tags?: string[]
+}
+
+/** Options of `cache.getOrSet(key, loader, options)`. */
+export interface CacheGetOrSetOptions extends CacheSetOptions {
+  /** For this long after expiry, the stale value is returned at once while one refresh runs in the background. @default 0 */
+  staleWhileRevalidateMs?: number
+}
+
+/** Counts of a PersistentCache since it was opened. */
+export interface PersistentCacheStats {
+  hits: number
+  misses: number
+  /** hits / (hits + misses); 0 before the first lookup. */
+  hitRate: number
+  sets: number
+  deletes: number
+  evictions: number
+  expirations: number
+  /** Entries held (by the disk tier when there is one). */
+  entries: number
+  bytes: number
+  /** Entries too large for the memory tier. */
+  oversized: number
+  memory: { entries: number; bytes: number; hits: number; evictions: number }
+  disk: { entries: number; bytes: number; hits: number; reads: number; writes: number; errors: number; evictions: number; oversized: number }
+  /** `ratio` is rawBytes / storedBytes (1 when nothing was stored). */
+  compression: { rawBytes: number; storedBytes: number; ratio: number }
+  /** getOrSet calls, those that joined a load already running, and loader failures. */
+  loads: { calls: number; coalesced: number; errors: number }
+}
+
+/**
+ * A two-tier cache: a bounded memory tier (W-TinyLFU eviction) over an optional persistent
+ * disk tier in `dir`, with TTLs, compression, tags and prefixes, and load-through.
+ */
+export declare class PersistentCache<V extends CacheValue = CacheValue> {
+  constructor(options: PersistentCacheOptions)
+  /** The value (memory, then disk), or undefined; an expired entry is never returned. */
+  get(key: string): V | undefined
+  /** Stores a value; returns the cache. */
+  set(key: string, value: V, options?: CacheSetOptions): this
+  /** Whether a live value is held; counts neither a hit nor a miss. */
+  has(key: string): boolean
+  /** Removes the key from both tiers; returns whether it was there. */
+  delete(key: string): boolean
+  /** Removes everything; returns how many entries there were. */
+  clear(): number
+  /** Entries held (by the disk tier when there is one). */
+  readonly size: number
+  /** Whether `close()` was called. */
+  readonly closed: boolean
+  /** Removes every entry tagged `tag` from both tiers; returns how many. */
+  invalidateTag(tag: string): number
+  /** Removes every entry whose key starts with `prefix` from both tiers; returns how many. */
+  invalidatePrefix(prefix: string): number
+  /** The value, loaded with `loader` (once for all concurrent callers) when absent. */
+  getOrSet<T extends V>(key: string, loader: (key: string) => T | Promise<T>, options?: CacheGetOrSetOptions): Promise<T>
+  stats(): PersistentCacheStats
+  /** Resolves when everything set before it is durable. */
+  flush(): Promise<void>
+  /** Writes what is queued, stops the disk writer and releases `dir`. */
+  close(): Promise<void>
 }
 
 /** An attribute value: a primitive or a homogeneous array of one. */

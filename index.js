@@ -3,16 +3,19 @@
 // the JS glue they need, and the error classes.
 const { RateLimiter } = require('./lib/limiter')
 const { DistributedTracer, Span, SpanKind } = require('./lib/tracer')
+const { PersistentCache } = require('./lib/cache')
 const { TestClock } = require('./lib/test-clock')
-const { BulwarkError, RateLimitError, codes } = require('./lib/errors')
+const { BulwarkError, RateLimitError, CacheError, codes } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
   DistributedTracer,
   Span,
   SpanKind,
+  PersistentCache,
   TestClock,
   BulwarkError,
   RateLimitError,
+  CacheError,
   codes,
 }

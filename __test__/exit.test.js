@@ -79,3 +79,29 @@ test('a script with tracers (memory and an unreachable OTLP collector) exits wit
   assert.equal(code, 0, output)
   assert.match(output, /flushed true 200/)
 })
+
+test('a script with a disk cache that sets values and returns exits within a few seconds, its writes kept', async (t) => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-cache-exit-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const { code, signal, output } = await runScript(`
+    const { PersistentCache } = require('.')
+    const cache = new PersistentCache({ maxEntries: 1000, dir: ${JSON.stringify(dir)}, ttlMs: 60000 })
+    for (let i = 0; i < 2000; i++) cache.set('k' + i, { i })
+    cache.getOrSet('loaded', async () => 'v').then((v) => console.log('loaded', v))
+    const memoryOnly = new PersistentCache({ maxEntries: 10 })
+    memoryOnly.set('a', 'b')
+  `, 5000)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /loaded v/)
+  // dropped at exit, the cache drained its queue to disk
+  const { code: readCode, output: readOutput } = await runScript(`
+    const { PersistentCache } = require('.')
+    const cache = new PersistentCache({ maxEntries: 10, dir: ${JSON.stringify(dir)} })
+    console.log('size', cache.size, JSON.stringify(cache.get('k1999')))
+  `, 5000)
+  assert.equal(readCode, 0, readOutput)
+  assert.match(readOutput, /size 2001 \{"i":1999\}/)
+})

@@ -15,6 +15,10 @@ import {
   type SpanContext,
   type TracerMetrics,
   type FinishedSpan,
+  PersistentCache,
+  CacheError,
+  type PersistentCacheOptions,
+  type PersistentCacheStats,
 } from '..'
 import { rateLimit, tracing, clientKey, type RateLimitOptions, type TracingOptions, type TracingRequest } from '../express'
 import { createServer } from 'node:http'
@@ -166,3 +170,32 @@ tracing({ tracer, skip: () => false })
 tracing({ tracer, spanName: () => 1 })
 
 void [ids, parentId, sampledFlag, outgoing, activeResult, syncResult, current, tracerMetrics, finished, flushed, shut, fetched]
+
+const cacheOptions: PersistentCacheOptions = {
+  maxEntries: 1000,
+  maxBytes: 1 << 20,
+  ttlMs: 60_000,
+  compression: 'zstd',
+  compressMinBytes: 512,
+  dir: '/tmp/x',
+  diskMaxBytes: 1 << 30,
+  hotObjects: 100,
+  serveStaleOnError: true,
+  clock,
+}
+const cache = new PersistentCache(cacheOptions)
+cache.set('a', 'text').set('b', Buffer.from('x'), { ttlMs: 10, tags: ['t'] })
+cache.set('c', { nested: [1, null] })
+const cached: unknown = cache.get('a')
+const loadedReport: Promise<{ id: number }> = cache.getOrSet('r', async () => ({ id: 1 }), { staleWhileRevalidateMs: 100 })
+const cacheStats: PersistentCacheStats = cache.stats()
+const removed: number = cache.invalidateTag('t') + cache.invalidatePrefix('a') + cache.clear() + cache.size
+const cacheDone: Promise<void> = cache.flush().then(() => cache.close())
+const cacheCode: 'ERR_CACHE_LOCKED' | 'ERR_CACHE_CLOSED' | 'ERR_CACHE_DISK' = new CacheError('x', 'ERR_CACHE_CLOSED').code
+// @ts-expect-error undefined is not a cache value
+cache.set('k', undefined)
+// @ts-expect-error unknown compression
+new PersistentCache({ maxEntries: 1, compression: 'gzip' })
+// @ts-expect-error unknown set option
+cache.set('k', 'v', { ttl: 1 })
+void [cached, loadedReport, cacheStats, removed, cacheDone, cacheCode]

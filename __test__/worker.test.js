@@ -81,3 +81,58 @@ test('four workers each trace with their own tracer and get separate metrics', a
     assert.deepEqual(Object.entries(metrics.spans).map(([name, s]) => [name, s.count]), [['child', n * 100], ['op-' + n, n * 100]])
   }
 })
+
+const cacheWorkerSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { PersistentCache } = require(${JSON.stringify(root)})
+  let cache
+  try {
+    cache = new PersistentCache({ maxEntries: 100, dir: workerData.dir, hotObjects: 10 })
+  } catch (error) {
+    parentPort.postMessage({ error: error.code })
+  }
+  if (cache) {
+  for (let i = 0; i < 500; i++) cache.set('k' + i, { worker: workerData.n, i })
+  const value = cache.get('k499')
+  cache.flush().then(() => {
+    parentPort.postMessage({ value, size: cache.size, hits: cache.stats().hits })
+    if (workerData.hold) parentPort.once('message', () => cache.close().then(() => parentPort.postMessage('closed')))
+    else cache.close()
+  })
+  }
+`
+
+test('two workers each with their own disk cache; the same dir in two workers is locked for one', async (t) => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-cache-worker-'))
+  t.after(() => fs.rmSync(base, { recursive: true, force: true }))
+  const run = (n, dir, hold = false) => {
+    const worker = new Worker(cacheWorkerSource, { eval: true, workerData: { n, dir, hold } })
+    const first = new Promise((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+    })
+    const exited = new Promise((resolve) => worker.once('exit', resolve))
+    return { worker, first, exited }
+  }
+  const a = run(1, path.join(base, 'a'))
+  const b = run(2, path.join(base, 'b'))
+  for (const [n, { first, exited }] of [[1, a], [2, b]]) {
+    const message = await first
+    assert.deepEqual(message.value, { worker: n, i: 499 })
+    assert.equal(message.size, 500)
+    assert.equal(message.hits, 1)
+    await exited
+  }
+  // the same directory: the first worker holds it open, the second is refused
+  const shared = path.join(base, 'shared')
+  const holder = run(1, shared, true)
+  assert.equal((await holder.first).size, 500)
+  const refused = run(2, shared)
+  assert.deepEqual(await refused.first, { error: 'ERR_CACHE_LOCKED' })
+  holder.worker.postMessage('close')
+  await new Promise((resolve) => holder.worker.once('message', resolve))
+  await holder.worker.terminate()
+  await refused.worker.terminate()
+})

@@ -8,6 +8,9 @@ const codes = Object.freeze({
   INVALID_OPTION: 'ERR_BULWARK_INVALID_OPTION',
   INVALID_ARGUMENT: 'ERR_BULWARK_INVALID_ARGUMENT',
   RATE_LIMITED: 'ERR_RATE_LIMITED',
+  CACHE_LOCKED: 'ERR_CACHE_LOCKED',
+  CACHE_CLOSED: 'ERR_CACHE_CLOSED',
+  CACHE_DISK: 'ERR_CACHE_DISK',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -34,6 +37,20 @@ class RateLimitError extends BulwarkError {
   }
 }
 
+/**
+ * A PersistentCache failure: `code` is 'ERR_CACHE_LOCKED' (the cache's `dir` is in use by another
+ * open cache, in this process, a worker or another process), 'ERR_CACHE_CLOSED' (a call after
+ * `close()`) or 'ERR_CACHE_DISK' (the disk tier cannot be opened in `dir`, or a flush could not
+ * be made durable). `dir` is set when a directory is involved.
+ */
+class CacheError extends BulwarkError {
+  constructor(message, code, { dir } = {}, options) {
+    super(message, code, options)
+    this.name = 'CacheError'
+    if (dir !== undefined) this.dir = dir
+  }
+}
+
 /** An invalid argument in JS glue, shaped like the native ones. */
 function invalidArgument(ErrorClass, message) {
   const error = new ErrorClass(message)
@@ -55,7 +72,9 @@ function describe(value) {
   if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`
   if (typeof value === 'undefined') return 'undefined'
   if (typeof value === 'function') return 'a function'
+  if (typeof value === 'bigint') return 'a bigint'
+  if (typeof value === 'symbol') return 'a symbol'
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
-module.exports = { codes, BulwarkError, RateLimitError, invalidArgument, invalidOption, describe }
+module.exports = { codes, BulwarkError, RateLimitError, CacheError, invalidArgument, invalidOption, describe }

@@ -14,10 +14,12 @@ use crate::common::error::InvalidInput;
 pub enum ValueKind {
     /// A JS string, stored as UTF-8.
     String = 0,
-    /// A Buffer or Uint8Array, stored as is.
+    /// A Buffer, stored as is.
     Bytes = 1,
     /// Any other JSON-serialisable value, stored as its `JSON.stringify` text.
     Json = 2,
+    /// A plain Uint8Array (not a Buffer), stored as is; `get` rebuilds a Uint8Array.
+    Uint8Array = 3,
 }
 
 impl ValueKind {
@@ -27,6 +29,7 @@ impl ValueKind {
             0 => Some(ValueKind::String),
             1 => Some(ValueKind::Bytes),
             2 => Some(ValueKind::Json),
+            3 => Some(ValueKind::Uint8Array),
             _ => None,
         }
     }
@@ -231,6 +234,7 @@ mod tests {
             .message
             .starts_with("compression"));
         assert_eq!(ValueKind::from_byte(2), Some(ValueKind::Json));
-        assert_eq!(ValueKind::from_byte(3), None);
+        assert_eq!(ValueKind::from_byte(3), Some(ValueKind::Uint8Array));
+        assert_eq!(ValueKind::from_byte(4), None);
     }
 }

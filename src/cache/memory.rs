@@ -38,11 +38,20 @@
 //!
 //! Entries live in one slab (`Vec<Slot>`) and link into their segment's list by `u32` index;
 //! the key index is a `hashbrown::HashTable<u32>` of slab indices; an entry's key, stored
-//! payload and tags share one allocation. Fixed cost per entry: the 56-byte slot, about 6
-//! bytes of index (a `u32` and a control byte, at a load factor up to 7/8), about 12 bytes of
-//! sketch and doorkeeper, 16 bytes of allocator header for its one allocation, and 16 bytes
-//! in the expiry heap when it has a TTL: 90 bytes without a TTL, 106 with one.
-//! [`ENTRY_OVERHEAD_BYTES`] (96) is what `max_bytes` counts for each entry beyond its bytes.
+//! payload and tags share one allocation. Fixed cost per entry: the 72-byte slot (with the
+//! entry's version and its stale-read deadline), about 6 bytes of index (a `u32` and a control
+//! byte, at a load factor up to 7/8), about 12 bytes of sketch and doorkeeper, 16 bytes of
+//! allocator header for its one allocation, and 16 bytes in the expiry heap when it has a TTL:
+//! 106 bytes without a TTL, 122 with one. [`ENTRY_OVERHEAD_BYTES`] (112) is what `max_bytes`
+//! counts for each entry beyond its bytes.
+//!
+//! # Stale reads
+//!
+//! An entry may be kept past its expiry until [`NewEntry::keep_until`], for callers that
+//! serve a stale value while they refresh it (stale-while-revalidate). Such an entry is never
+//! returned by [`MemoryTier::get`] or counted by [`MemoryTier::contains`] once its time is up;
+//! only [`MemoryTier::lookup`] with `allow_stale` finds it, and its storage is reclaimed at
+//! `keep_until`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -55,7 +64,7 @@ use super::sketch::FrequencySketch;
 /// What one entry costs beyond its key, stored payload and tags, in bytes: the slot, the
 /// index, the sketch, the allocator header and (with a TTL) the expiry heap, 90 to 106 bytes
 /// (see the module doc). Counted in the weight that `max_bytes` bounds.
-pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
+pub const ENTRY_OVERHEAD_BYTES: u64 = 112;
 
 /// The bounds of the memory tier; at least one must be set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,6 +103,13 @@ pub struct NewEntry<'a> {
     pub tags: &'a [u8],
     /// Wall-clock expiry in ms since the epoch; 0 for none.
     pub expires_at: u64,
+    /// Wall-clock time in ms until which the entry is kept after `expires_at`, for stale reads
+    /// ([`MemoryTier::lookup`] with `allow_stale`); 0 (or anything up to `expires_at`) to drop
+    /// it at expiry.
+    pub keep_until: u64,
+    /// The entry's version, chosen by the caller; [`EntryView::version`] returns it, so that a
+    /// caller holding a decoded copy can tell whether the entry is still the same one.
+    pub version: u64,
 }
 
 /// A live entry, borrowed from the tier.
@@ -107,6 +123,25 @@ pub struct EntryView<'a> {
     pub stored: &'a [u8],
     /// Wall-clock expiry in ms; 0 for none.
     pub expires_at: u64,
+    /// The version given at insertion.
+    pub version: u64,
+}
+
+/// The result of a lookup by [`MemoryTier::lookup`]: a slot to read with
+/// [`MemoryTier::entry`], so that the caller holds no borrow while it decides what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Present: live, or (only when stale reads were allowed) expired but still kept.
+    Found {
+        /// The slot, valid until the next call that changes the tier.
+        slot: u32,
+        /// Whether the entry's time is up (a stale read).
+        stale: bool,
+    },
+    /// Present but its time was up; removed unless it is kept for stale reads.
+    Expired,
+    /// Not present.
+    Miss,
 }
 
 /// The result of a lookup.
@@ -114,7 +149,8 @@ pub struct EntryView<'a> {
 pub enum Lookup<'a> {
     /// The key is present and live.
     Hit(EntryView<'a>),
-    /// The key was present but its time was up; it has been removed.
+    /// The key was present but its time was up; it has been removed (or is kept for stale
+    /// reads only).
     Expired,
     /// The key is not present.
     Miss,
@@ -136,6 +172,9 @@ struct Slot {
     data: Box<[u8]>,
     hash: u64,
     expires_at: u64,
+    /// Kept for stale reads until then (never before `expires_at`).
+    keep_until: u64,
+    version: u64,
     key_len: u32,
     payload_len: u32,
     prev: u32,
@@ -180,6 +219,17 @@ impl Slot {
             flags: self.flags,
             stored: self.stored(),
             expires_at: self.expires_at,
+            version: self.version,
+        }
+    }
+
+    /// When the entry's storage is reclaimed: its expiry, or later when kept for stale reads.
+    #[inline]
+    fn reclaim_at(&self) -> u64 {
+        if self.expires_at == 0 {
+            0
+        } else {
+            self.expires_at.max(self.keep_until)
         }
     }
 }
@@ -231,7 +281,7 @@ pub struct MemoryTier {
     index: HashTable<u32>,
     lists: [List; 3],
     sketch: FrequencySketch,
-    /// (expiry, slot, generation) of entries with a TTL, soonest first; stale items are
+    /// (reclaim time, slot, generation) of entries with a TTL, soonest first; stale items are
     /// skipped when popped.
     expiry: BinaryHeap<Reverse<(u64, u32, u32)>>,
     limits: MemoryLimits,
@@ -312,18 +362,49 @@ impl MemoryTier {
     /// removed and counted. A miss is not counted: the `insert` that follows it is, so that the
     /// usual get-or-load counts one occurrence per request.
     pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> Lookup<'_> {
+        match self.lookup(key, hash, now_ms, false) {
+            Probe::Found { slot, .. } => Lookup::Hit(self.slots[slot as usize].view()),
+            Probe::Expired => Lookup::Expired,
+            Probe::Miss => Lookup::Miss,
+        }
+    }
+
+    /// Like [`MemoryTier::get`], returning the slot to read with [`MemoryTier::entry`]. With
+    /// `allow_stale`, an entry whose time is up but which is kept for stale reads (see
+    /// [`NewEntry::keep_until`]) is found, marked stale; without it such an entry reads as
+    /// expired but stays for the stale readers. A stale read counts as a hit for the policy.
+    pub fn lookup(&mut self, key: &[u8], hash: u64, now_ms: u64, allow_stale: bool) -> Probe {
         let Some(index) = self.find(key, hash) else {
-            return Lookup::Miss;
+            return Probe::Miss;
         };
         self.sketch.increment(hash);
-        let expires_at = self.slots[index as usize].expires_at;
+        let slot = &self.slots[index as usize];
+        let expires_at = slot.expires_at;
+        let mut stale = false;
         if expires_at != 0 && now_ms >= expires_at {
-            self.remove_slot(index);
-            self.counters.expirations += 1;
-            return Lookup::Expired;
+            if now_ms >= slot.reclaim_at() {
+                self.remove_slot(index);
+                self.counters.expirations += 1;
+                return Probe::Expired;
+            }
+            if !allow_stale {
+                return Probe::Expired;
+            }
+            stale = true;
         }
         self.on_hit(index);
-        Lookup::Hit(self.slots[index as usize].view())
+        Probe::Found { slot: index, stale }
+    }
+
+    /// The entry in `slot`, as returned by the last [`MemoryTier::lookup`].
+    pub fn entry(&self, slot: u32) -> EntryView<'_> {
+        self.slots[slot as usize].view()
+    }
+
+    /// The estimated recent occurrences of the key with `hash` (0..=16), as the policy sees
+    /// them.
+    pub fn frequency(&self, hash: u64) -> u8 {
+        self.sketch.frequency(hash)
     }
 
     /// Whether `key` is present and live at `now_ms`, without touching recency or frequency.
@@ -357,6 +438,8 @@ impl MemoryTier {
             data: data.into_boxed_slice(),
             hash: entry.hash,
             expires_at: entry.expires_at,
+            keep_until: entry.keep_until,
+            version: entry.version,
             key_len: entry.key.len() as u32,
             payload_len: entry.stored.len() as u32,
             prev: NIL,
@@ -374,9 +457,9 @@ impl MemoryTier {
         self.bytes += weight;
         self.push_tail(Region::Window, index);
         if entry.expires_at != 0 {
-            let generation = self.slots[index as usize].generation;
+            let slot = &self.slots[index as usize];
             self.expiry
-                .push(Reverse((entry.expires_at, index, generation)));
+                .push(Reverse((slot.reclaim_at(), index, slot.generation)));
         }
         self.sketch.ensure_capacity(self.len);
         self.balance();
@@ -442,7 +525,7 @@ impl MemoryTier {
             self.expiry.pop();
             examined += 1;
             let slot = &self.slots[index as usize];
-            if slot.is_live() && slot.generation == generation && slot.expires_at == expires_at {
+            if slot.is_live() && slot.generation == generation && slot.reclaim_at() == expires_at {
                 self.remove_slot(index);
                 self.counters.expirations += 1;
                 reclaimed += 1;
@@ -455,7 +538,7 @@ impl MemoryTier {
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.is_live() && s.expires_at != 0)
-                .map(|(i, s)| Reverse((s.expires_at, i as u32, s.generation)))
+                .map(|(i, s)| Reverse((s.reclaim_at(), i as u32, s.generation)))
                 .collect();
         }
         reclaimed
@@ -642,6 +725,8 @@ mod tests {
             stored: value,
             tags: &[],
             expires_at,
+            keep_until: 0,
+            version: 0,
         })
     }
 
@@ -655,7 +740,8 @@ mod tests {
     #[test]
     fn slot_is_small() {
         assert!(
-            std::mem::size_of::<Slot>() <= 56,
+            // 56 bytes, plus the version and the stale-read deadline
+            std::mem::size_of::<Slot>() <= 72,
             "{}",
             std::mem::size_of::<Slot>()
         );
@@ -767,6 +853,8 @@ mod tests {
                 stored: b"x",
                 tags: if key == b"post:1" { &tags } else { &[] },
                 expires_at: 0,
+                keep_until: 0,
+                version: 0,
             });
         }
         assert_eq!(tier.remove_where(|k, _| k.starts_with(b"user:")).len(), 2);
@@ -835,5 +923,66 @@ mod tests {
             }
             tier.check_invariants();
         }
+    }
+
+    #[test]
+    fn stale_reads_find_kept_entries_only_within_their_bound() {
+        let mut tier = MemoryTier::new(MemoryLimits {
+            max_entries: Some(100),
+            max_bytes: None,
+        });
+        let hash = hash_key(3, b"k");
+        tier.insert(NewEntry {
+            key: b"k",
+            hash,
+            kind: ValueKind::String,
+            flags: 0,
+            stored: b"v",
+            tags: &[],
+            expires_at: 1_000,
+            keep_until: 1_500,
+            version: 7,
+        });
+        assert_eq!(
+            tier.lookup(b"k", hash, 999, true),
+            Probe::Found {
+                slot: 0,
+                stale: false
+            }
+        );
+        assert_eq!(tier.entry(0).version, 7);
+        // expired: a plain read misses but the entry stays for stale readers
+        assert_eq!(get(&mut tier, b"k", 1_000), None);
+        assert!(!tier.contains(b"k", hash, 1_000));
+        assert_eq!(tier.reclaim_expired(1_200, 8), 0);
+        assert_eq!(
+            tier.lookup(b"k", hash, 1_499, true),
+            Probe::Found {
+                slot: 0,
+                stale: true
+            }
+        );
+        assert_eq!(tier.entry(0).stored, b"v");
+        // past the bound it is gone for everyone
+        assert_eq!(tier.lookup(b"k", hash, 1_500, true), Probe::Expired);
+        assert_eq!(tier.len(), 0);
+        assert_eq!(tier.counters().expirations, 1);
+        // and the sweep reclaims kept entries at their bound, not at expiry
+        put(&mut tier, b"a", b"1", 0);
+        tier.insert(NewEntry {
+            key: b"b",
+            hash: hash_key(3, b"b"),
+            kind: ValueKind::String,
+            flags: 0,
+            stored: b"2",
+            tags: &[],
+            expires_at: 2_000,
+            keep_until: 3_000,
+            version: 8,
+        });
+        assert_eq!(tier.reclaim_expired(2_500, 8), 0);
+        assert_eq!(tier.reclaim_expired(3_000, 8), 1);
+        assert_eq!(tier.len(), 1);
+        tier.check_invariants();
     }
 }

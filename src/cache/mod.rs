@@ -6,8 +6,10 @@
 //! seeded hash), `sketch` and `memory` (the memory tier and its policy, with the measured hit
 //! ratios), `disk` (the disk tier and its writer thread), and `persistent_cache` (the two tiers
 //! as one cache, its options and stats). `clock` turns the block clock into wall-clock time, for
-//! expiry times that survive a restart.
+//! expiry times that survive a restart. `binding` is the JS class `PersistentCache` and the only
+//! file of the block that imports napi.
 
+pub mod binding;
 pub mod clock;
 pub mod codec;
 pub mod disk;
@@ -25,6 +27,6 @@ pub use disk::FlushTicket;
 pub use error::{CacheError, ERR_CACHE_CLOSED, ERR_CACHE_LOCKED};
 pub use memory::ENTRY_OVERHEAD_BYTES;
 pub use persistent_cache::{
-    Cache, CacheOptions, CacheStats, CompressionStats, DiskStats, MemoryStats, SetOptions, Stored,
-    Tier,
+    Cache, CacheOptions, CacheStats, CompressionStats, DiskStats, Found, MemoryStats, SetOptions,
+    Stored, Tier,
 };

@@ -9,6 +9,7 @@
 //! The cache is single-threaded (`&mut self`): the binding calls it from one JS thread. The
 //! disk writer is the only other thread.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -20,7 +21,7 @@ use super::key::{
     encode_tags, hash_key, random_seed, tags_contain, validate_key, validate_selector,
     validate_tags, MAX_KEY_BYTES, MAX_TAG_BYTES,
 };
-use super::memory::{Lookup, MemoryLimits, MemoryTier, NewEntry};
+use super::memory::{MemoryLimits, MemoryTier, NewEntry, Probe};
 use crate::common::error::InvalidInput;
 use crate::common::Clock;
 
@@ -124,7 +125,14 @@ pub struct SetOptions {
     pub ttl_ms: Option<u64>,
     /// Tags `invalidate_tag` can remove the entry by.
     pub tags: Vec<Vec<u8>>,
+    /// How long after its expiry the memory tier keeps the entry for stale reads
+    /// ([`Cache::lookup`] with `allow_stale`); 0 to drop it at expiry. The disk tier drops it at
+    /// expiry either way, so stale values are served from memory only.
+    pub keep_stale_ms: u64,
 }
+
+/// The largest `keep_stale_ms`: about 136 years, so that expiry plus it never overflows.
+pub const MAX_KEEP_STALE_MS: u64 = 1 << 52;
 
 /// The tier a `get` was served from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +152,25 @@ pub struct Stored {
     pub bytes: Vec<u8>,
     /// Where it was found.
     pub tier: Tier,
+}
+
+/// A value found by [`Cache::lookup`], borrowed from the cache until its next call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found<'a> {
+    /// The value's JS type.
+    pub kind: ValueKind,
+    /// The payload as `set` was given it; `None` when the entry's version is the
+    /// `known_version` the caller passed (its decoded copy is still the entry's value).
+    pub bytes: Option<Cow<'a, [u8]>>,
+    /// The entry's version: a number that changes whenever the entry in memory is replaced
+    /// (by a `set`, or a disk hit brought back into memory), unique within this cache.
+    pub version: u64,
+    /// Where it was found.
+    pub tier: Tier,
+    /// Milliseconds since the entry expired, for a stale read; `None` when it is live.
+    pub stale_for_ms: Option<u64>,
+    /// The key's estimated recent occurrences (0..=16), as the memory tier's policy counts them.
+    pub frequency: u8,
 }
 
 /// Stats of the memory tier.
@@ -241,6 +268,8 @@ pub struct Cache {
     codec: Codec,
     counters: Counters,
     closed: bool,
+    /// The version of the next entry put into memory (versions start at 1).
+    next_version: u64,
 }
 
 fn ttl_error(ttl: u64) -> InvalidInput {
@@ -273,6 +302,7 @@ impl Cache {
             codec: Codec::new(options.compression, options.compress_min_bytes as usize),
             counters: Counters::default(),
             closed: false,
+            next_version: 1,
         })
     }
 
@@ -290,27 +320,75 @@ impl Cache {
 
     /// The value of `key`, or `None` when absent or expired.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Stored>, CacheError> {
+        Ok(self.lookup(key, 0, false)?.map(|found| Stored {
+            kind: found.kind,
+            bytes: found.bytes.map(Cow::into_owned).unwrap_or_default(),
+            tier: found.tier,
+        }))
+    }
+
+    fn take_version(&mut self) -> u64 {
+        let version = self.next_version;
+        self.next_version += 1;
+        version
+    }
+
+    /// The value of `key` as the binding reads it: borrowed from memory when it is stored raw,
+    /// with its version, and without the payload when the entry's version is `known_version`
+    /// (pass 0 for none), so that a caller keeping decoded values pays for no copy while its
+    /// copy is current. With `allow_stale`, an entry kept past its expiry for stale reads (see
+    /// [`SetOptions::keep_stale_ms`]) is returned with `stale_for_ms`; without it, an expired
+    /// entry is never returned. Counts as `get` does.
+    pub fn lookup(
+        &mut self,
+        key: &[u8],
+        known_version: u64,
+        allow_stale: bool,
+    ) -> Result<Option<Found<'_>>, CacheError> {
         validate_key(key)?;
         let now = self.begin()?;
         let hash = hash_key(self.seed, key);
-        if let Lookup::Hit(view) = self.memory.get(key, hash, now) {
-            if let Some(bytes) = self.codec.decode(view.flags, view.stored) {
-                let kind = view.kind;
-                if let Some(disk) = &mut self.disk {
-                    disk.touch(hash, now);
+        // decide first and borrow the entry again to return it: a borrow returned on one path
+        // cannot be followed by the disk path's mutable use of the tiers
+        let in_memory = match self.memory.lookup(key, hash, now, allow_stale) {
+            Probe::Found { slot, stale } => {
+                let view = self.memory.entry(slot);
+                if view.flags == 0 || (known_version != 0 && view.version == known_version) {
+                    Some((slot, stale, None))
+                } else {
+                    self.codec
+                        .decode(view.flags, view.stored)
+                        .map(|bytes| (slot, stale, Some(bytes)))
                 }
-                self.counters.hits += 1;
-                self.counters.memory_hits += 1;
-                return Ok(Some(Stored {
-                    kind,
-                    bytes,
-                    tier: Tier::Memory,
-                }));
             }
+            Probe::Expired | Probe::Miss => None,
+        };
+        if let Some((slot, stale, decoded)) = in_memory {
+            if let Some(disk) = &mut self.disk {
+                disk.touch(hash, now);
+            }
+            self.counters.hits += 1;
+            self.counters.memory_hits += 1;
+            let frequency = self.memory.frequency(hash);
+            let view = self.memory.entry(slot);
+            let unchanged = known_version != 0 && view.version == known_version;
+            return Ok(Some(Found {
+                kind: view.kind,
+                bytes: if unchanged {
+                    None
+                } else {
+                    Some(decoded.map_or(Cow::Borrowed(view.stored), Cow::Owned))
+                },
+                version: view.version,
+                tier: Tier::Memory,
+                stale_for_ms: stale.then(|| now.saturating_sub(view.expires_at)),
+                frequency,
+            }));
         }
         if let Some(disk) = &mut self.disk {
             if let DiskLookup::Hit(entry) = disk.get(key, hash, now) {
                 if let Some(bytes) = self.codec.decode(entry.flags, &entry.stored) {
+                    let version = self.take_version();
                     self.memory.insert(NewEntry {
                         key,
                         hash,
@@ -319,12 +397,17 @@ impl Cache {
                         stored: &entry.stored,
                         tags: &entry.tags,
                         expires_at: entry.expires_at,
+                        keep_until: 0,
+                        version,
                     });
                     self.counters.hits += 1;
-                    return Ok(Some(Stored {
+                    return Ok(Some(Found {
                         kind: entry.kind,
-                        bytes,
+                        bytes: Some(Cow::Owned(bytes)),
+                        version,
                         tier: Tier::Disk,
+                        stale_for_ms: None,
+                        frequency: self.memory.frequency(hash),
                     }));
                 }
             }
@@ -356,6 +439,13 @@ impl Cache {
         if options.ttl_ms == Some(0) {
             return Err(ttl_error(0).into());
         }
+        if options.keep_stale_ms > MAX_KEEP_STALE_MS {
+            return Err(InvalidInput::argument_range(format!(
+                "staleWhileRevalidateMs must be at most {MAX_KEEP_STALE_MS}, received {}",
+                options.keep_stale_ms
+            ))
+            .into());
+        }
         if payload.len() > u32::MAX as usize {
             return Err(InvalidInput::argument_range(format!(
                 "value must be at most {} bytes once encoded, received {}",
@@ -375,6 +465,7 @@ impl Cache {
         self.counters.sets += 1;
         self.counters.raw_bytes += payload.len() as u64;
         self.counters.stored_bytes += stored.len() as u64;
+        let version = self.take_version();
         self.memory.insert(NewEntry {
             key,
             hash,
@@ -383,6 +474,12 @@ impl Cache {
             stored: &stored,
             tags: &tags,
             expires_at,
+            keep_until: if expires_at == 0 {
+                0
+            } else {
+                expires_at.saturating_add(options.keep_stale_ms)
+            },
+            version,
         });
         if let Some(disk) = &mut self.disk {
             disk.put(

@@ -77,6 +77,7 @@ fn set_with(cache: &mut Cache, key: &str, value: &str, ttl_ms: Option<u64>, tags
     let options = SetOptions {
         ttl_ms,
         tags: tags.iter().map(|t| t.as_bytes().to_vec()).collect(),
+        ..SetOptions::default()
     };
     cache
         .set(
@@ -332,6 +333,89 @@ fn ttl_entries_are_never_returned_after_expiry_and_are_reclaimed() {
     let stats = cache.stats();
     assert_eq!(stats.memory.entries, 0);
     assert_eq!(stats.expirations, 102);
+}
+
+#[test]
+fn stale_reads_return_an_expired_value_only_within_its_bound() {
+    let (manual, clock) = manual_clock();
+    let dir = TempDir::new("stale");
+    let mut cache = Cache::open(on_disk(&dir, 100), clock).unwrap();
+    let options = SetOptions {
+        ttl_ms: Some(1_000),
+        keep_stale_ms: 500,
+        ..SetOptions::default()
+    };
+    cache
+        .set(b"k", ValueKind::String, b"old", &options)
+        .unwrap();
+    let fresh = cache.lookup(b"k", 0, true).unwrap().unwrap();
+    assert_eq!(fresh.stale_for_ms, None);
+    assert_eq!(fresh.bytes.as_deref(), Some(&b"old"[..]));
+    advance_ms(&manual, 1_200);
+    // a plain read never returns it, and neither does has
+    assert_eq!(get(&mut cache, "k"), None);
+    assert!(!cache.has(b"k").unwrap());
+    assert!(cache.lookup(b"k", 0, false).unwrap().is_none());
+    // a stale read does, saying for how long it has been stale
+    let stale = cache.lookup(b"k", 0, true).unwrap().unwrap();
+    assert_eq!(stale.stale_for_ms, Some(200));
+    assert_eq!(stale.bytes.as_deref(), Some(&b"old"[..]));
+    assert_eq!(stale.tier, Tier::Memory);
+    // past the bound it is gone for stale readers too
+    advance_ms(&manual, 300);
+    assert!(cache.lookup(b"k", 0, true).unwrap().is_none());
+    // without keep_stale_ms an expired entry is not kept
+    set_with(&mut cache, "plain", "p", Some(1_000), &[]);
+    advance_ms(&manual, 1_000);
+    assert!(cache.lookup(b"plain", 0, true).unwrap().is_none());
+    assert!(cache
+        .set(
+            b"k",
+            ValueKind::String,
+            b"v",
+            &SetOptions {
+                keep_stale_ms: MAX_KEEP_STALE_MS + 1,
+                ..SetOptions::default()
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("staleWhileRevalidateMs"));
+}
+
+#[test]
+fn versions_change_with_every_new_entry_and_spare_the_copy_when_known() {
+    let dir = TempDir::new("versions");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 2), clock).unwrap();
+    let big = compressible(4096);
+    cache
+        .set(b"k", ValueKind::Json, &big, &SetOptions::default())
+        .unwrap();
+    let first = cache.lookup(b"k", 0, false).unwrap().unwrap();
+    let v1 = first.version;
+    assert_eq!(first.bytes.as_deref(), Some(&big[..]));
+    // the same entry: no payload
+    let same = cache.lookup(b"k", v1, false).unwrap().unwrap();
+    assert_eq!((same.version, same.bytes), (v1, None));
+    // a new set: a new version, and the payload again
+    cache
+        .set(b"k", ValueKind::Json, &big, &SetOptions::default())
+        .unwrap();
+    let second = cache.lookup(b"k", v1, false).unwrap().unwrap();
+    assert!(second.version > v1);
+    assert!(second.bytes.is_some());
+    // brought back from disk into memory: the payload, then its version spares it again
+    cache.flush().unwrap().wait().unwrap();
+    cache.close();
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 2), clock).unwrap();
+    let back = cache.lookup(b"k", 0, false).unwrap().unwrap();
+    assert_eq!(back.tier, Tier::Disk);
+    assert_eq!(back.bytes.as_deref(), Some(&big[..]));
+    let version = back.version;
+    let again = cache.lookup(b"k", version, false).unwrap().unwrap();
+    assert_eq!((again.tier, again.bytes), (Tier::Memory, None));
 }
 
 #[test]

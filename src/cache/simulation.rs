@@ -146,6 +146,8 @@ impl Policy for TinyLfu {
             stored: &[],
             tags: &[],
             expires_at: 0,
+            keep_until: 0,
+            version: 0,
         });
         false
     }
