@@ -619,6 +619,9 @@ pub struct CacheDiskStats {
     pub evictions: f64,
     /// Entries not written because alone they exceed `diskMaxBytes`.
     pub oversized: f64,
+    /// Writes not queued because the disk writer was too far behind (those entries live in
+    /// memory only).
+    pub skipped: f64,
 }
 
 /// Raw versus stored payload bytes.
@@ -675,6 +678,7 @@ impl From<CacheStats> for CacheNativeStats {
                 errors: s.disk.errors as f64,
                 evictions: s.disk.evictions as f64,
                 oversized: s.disk.oversized as f64,
+                skipped: s.disk.skipped as f64,
             },
             compression: CacheCompressionStats {
                 raw_bytes: s.compression.raw_bytes as f64,

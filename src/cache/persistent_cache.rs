@@ -205,6 +205,8 @@ pub struct DiskStats {
     pub evictions: u64,
     /// Entries not written because alone they exceed `diskMaxBytes` (memory only, if they fit).
     pub oversized: u64,
+    /// Writes not queued because the disk writer was too far behind (memory only).
+    pub skipped: u64,
 }
 
 /// Bytes given to `set` and bytes stored after compression, since open.
@@ -619,6 +621,7 @@ impl Cache {
                     errors: c.errors,
                     evictions: c.evictions,
                     oversized: c.oversized,
+                    skipped: c.skipped,
                 };
                 let whole = (stats.entries, stats.bytes, c.evictions, c.expirations);
                 (stats, whole)
@@ -655,6 +658,11 @@ impl Cache {
     #[cfg(test)]
     pub(crate) fn disk(&self) -> Option<&DiskTier> {
         self.disk.as_ref()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn disk_mut(&mut self) -> Option<&mut DiskTier> {
+        self.disk.as_mut()
     }
 }
 

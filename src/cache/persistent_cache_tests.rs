@@ -675,6 +675,30 @@ fn disk_errors_are_counted_and_never_fail_get_or_set() {
     assert_eq!(get(&mut cache, &on_disk_only).as_deref(), Some("v"));
 }
 
+#[test]
+fn writes_beyond_the_writer_queue_bound_stay_in_memory_and_drop_the_old_disk_copy() {
+    let dir = TempDir::new("queue-bound");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    set(&mut cache, "report", "old");
+    cache.flush().unwrap().wait().unwrap();
+    // a writer so far behind that nothing more fits in its queue
+    cache.disk_mut().unwrap().set_pending_limit(0);
+    set(&mut cache, "report", "new");
+    set(&mut cache, "other", "x");
+    let stats = cache.stats();
+    assert_eq!(stats.disk.skipped, 2);
+    // memory serves the new value
+    assert_eq!(get(&mut cache, "report").as_deref(), Some("new"));
+    cache.flush().unwrap().wait().unwrap();
+    cache.close();
+    drop(cache);
+    // after a restart the old value does not come back in the new one's place
+    let mut reopened = Cache::open(on_disk(&dir, 100), clock).unwrap();
+    assert_eq!(get(&mut reopened, "report"), None);
+    assert_eq!(get(&mut reopened, "other"), None);
+}
+
 /// Set by `a_second_process_is_locked_out` for the copy of this test binary it starts.
 const PROBE_ENV: &str = "BULWARK_CACHE_LOCK_PROBE";
 
