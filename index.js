@@ -3,16 +3,20 @@
 // the JS glue they need, and the error classes.
 const { RateLimiter } = require('./lib/limiter')
 const { DistributedTracer, Span, SpanKind } = require('./lib/tracer')
+const { CircuitBreaker } = require('./lib/breaker')
 const { TestClock } = require('./lib/test-clock')
-const { BulwarkError, RateLimitError, codes } = require('./lib/errors')
+const { BulwarkError, RateLimitError, BreakerOpenError, BreakerTimeoutError, codes } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
   DistributedTracer,
   Span,
   SpanKind,
+  CircuitBreaker,
   TestClock,
   BulwarkError,
   RateLimitError,
+  BreakerOpenError,
+  BreakerTimeoutError,
   codes,
 }

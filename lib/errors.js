@@ -8,6 +8,8 @@ const codes = Object.freeze({
   INVALID_OPTION: 'ERR_BULWARK_INVALID_OPTION',
   INVALID_ARGUMENT: 'ERR_BULWARK_INVALID_ARGUMENT',
   RATE_LIMITED: 'ERR_RATE_LIMITED',
+  BREAKER_OPEN: 'ERR_BREAKER_OPEN',
+  BREAKER_TIMEOUT: 'ERR_BREAKER_TIMEOUT',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -31,6 +33,31 @@ class RateLimitError extends BulwarkError {
     this.retryAfterMs = retryAfterMs
     this.reason = reason
     if (key !== undefined) this.key = key
+  }
+}
+
+/**
+ * A call refused by a CircuitBreaker without running. `retryAfterMs` says when trying again may
+ * succeed (`Infinity` while forced open: only `reset()` ends that); `state` is the breaker's
+ * state ('open', 'halfOpen' or 'forcedOpen'); `breaker` is its name.
+ */
+class BreakerOpenError extends BulwarkError {
+  constructor(message, { retryAfterMs = 0, state = 'open', breaker } = {}, options) {
+    super(message, codes.BREAKER_OPEN, options)
+    this.name = 'BreakerOpenError'
+    this.retryAfterMs = retryAfterMs
+    this.state = state
+    if (breaker !== undefined) this.breaker = breaker
+  }
+}
+
+/** A call through a CircuitBreaker that took longer than its `timeoutMs`; `breaker` is its name. */
+class BreakerTimeoutError extends BulwarkError {
+  constructor(message, { timeoutMs = 0, breaker } = {}, options) {
+    super(message, codes.BREAKER_TIMEOUT, options)
+    this.name = 'BreakerTimeoutError'
+    this.timeoutMs = timeoutMs
+    if (breaker !== undefined) this.breaker = breaker
   }
 }
 
@@ -58,4 +85,4 @@ function describe(value) {
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
-module.exports = { codes, BulwarkError, RateLimitError, invalidArgument, invalidOption, describe }
+module.exports = { codes, BulwarkError, RateLimitError, BreakerOpenError, BreakerTimeoutError, invalidArgument, invalidOption, describe }
