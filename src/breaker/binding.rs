@@ -154,7 +154,7 @@ fn read_config(
             ))
         }
         (Some(ms), None) => {
-            if !(ms.is_finite() && ms >= 1000.0 && ms <= MAX_WINDOW_MS && ms % 1000.0 == 0.0) {
+            if !(ms.is_finite() && (1000.0..=MAX_WINDOW_MS).contains(&ms) && ms % 1000.0 == 0.0) {
                 return Err(InvalidInput::option_range(format!(
                     "options.windowMs must be a whole number of seconds (a multiple of 1000) from 1000 to {MAX_WINDOW_MS}, received {}",
                     describe_number(ms)
