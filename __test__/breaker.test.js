@@ -182,6 +182,40 @@ describe('timeouts', () => {
     assert.equal(await breaker.fire(ok('quick')), 'quick')
   })
 
+  test('each call times out timeoutMs after its own start', async () => {
+    const { clock, breaker } = make({ timeoutMs: 100, minimumCalls: 4 })
+    const outcomes = []
+    const track = (name, promise) => promise.then(() => outcomes.push(`${name} ok`), (e) => outcomes.push(`${name} ${e.code}`))
+    const a = track('a', breaker.fire(() => new Promise(() => {})))
+    clock.advance(50)
+    const b = track('b', breaker.fire(() => new Promise(() => {})))
+    const c = track('c', breaker.fire(async () => 'fast'))
+    await c
+    clock.advance(50)
+    await a
+    assert.deepEqual(outcomes, ['c ok', 'a ERR_BREAKER_TIMEOUT'])
+    clock.advance(49)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(outcomes.length, 2)
+    clock.advance(1)
+    await b
+    assert.deepEqual(outcomes, ['c ok', 'a ERR_BREAKER_TIMEOUT', 'b ERR_BREAKER_TIMEOUT'])
+    assert.equal(breaker.stats().timeouts, 2)
+  })
+
+  test('a function without parameters gets a signal that never aborts (no AbortController is made)', async () => {
+    const { clock, breaker } = make({ timeoutMs: 10 })
+    let seen
+    const pending = breaker.fire(function () {
+      seen = arguments[0]
+      return new Promise(() => {})
+    })
+    clock.advance(10)
+    await rejection(pending)
+    assert.ok(seen instanceof AbortSignal)
+    assert.equal(seen.aborted, false)
+  })
+
   test('without timeoutMs the function gets a signal that never aborts', async () => {
     const { breaker } = make()
     const signal = await breaker.fire(async (s) => s)

@@ -71,8 +71,11 @@ class CircuitBreaker extends EventEmitter {
   #timeoutMs
   #fallback
   #isFailure
-  /** With a TestClock: calls with a timeout, checked when the clock moves. */
-  #pending = null
+  /** Calls under timeoutMs, in start order (see #expireTimeouts), and how many are unsettled. */
+  #timeouts = []
+  #inFlight = 0
+  #timer = null
+  /** A TestClock drives timeouts when given: its moves expire calls instead of the timer. */
   #testClock = null
   #callbackErrors = 0
 
@@ -108,8 +111,7 @@ class CircuitBreaker extends EventEmitter {
     this.#figures = fast.figures
     if (opts.clock instanceof TestClock) {
       this.#testClock = opts.clock
-      this.#pending = new Set()
-      if (this.#timeoutMs !== 0) opts.clock.onMove(() => this.#checkTimeouts())
+      if (this.#timeoutMs !== 0) opts.clock.onMove(() => this.#expireTimeouts(this.#testClock.now()))
     }
   }
 
@@ -199,13 +201,18 @@ class CircuitBreaker extends EventEmitter {
   }
 
   #runWithTimeout(fn, ticket, start) {
-    const controller = new AbortController()
+    // An AbortController costs more than the rest of a call, so one is made only for a function
+    // that declares the parameter it would arrive in.
+    const controller = fn.length > 0 ? new AbortController() : null
     return new Promise((resolve, reject) => {
-      const call = { settled: false, timer: null, start, onTimeout: null }
+      const call = {
+        settled: false,
+        deadline: (this.#testClock !== null ? start / 1e6 : performance.now()) + this.#timeoutMs,
+        onTimeout: null,
+      }
       const settle = () => {
         call.settled = true
-        if (call.timer !== null) clearTimeout(call.timer)
-        if (this.#pending !== null) this.#pending.delete(call)
+        if (--this.#inFlight === 0) this.#clearTimeouts()
       }
       call.onTimeout = () => {
         if (call.settled) return
@@ -213,20 +220,17 @@ class CircuitBreaker extends EventEmitter {
         if (this.#record(ticket, start, TIMEOUT)) this.#noticeTransitions()
         const durationMs = this.#figures[DURATION_MS]
         const error = new BreakerTimeoutError(`breaker ${this.#name}: the call took longer than ${this.#timeoutMs} ms`, { timeoutMs: this.#timeoutMs, breaker: this.#name })
-        controller.abort(error)
+        if (controller !== null) controller.abort(error)
         reject(error)
         this.#emit('timeout', error, durationMs)
         this.#emit('failure', error, durationMs)
       }
-      if (this.#pending !== null) {
-        this.#pending.add(call)
-      } else {
-        call.timer = setTimeout(call.onTimeout, this.#timeoutMs)
-        call.timer.unref()
-      }
+      this.#inFlight++
+      this.#timeouts.push(call)
+      if (this.#timer === null && this.#testClock === null) this.#armTimer()
       let result
       try {
-        result = fn(controller.signal)
+        result = fn(controller !== null ? controller.signal : NEVER_ABORTED)
       } catch (error) {
         result = Promise.reject(error)
       }
@@ -246,6 +250,43 @@ class CircuitBreaker extends EventEmitter {
         },
       )
     })
+  }
+
+  // Every call of a breaker has the same timeoutMs, so deadlines come in start order: the calls
+  // wait in one queue behind one unref()ed timer, armed for the oldest unsettled call, instead
+  // of a timer each. Settled calls leave the queue when they reach its head; the timer is
+  // cleared as soon as no call is in flight.
+
+  /** Times out the calls whose deadline has passed at `now` and re-arms the timer. */
+  #expireTimeouts(now) {
+    const queue = this.#timeouts
+    let head = 0
+    while (head < queue.length) {
+      const call = queue[head]
+      if (!call.settled && call.deadline > now) break
+      head++
+      if (!call.settled) call.onTimeout()
+    }
+    if (head > 0) queue.splice(0, head)
+    if (this.#testClock === null && this.#inFlight > 0) this.#armTimer()
+  }
+
+  #armTimer() {
+    const queue = this.#timeouts
+    while (queue.length > 0 && queue[0].settled) queue.shift()
+    if (queue.length === 0) return
+    const delay = Math.max(1, Math.ceil(queue[0].deadline - performance.now()))
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      this.#expireTimeouts(performance.now())
+    }, delay)
+    this.#timer.unref()
+  }
+
+  #clearTimeouts() {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#timeouts.length = 0
   }
 
   /** Records a call that threw or rejected, as `isFailure` judges it, and emits its event. */
@@ -272,14 +313,6 @@ class CircuitBreaker extends EventEmitter {
       return Promise.resolve(this.#fallback(error))
     } catch (fallbackError) {
       return Promise.reject(fallbackError)
-    }
-  }
-
-  #checkTimeouts() {
-    if (this.#pending.size === 0) return
-    const nowMs = this.#testClock.now()
-    for (const call of [...this.#pending]) {
-      if (nowMs - call.start / 1e6 >= this.#timeoutMs) call.onTimeout()
     }
   }
 
