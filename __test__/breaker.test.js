@@ -130,6 +130,18 @@ describe('refusals', () => {
     assert.ok(seen[0] instanceof BreakerOpenError)
   })
 
+  test('a fallback without parameters answers without an error being built, unless reject is listened to', async () => {
+    const { breaker } = make({ fallback: () => 'cached' })
+    await trip(breaker)
+    assert.equal(await breaker.fire(ok()), 'cached')
+    const rejected = []
+    breaker.on('reject', (error) => rejected.push(error))
+    assert.equal(await breaker.fire(ok()), 'cached')
+    assert.equal(rejected.length, 1)
+    assert.ok(rejected[0] instanceof BreakerOpenError)
+    assert.equal(breaker.stats().rejected, 2)
+  })
+
   test('a fallback that throws rejects the call with its error', async () => {
     const { breaker } = make({ fallback: () => { throw new Error('no cache') } })
     await trip(breaker)

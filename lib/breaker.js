@@ -187,17 +187,36 @@ class CircuitBreaker extends EventEmitter {
     return stats
   }
 
-  async #run(fn, ticket, start) {
-    let value
+  #run(fn, ticket, start) {
+    let result
     try {
-      value = await fn(NEVER_ABORTED)
+      result = fn(NEVER_ABORTED)
     } catch (error) {
       this.#settleFailure(ticket, start, error)
-      throw error
+      return Promise.reject(error)
     }
+    if (!(result instanceof Promise)) {
+      if (result === null || typeof result !== 'object' || typeof result.then !== 'function') {
+        this.#settleSuccess(ticket, start, result)
+        return Promise.resolve(result)
+      }
+      result = Promise.resolve(result)
+    }
+    return result.then(
+      (value) => {
+        this.#settleSuccess(ticket, start, value)
+        return value
+      },
+      (error) => {
+        this.#settleFailure(ticket, start, error)
+        throw error
+      },
+    )
+  }
+
+  #settleSuccess(ticket, start, value) {
     if (this.#record(ticket, start, SUCCESS)) this.#noticeTransitions()
-    this.#emit('success', value, this.#figures[DURATION_MS])
-    return value
+    if (this.listenerCount('success') !== 0) this.#emit('success', value, this.#figures[DURATION_MS])
   }
 
   #runWithTimeout(fn, ticket, start) {
@@ -304,13 +323,23 @@ class CircuitBreaker extends EventEmitter {
   }
 
   #refuse() {
+    const fallback = this.#fallback
+    // Building the error costs more than the rest of a refusal together, so a fallback that
+    // takes no parameter, with nobody listening for 'reject', answers without one.
+    if (fallback !== null && fallback.length === 0 && this.listenerCount('reject') === 0) {
+      try {
+        return Promise.resolve(fallback())
+      } catch (fallbackError) {
+        return Promise.reject(fallbackError)
+      }
+    }
     const retryAfterMs = this.#figures[RETRY_AFTER_MS]
     const state = STATES[this.#figures[STATE]]
     const error = withoutStack(() => new BreakerOpenError(`breaker ${this.#name} is ${state === 'halfOpen' ? 'half-open and its probes are taken' : state === 'forcedOpen' ? 'forced open' : 'open'}`, { retryAfterMs, state, breaker: this.#name }))
     this.#emit('reject', error)
-    if (this.#fallback === null) return rejectSoon(error)
+    if (fallback === null) return rejectSoon(error)
     try {
-      return Promise.resolve(this.#fallback(error))
+      return Promise.resolve(fallback(error))
     } catch (fallbackError) {
       return Promise.reject(fallbackError)
     }
