@@ -74,7 +74,10 @@ class CircuitBreaker extends EventEmitter {
   /** Calls under timeoutMs, in start order (see #expireTimeouts), and how many are unsettled. */
   #timeouts = []
   #inFlight = 0
+  #settledInQueue = 0
+  #expiring = false
   #timer = null
+  #clockOrigin = 0
   /** A TestClock drives timeouts when given: its moves expire calls instead of the timer. */
   #testClock = null
   #callbackErrors = 0
@@ -85,6 +88,7 @@ class CircuitBreaker extends EventEmitter {
   constructor(options) {
     super()
     this.#native = new binding.CircuitBreaker(options)
+    this.#clockOrigin = performance.now()
     const opts = options || {}
     const name = opts.name === undefined ? 'breaker' : opts.name
     if (typeof name !== 'string' || name.length === 0) {
@@ -226,12 +230,12 @@ class CircuitBreaker extends EventEmitter {
     return new Promise((resolve, reject) => {
       const call = {
         settled: false,
-        deadline: (this.#testClock !== null ? start / 1e6 : performance.now()) + this.#timeoutMs,
+        deadline: start / 1e6 + this.#timeoutMs,
         onTimeout: null,
       }
       const settle = () => {
         call.settled = true
-        if (--this.#inFlight === 0) this.#clearTimeouts()
+        this.#settledCall()
       }
       call.onTimeout = () => {
         if (call.settled) return
@@ -273,39 +277,65 @@ class CircuitBreaker extends EventEmitter {
 
   // Every call of a breaker has the same timeoutMs, so deadlines come in start order: the calls
   // wait in one queue behind one unref()ed timer, armed for the oldest unsettled call, instead
-  // of a timer each. Settled calls leave the queue when they reach its head; the timer is
-  // cleared as soon as no call is in flight.
+  // of a timer each. A settled call leaves the queue when it reaches the head, when nothing is in
+  // flight any more (the queue empties), or when settled calls outnumber the others (a sweep).
+  // The timer is not cleared and set again around every call (that costs as much as the rest of
+  // the call): when it fires with nothing in flight, it simply stops.
+
+  #settledCall() {
+    this.#inFlight--
+    if (this.#expiring) return
+    if (this.#inFlight === 0) {
+      if (this.#timeouts.length !== 0) this.#timeouts = []
+      this.#settledInQueue = 0
+    } else if (++this.#settledInQueue > 1024 && this.#settledInQueue > this.#inFlight) {
+      this.#timeouts = this.#timeouts.filter((call) => !call.settled)
+      this.#settledInQueue = 0
+    }
+  }
 
   /** Times out the calls whose deadline has passed at `now` and re-arms the timer. */
   #expireTimeouts(now) {
     const queue = this.#timeouts
     let head = 0
-    while (head < queue.length) {
-      const call = queue[head]
-      if (!call.settled && call.deadline > now) break
-      head++
-      if (!call.settled) call.onTimeout()
+    this.#expiring = true
+    try {
+      while (head < queue.length) {
+        const call = queue[head]
+        if (!call.settled && call.deadline > now) break
+        head++
+        if (call.settled) this.#settledInQueue--
+        else call.onTimeout()
+      }
+    } finally {
+      this.#expiring = false
     }
-    if (head > 0) queue.splice(0, head)
-    if (this.#testClock === null && this.#inFlight > 0) this.#armTimer()
+    queue.splice(0, head)
+    if (this.#inFlight === 0) {
+      this.#timeouts = []
+      this.#settledInQueue = 0
+    } else if (this.#testClock === null) {
+      this.#armTimer()
+    }
+  }
+
+  /**
+   * The breaker's clock in ms, without a crossing: the native system clock starts when the
+   * breaker is made, just before `#clockOrigin` is read, so deadlines (start + timeoutMs, in
+   * the native clock's time) are compared with `performance.now()` moved to that origin.
+   */
+  #clockMs() {
+    return performance.now() - this.#clockOrigin
   }
 
   #armTimer() {
-    const queue = this.#timeouts
-    while (queue.length > 0 && queue[0].settled) queue.shift()
-    if (queue.length === 0) return
-    const delay = Math.max(1, Math.ceil(queue[0].deadline - performance.now()))
+    if (this.#timeouts.length === 0) return
+    const delay = Math.max(1, Math.ceil(this.#timeouts[0].deadline - this.#clockMs()))
     this.#timer = setTimeout(() => {
       this.#timer = null
-      this.#expireTimeouts(performance.now())
+      this.#expireTimeouts(this.#clockMs())
     }, delay)
     this.#timer.unref()
-  }
-
-  #clearTimeouts() {
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
-    this.#timeouts.length = 0
   }
 
   /** Records a call that threw or rejected, as `isFailure` judges it, and emits its event. */
