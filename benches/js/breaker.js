@@ -224,7 +224,8 @@ async function main() {
     'cockatiel execute refused': () => opened.c.execute(resolved),
   }))
 
-  // with a per-call timeout (a timer per call in each library)
+  // with a per-call timeout (bulwark: one timer per breaker; opossum: a timer per call;
+  // cockatiel: a timeout policy, which also prints a MaxListenersExceededWarning of its own)
   const bt = bulwark({ timeoutMs: 5_000 })
   const ot = opossum(resolved, { timeout: 5_000 })
   const ct = cockatiel.wrap(cockatielBreaker(), cockatiel.timeout(5_000, cockatiel.TimeoutStrategy.Cooperative))
