@@ -57,6 +57,19 @@ function rejectSoon(error) {
   return new Promise((resolve, reject) => queueMicrotask(() => reject(error)))
 }
 
+/** A call under `timeoutMs`: settled once, by its outcome or by its deadline (breaker clock ms). */
+class TimedCall {
+  constructor(ticket, start, deadline, controller) {
+    this.ticket = ticket
+    this.start = start
+    this.deadline = deadline
+    this.controller = controller
+    this.settled = false
+    this.resolve = null
+    this.reject = null
+  }
+}
+
 class CircuitBreaker extends EventEmitter {
   #native
   #acquire
@@ -227,52 +240,53 @@ class CircuitBreaker extends EventEmitter {
     // An AbortController costs more than the rest of a call, so one is made only for a function
     // that declares the parameter it would arrive in.
     const controller = fn.length > 0 ? new AbortController() : null
-    return new Promise((resolve, reject) => {
-      const call = {
-        settled: false,
-        deadline: start / 1e6 + this.#timeoutMs,
-        onTimeout: null,
-      }
-      const settle = () => {
-        call.settled = true
-        this.#settledCall()
-      }
-      call.onTimeout = () => {
-        if (call.settled) return
-        settle()
-        if (this.#record(ticket, start, TIMEOUT)) this.#noticeTransitions()
-        const durationMs = this.#figures[DURATION_MS]
-        const error = new BreakerTimeoutError(`breaker ${this.#name}: the call took longer than ${this.#timeoutMs} ms`, { timeoutMs: this.#timeoutMs, breaker: this.#name })
-        if (controller !== null) controller.abort(error)
-        reject(error)
-        this.#emit('timeout', error, durationMs)
-        this.#emit('failure', error, durationMs)
-      }
-      this.#inFlight++
-      this.#timeouts.push(call)
-      if (this.#timer === null && this.#testClock === null) this.#armTimer()
-      let result
-      try {
-        result = fn(controller !== null ? controller.signal : NEVER_ABORTED)
-      } catch (error) {
-        result = Promise.reject(error)
-      }
-      Promise.resolve(result).then(
-        (value) => {
-          if (call.settled) return
-          settle()
-          if (this.#record(ticket, start, SUCCESS)) this.#noticeTransitions()
-          resolve(value)
-          this.#emit('success', value, this.#figures[DURATION_MS])
-        },
-        (error) => {
-          if (call.settled) return
-          settle()
-          this.#settleFailure(ticket, start, error)
-          reject(error)
-        },
-      )
+    const call = new TimedCall(ticket, start, start / 1e6 + this.#timeoutMs, controller)
+    const promise = new Promise((resolve, reject) => {
+      call.resolve = resolve
+      call.reject = reject
     })
+    this.#inFlight++
+    this.#timeouts.push(call)
+    if (this.#timer === null && this.#testClock === null) this.#armTimer()
+    let result
+    try {
+      result = fn(controller !== null ? controller.signal : NEVER_ABORTED)
+    } catch (error) {
+      this.#timedError(call, error)
+      return promise
+    }
+    Promise.resolve(result).then(
+      (value) => this.#timedValue(call, value),
+      (error) => this.#timedError(call, error),
+    )
+    return promise
+  }
+
+  #timedValue(call, value) {
+    if (call.settled) return
+    this.#settledCall(call)
+    if (this.#record(call.ticket, call.start, SUCCESS)) this.#noticeTransitions()
+    call.resolve(value)
+    if (this.listenerCount('success') !== 0) this.#emit('success', value, this.#figures[DURATION_MS])
+  }
+
+  #timedError(call, error) {
+    if (call.settled) return
+    this.#settledCall(call)
+    this.#settleFailure(call.ticket, call.start, error)
+    call.reject(error)
+  }
+
+  #timedOut(call) {
+    if (call.settled) return
+    this.#settledCall(call)
+    if (this.#record(call.ticket, call.start, TIMEOUT)) this.#noticeTransitions()
+    const durationMs = this.#figures[DURATION_MS]
+    const error = new BreakerTimeoutError(`breaker ${this.#name}: the call took longer than ${this.#timeoutMs} ms`, { timeoutMs: this.#timeoutMs, breaker: this.#name })
+    if (call.controller !== null) call.controller.abort(error)
+    call.reject(error)
+    this.#emit('timeout', error, durationMs)
+    this.#emit('failure', error, durationMs)
   }
 
   // Every call of a breaker has the same timeoutMs, so deadlines come in start order: the calls
@@ -282,7 +296,8 @@ class CircuitBreaker extends EventEmitter {
   // The timer is not cleared and set again around every call (that costs as much as the rest of
   // the call): when it fires with nothing in flight, it simply stops.
 
-  #settledCall() {
+  #settledCall(call) {
+    call.settled = true
     this.#inFlight--
     if (this.#expiring) return
     if (this.#inFlight === 0) {
@@ -305,7 +320,7 @@ class CircuitBreaker extends EventEmitter {
         if (!call.settled && call.deadline > now) break
         head++
         if (call.settled) this.#settledInQueue--
-        else call.onTimeout()
+        else this.#timedOut(call)
       }
     } finally {
       this.#expiring = false
