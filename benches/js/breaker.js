@@ -267,6 +267,12 @@ async function main() {
       refusalRejectingNs: ratio(refusedBatch.nsPerOp, 300, 'max'),
       refusalDecisionNs: ratio(diag['acquire crossing, open (the refusal decision)'].nsPerOp, 300, 'max'),
     },
+    // no target was set for these; for the record
+    ratios: {
+      withTimeoutVsOpossum: Math.round(100 * one(withTimeout, 'bulwark fire, timeoutMs').opsPerSec / one(withTimeout, 'opossum fire, timeout').opsPerSec) / 100,
+      withTimeoutVsOpossumConcurrent: Math.round(100 * many(withTimeout, 'bulwark fire, timeoutMs').opsPerSec / many(withTimeout, 'opossum fire, timeout').opsPerSec) / 100,
+      refusalVsOpossum: Math.round(100 * refusedBatch.opsPerSec / many(open, 'opossum fire refused').opsPerSec) / 100,
+    },
     sink: Number.isFinite(sink) ? 'ok' : String(sink),
   }
 
@@ -281,6 +287,7 @@ async function main() {
   for (const [name, r] of Object.entries(report.targets)) {
     lines.push(`${name.padEnd(28)} ${String(r.value).padStart(8)}  target ${r.kind === 'min' ? '>=' : '<='} ${r.target}  ${r.met ? 'met' : 'MISSED'}`)
   }
+  for (const [name, value] of Object.entries(report.ratios)) lines.push(`${name.padEnd(28)} ${String(value).padStart(8)}`)
   writeReport(outPath, report, lines)
 }
 
