@@ -184,7 +184,7 @@ describe('timeouts', () => {
     assert.equal(breaker.stats().calls, 2)
   })
 
-  test('with the real clock the timer fires and is cleared when the call settles', async () => {
+  test('with the real clock the shared timer times a call out, and a later call passes', async () => {
     const breaker = new CircuitBreaker({ timeoutMs: 20 })
     // the breaker's timer is unref()ed: a real call's socket keeps the loop alive, here a timer does
     const keepAlive = setTimeout(() => {}, 5000)
