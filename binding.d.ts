@@ -7,6 +7,27 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A circuit breaker (the native class; see `index.d.ts`). */
+export declare class CircuitBreaker {
+  /** Creates a closed breaker; every option is validated and unknown options are refused. */
+  constructor(options?: CircuitBreakerOptions)
+  /**
+   * Internal (used by the facade's constructor): the hot-path functions bound to this
+   * breaker, `{ acquire, record, sync, figures }`; `figures` holds retryAfterMs,
+   * startNanos, the state code, the transition count and the last duration in ms.
+   */
+  _fastPath(): { acquire(): number; record(ticket: number, startNanos: number, outcome: number): boolean; sync(): number; figures: Float64Array }
+  /** Opens the breaker until `reset()`. */
+  _forceOpen(): void
+  /** Lets every call pass, still measuring, until `reset()`. */
+  _disable(): void
+  /** Closes the breaker with an empty window. */
+  _reset(): void
+  /** A snapshot of the state and counters. */
+  _stats(): BreakerStats
+}
+export type CircuitBreakerBinding = CircuitBreaker
+
 /**
  * Spans, W3C trace context, sampling, span metrics and export (the native class; see
  * `index.d.ts`).
@@ -173,6 +194,43 @@ export declare class RateLimiter {
 }
 export type RateLimiterBinding = RateLimiter
 
+/** A snapshot of a breaker. */
+export interface BreakerStats {
+  /** `closed`, `open`, `halfOpen`, `forcedOpen` or `disabled`. */
+  state: string
+  /** Calls run and recorded since creation. */
+  calls: number
+  /** Of which failed (timeouts included). */
+  failures: number
+  /** Of which were slow. */
+  slowCalls: number
+  /** Calls refused since creation. */
+  rejected: number
+  /** Calls that timed out since creation. */
+  timeouts: number
+  /** Failures over calls in the window (0 when empty). */
+  failureRate: number
+  /** Slow calls over calls in the window (0 when empty). */
+  slowCallRate: number
+  /**
+   * When the state last changed (creation before any change), in epoch ms; with a
+   * TestClock, in the clock's ms.
+   */
+  lastTransitionAt: number
+  /** The window's counts now. */
+  window: BreakerWindowStats
+}
+
+/** Window counts in `stats()`. */
+export interface BreakerWindowStats {
+  /** Calls in the window. */
+  calls: number
+  /** Failed calls in the window. */
+  failures: number
+  /** Slow calls in the window. */
+  slowCalls: number
+}
+
 /** Raw versus stored payload bytes. */
 export interface CacheCompressionStats {
   /** Payload bytes given to `set`. */
@@ -199,6 +257,11 @@ export interface CacheDiskStats {
   evictions: number
   /** Entries not written because alone they exceed `diskMaxBytes`. */
   oversized: number
+  /**
+   * Writes not queued because the disk writer was too far behind (those entries live in
+   * memory only).
+   */
+  skipped: number
 }
 
 /** Stats of the memory tier. */

@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CircuitBreaker = nativeBinding.CircuitBreaker
+module.exports.CircuitBreakerBinding = nativeBinding.CircuitBreakerBinding
 module.exports.DistributedTracer = nativeBinding.DistributedTracer
 module.exports.DistributedTracerBinding = nativeBinding.DistributedTracerBinding
 module.exports.ManualClock = nativeBinding.ManualClock

@@ -1,5 +1,7 @@
 // Types of `require('bulwark')`. Hand-written; `__test__/types.test-d.ts` compiles against it.
 
+import { EventEmitter } from 'node:events'
+
 /** Limits of one client bucket. */
 export interface ClientLimits {
   /** Tokens the bucket holds when full (finite, > 0). */
@@ -131,6 +133,8 @@ export declare const codes: {
   readonly CACHE_LOCKED: 'ERR_CACHE_LOCKED'
   readonly CACHE_CLOSED: 'ERR_CACHE_CLOSED'
   readonly CACHE_DISK: 'ERR_CACHE_DISK'
+  readonly BREAKER_OPEN: 'ERR_BREAKER_OPEN'
+  readonly BREAKER_TIMEOUT: 'ERR_BREAKER_TIMEOUT'
 }
 
 /** Base class of the package's own errors. */
@@ -277,6 +281,124 @@ export declare class PersistentCache<V extends CacheValue = CacheValue> {
   flush(): Promise<void>
   /** Writes what is queued, stops the disk writer and releases `dir`. */
   close(): Promise<void>
+}
+
+/** A breaker's state. */
+export type CircuitBreakerState = 'closed' | 'open' | 'halfOpen' | 'forcedOpen' | 'disabled'
+
+/** Options of `new CircuitBreaker(options)`. Unknown options are refused. */
+export interface CircuitBreakerOptions {
+  /** A name for messages, errors and metrics. @default 'breaker' */
+  name?: string
+  /** Opens when the window's failure rate reaches this, in (0, 1]. @default 0.5 */
+  failureRateThreshold?: number
+  /** Calls longer than this (ms) are slow. Without it, no call is slow. */
+  slowCallMs?: number
+  /** Opens when the window's slow-call rate reaches this, in (0, 1]; needs `slowCallMs`. @default 1 */
+  slowCallRateThreshold?: number
+  /** Calls the window must hold before the rates can open the breaker (integer >= 1; at most `windowSize`). @default 10 */
+  minimumCalls?: number
+  /** A time-based window of one-second buckets: a multiple of 1000 from 1000 to 3600000 ms. @default 10000 */
+  windowMs?: number
+  /** A count-based window of the last N calls instead (integer 1 to 1000000). Not with `windowMs`. */
+  windowSize?: number
+  /** How long the breaker stays open before letting probes through (ms). @default 30000 */
+  openMs?: number
+  /** Probe calls let through per half-open spell. @default 1 */
+  halfOpenMaxCalls?: number
+  /** The longest a half-open spell lasts before the breaker opens again (ms). @default max(openMs, timeoutMs) */
+  halfOpenMaxWaitMs?: number
+  /** A call running longer rejects with BreakerTimeoutError, counts as a failure, and its signal aborts (ms, at most 2147483647). */
+  timeoutMs?: number
+  /** Decides whether an error counts as a failure; `false` counts it as a success (the error still reaches the caller). If it throws, the error counts as a failure. */
+  isFailure?: (error: unknown) => boolean
+  /** Answers refused calls instead of a BreakerOpenError (not failures or timeouts). */
+  fallback?: (error: BreakerOpenError) => unknown
+  /** Whether the service cannot work while this breaker is open (for readiness). @default false */
+  critical?: boolean
+  /** A TestClock, to drive time (and timeouts) by hand in tests. */
+  clock?: TestClock
+}
+
+/** A snapshot of a breaker. */
+export interface CircuitBreakerStats {
+  state: CircuitBreakerState
+  /** Calls run and recorded since creation. */
+  calls: number
+  /** Of which failed (timeouts included). */
+  failures: number
+  /** Of which took longer than `slowCallMs`. */
+  slowCalls: number
+  /** Calls refused since creation. */
+  rejected: number
+  /** Calls that timed out since creation. */
+  timeouts: number
+  /** Failures over calls in the window (0 when empty). */
+  failureRate: number
+  /** Slow calls over calls in the window (0 when empty). */
+  slowCallRate: number
+  /** When the state last changed (creation before any change), epoch ms; with a TestClock, the clock's ms. */
+  lastTransitionAt: number
+  /** The window's counts now. */
+  window: { calls: number; failures: number; slowCalls: number }
+  /** Listeners and `isFailure` calls that threw (each also reported as a process warning). */
+  callbackErrors: number
+}
+
+/** The events of a CircuitBreaker and their arguments. */
+export interface CircuitBreakerEvents {
+  open: [from: CircuitBreakerState]
+  halfOpen: [from: CircuitBreakerState]
+  close: [from: CircuitBreakerState]
+  stateChange: [to: CircuitBreakerState, from: CircuitBreakerState]
+  reject: [error: BreakerOpenError]
+  success: [value: unknown, durationMs: number]
+  failure: [error: unknown, durationMs: number]
+  timeout: [error: BreakerTimeoutError, durationMs: number]
+}
+
+/** A circuit breaker over a sliding window of outcomes; see the README for the states and events. */
+export declare class CircuitBreaker extends EventEmitter {
+  constructor(options?: CircuitBreakerOptions)
+  /** Calls `fn(signal)` through the breaker; `signal` aborts on timeout (it never aborts without `timeoutMs`). */
+  fire<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>): Promise<T>
+  /** A function that fires `fn` with its arguments through the breaker. */
+  wrap<A extends unknown[], T>(fn: (...args: A) => T | PromiseLike<T>): (...args: A) => Promise<T>
+  /** Opens the breaker until `reset()`. */
+  forceOpen(): void
+  /** Lets every call pass (still measuring) until `reset()`. */
+  disable(): void
+  /** Closes the breaker with an empty window. */
+  reset(): void
+  /** A snapshot of the state and counters. */
+  stats(): CircuitBreakerStats
+  /** The state, after what time has done. */
+  readonly state: CircuitBreakerState
+  readonly name: string
+  readonly critical: boolean
+  on<E extends keyof CircuitBreakerEvents>(event: E, listener: (...args: CircuitBreakerEvents[E]) => void): this
+  once<E extends keyof CircuitBreakerEvents>(event: E, listener: (...args: CircuitBreakerEvents[E]) => void): this
+  off<E extends keyof CircuitBreakerEvents>(event: E, listener: (...args: CircuitBreakerEvents[E]) => void): this
+}
+
+/** A call refused by a CircuitBreaker (`code: 'ERR_BREAKER_OPEN'`). */
+export declare class BreakerOpenError extends BulwarkError {
+  constructor(message: string, details?: { retryAfterMs?: number; state?: CircuitBreakerState; breaker?: string }, options?: ErrorOptions)
+  readonly code: 'ERR_BREAKER_OPEN'
+  /** Milliseconds after which trying again may succeed; Infinity while forced open. */
+  readonly retryAfterMs: number
+  /** 'open', 'halfOpen' (its probes are taken) or 'forcedOpen'. */
+  readonly state: CircuitBreakerState
+  /** The breaker's name. */
+  readonly breaker?: string
+}
+
+/** A call that took longer than the breaker's `timeoutMs` (`code: 'ERR_BREAKER_TIMEOUT'`). */
+export declare class BreakerTimeoutError extends BulwarkError {
+  constructor(message: string, details?: { timeoutMs?: number; breaker?: string }, options?: ErrorOptions)
+  readonly code: 'ERR_BREAKER_TIMEOUT'
+  readonly timeoutMs: number
+  readonly breaker?: string
 }
 
 /** An attribute value: a primitive or a homogeneous array of one. */

@@ -4,8 +4,9 @@
 const { RateLimiter } = require('./lib/limiter')
 const { DistributedTracer, Span, SpanKind } = require('./lib/tracer')
 const { PersistentCache } = require('./lib/cache')
+const { CircuitBreaker } = require('./lib/breaker')
 const { TestClock } = require('./lib/test-clock')
-const { BulwarkError, RateLimitError, CacheError, codes } = require('./lib/errors')
+const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, codes } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
@@ -13,9 +14,12 @@ module.exports = {
   Span,
   SpanKind,
   PersistentCache,
+  CircuitBreaker,
   TestClock,
   BulwarkError,
   RateLimitError,
   CacheError,
+  BreakerOpenError,
+  BreakerTimeoutError,
   codes,
 }

@@ -105,3 +105,21 @@ test('a script with a disk cache that sets values and returns exits within a few
   assert.equal(readCode, 0, readOutput)
   assert.match(readOutput, /size 2001 \{"i":1999\}/)
 })
+
+test('a script with breakers (a pending call under timeoutMs, an open one) exits within 2 s', async () => {
+  const { code, signal, output, elapsedMs } = await runScript(`
+    const { CircuitBreaker } = require('.')
+    const breaker = new CircuitBreaker({ name: 'exit', timeoutMs: 60000, minimumCalls: 1, openMs: 60000 })
+    breaker.fire(async () => 'quick').then((v) => console.log('fired', v))
+    // a call still pending when the script returns: its timeout timer must not hold the process
+    breaker.fire(() => new Promise(() => {})).catch(() => {})
+    const tripped = new CircuitBreaker({ minimumCalls: 1, windowSize: 1, openMs: 60000 })
+    tripped.fire(async () => { throw new Error('down') }).catch(() => tripped.fire(async () => 1))
+      .catch((e) => console.log(e.code))
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /fired quick/)
+  assert.match(output, /ERR_BREAKER_OPEN/)
+  assert.ok(elapsedMs < 2000)
+})

@@ -136,3 +136,37 @@ test('two workers each with their own disk cache; the same dir in two workers is
   await holder.worker.terminate()
   await refused.worker.terminate()
 })
+
+const breakerWorkerSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { CircuitBreaker, TestClock } = require(${JSON.stringify(root)})
+  const clock = new TestClock()
+  const breaker = new CircuitBreaker({ name: 'w' + workerData.n, windowSize: 10, minimumCalls: workerData.n + 1, openMs: 1000, clock })
+  ;(async () => {
+    // worker n fails n + 1 times: each opens after its own number of calls
+    let failed = 0
+    for (let i = 0; i < 20 && breaker.state === 'closed'; i++) {
+      await breaker.fire(async () => { throw new Error('down') }).catch(() => failed++)
+    }
+    const open = breaker.state
+    clock.advance(1000)
+    const probe = await breaker.fire(async () => 'ok')
+    parentPort.postMessage({ failed, open, probe, stats: breaker.stats() })
+  })()
+`
+
+test('breakers in four workers are independent', async () => {
+  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
+    const worker = new Worker(breakerWorkerSource, { eval: true, workerData: { n } })
+    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
+    worker.once('error', reject)
+  }))
+  for (const { n, message } of await Promise.all(runs)) {
+    assert.equal(message.failed, n + 1)
+    assert.equal(message.open, 'open')
+    assert.equal(message.probe, 'ok')
+    assert.equal(message.stats.state, 'closed')
+    assert.equal(message.stats.calls, n + 2)
+    assert.equal(message.stats.failures, n + 1)
+  }
+})

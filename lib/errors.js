@@ -11,6 +11,8 @@ const codes = Object.freeze({
   CACHE_LOCKED: 'ERR_CACHE_LOCKED',
   CACHE_CLOSED: 'ERR_CACHE_CLOSED',
   CACHE_DISK: 'ERR_CACHE_DISK',
+  BREAKER_OPEN: 'ERR_BREAKER_OPEN',
+  BREAKER_TIMEOUT: 'ERR_BREAKER_TIMEOUT',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -51,6 +53,31 @@ class CacheError extends BulwarkError {
   }
 }
 
+/**
+ * A call refused by a CircuitBreaker without running. `retryAfterMs` says when trying again may
+ * succeed (`Infinity` while forced open: only `reset()` ends that); `state` is the breaker's
+ * state ('open', 'halfOpen' or 'forcedOpen'); `breaker` is its name.
+ */
+class BreakerOpenError extends BulwarkError {
+  constructor(message, { retryAfterMs = 0, state = 'open', breaker } = {}, options) {
+    super(message, codes.BREAKER_OPEN, options)
+    this.name = 'BreakerOpenError'
+    this.retryAfterMs = retryAfterMs
+    this.state = state
+    if (breaker !== undefined) this.breaker = breaker
+  }
+}
+
+/** A call through a CircuitBreaker that took longer than its `timeoutMs`; `breaker` is its name. */
+class BreakerTimeoutError extends BulwarkError {
+  constructor(message, { timeoutMs = 0, breaker } = {}, options) {
+    super(message, codes.BREAKER_TIMEOUT, options)
+    this.name = 'BreakerTimeoutError'
+    this.timeoutMs = timeoutMs
+    if (breaker !== undefined) this.breaker = breaker
+  }
+}
+
 /** An invalid argument in JS glue, shaped like the native ones. */
 function invalidArgument(ErrorClass, message) {
   const error = new ErrorClass(message)
@@ -77,4 +104,4 @@ function describe(value) {
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
-module.exports = { codes, BulwarkError, RateLimitError, CacheError, invalidArgument, invalidOption, describe }
+module.exports = { codes, BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, invalidArgument, invalidOption, describe }
