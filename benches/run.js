@@ -3,7 +3,7 @@
 // `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
 // the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
 //
-//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache] [--quick] [--no-build] [--write]
+//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker] [--quick] [--no-build] [--write]
 //
 // A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
 // figures and leaves it alone unless --write is given. Raw results go to benches/results/.
@@ -24,7 +24,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
-const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache']
+const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker']
 const wants = (part) => !only || only.includes(part) || (only.includes('js') && JS_PARTS.includes(part))
 const write = args.includes('--write') || (!only && !quick)
 
@@ -261,6 +261,18 @@ function targetRows(r) {
   } else {
     rows.push(['PersistentCache (hits, sets, hit ratio, memory, churn, disk, writes)', 'see the cache issue', 'not run', undefined])
   }
+  const br = r.breaker
+  if (br) {
+    const t = br.targets
+    rows.push(['`breaker.fire` of a resolved async function, closed state', 'at least 2x opossum\'s throughput and at least cockatiel\'s',
+      `${fmt(t.closedVsOpossum.value, 2)}x opossum, ${fmt(t.closedVsCockatiel.value, 2)}x cockatiel awaited one by one; ${fmt(t.closedVsOpossumConcurrent.value, 2)}x / ${fmt(t.closedVsCockatielConcurrent.value, 2)}x with 100 concurrent`,
+      t.closedVsOpossum.met && t.closedVsCockatiel.met && t.closedVsOpossumConcurrent.met && t.closedVsCockatielConcurrent.met])
+    rows.push(['refusal while open', 'at most 300 ns',
+      `answered by a fallback: ${fmt(t.refusalWithFallbackNs.value)} ns; rejected with a BreakerOpenError: ${fmt(t.refusalRejectingNs.value)} ns (making the Error alone costs ~380 ns; opossum is ${fmt(br.ratios.refusalVsOpossum, 1)}x slower); the decision itself ${fmt(t.refusalDecisionNs.value)} ns`,
+      t.refusalWithFallbackNs.met && t.refusalRejectingNs.met])
+  } else {
+    rows.push(['CircuitBreaker beside opossum and cockatiel', '2x opossum; refusal at most 300 ns', 'not run', undefined])
+  }
   const cr = r.criterion && r.criterion.benches['limiter/bucket check']
   rows.push(['criterion: core bucket check, one thread', 'at most 50 ns', cr ? `${fmt(cr.ns, 1)} ns [${fmt(cr.lowNs, 1)} – ${fmt(cr.highNs, 1)}]` : 'not run', cr ? cr.ns <= 50 : undefined])
   return rows
@@ -371,6 +383,18 @@ function markdown(r) {
     out.push(`**Sustained writes** with a disk tier (\`diskMaxBytes\` 512 MB): sets of a 1 KiB string in 5 ms slices between event-loop turns for ${fmt(w.seconds, 0)} s: ${fmt(w.setsPerSecond, 0)} sets/s; RSS by second ${w.samples.map((x) => fmt(x.rssMB, 0)).join(', ')} MB; the final flush took ${fmt(w.flushMs, 0)} ms; ${fmt(w.diskErrors, 0)} disk errors.`)
   }
 
+  const br = r.breaker
+  if (br) {
+    out.push('', '## CircuitBreaker beside opossum and cockatiel', '')
+    out.push(`One process, ${br.rounds} rounds of ${fmt(br.opsPerRound, 0)} calls per variant after ${br.warmupRounds} warmup rounds, rotating order, medians; awaited one by one and ${br.batch} at a time (\`Promise.all\`). The function fired is \`async () => 1\`.`, '')
+    for (const [title, key] of [['Closed', 'closed'], ['Open (refusals)', 'open'], ['With a timeout per call', 'withTimeout']]) {
+      out.push(`**${title}**`, '')
+      out.push(table(['variant', 'ns per call (median)', 'calls/s', 'range over rounds (ns)'], Object.entries(br.scenarios[key]).map(([n, x]) => [n, fmt(x.nsPerOp), fmt(x.opsPerSec, 0), `${fmt(x.minNsPerOp)} – ${fmt(x.maxNsPerOp)}`])), '')
+    }
+    out.push('**What the parts cost**', '')
+    out.push(table(['operation', 'ns/op', 'ops/s'], Object.entries(br.diagnostics).map(([n, x]) => [n, fmt(x.nsPerOp), fmt(x.opsPerSec, 0)])))
+  }
+
   const cr = r.criterion
   if (cr) {
     out.push('', '## Criterion: the limiter core, one thread', '')
@@ -411,6 +435,7 @@ function main() {
   if (wants('tracer')) results.tracer = runJs('tracer', env)
   if (wants('express-tracing')) results.expressTracing = runJs('express', env, ['--suite=tracing'], 'express-tracing')
   if (wants('cache')) results.cache = runJs('cache', env)
+  if (wants('breaker')) results.breaker = runJs('breaker', env)
 
   fs.mkdirSync(resultsDir, { recursive: true })
   fs.writeFileSync(path.join(resultsDir, 'summary.json'), JSON.stringify(results, null, 2) + '\n')
