@@ -118,7 +118,13 @@ function runCriterion() {
 
 // ---- JS benches ------------------------------------------------------------------------------
 
+const fromResults = args.includes('--from-results')
+
 function runJs(name, env, extra = [], resultName = name) {
+  if (fromResults) {
+    // rebuild BENCHMARKS.md from the JSON a previous run left in benches/results/
+    return JSON.parse(fs.readFileSync(path.join(resultsDir, `${resultName}.json`), 'utf8'))
+  }
   step(`node benches/js/${name}.js ${extra.join(' ')}`.trim())
   const out = path.join(resultsDir, `${resultName}.json`)
   const benchArgs = [path.join(__dirname, 'js', `${name}.js`), out, ...extra]
@@ -256,8 +262,10 @@ function targetRows(r) {
     rows.push([`event-loop delay p99 under churn (${fmt(c.entries, 0)} entries)`, 'lower than lru-cache\'s', `${fmt(c.bulwark.p99Ms, 2)} ms vs ${fmt(c.lruCache.p99Ms, 2)} ms (max ${fmt(c.bulwark.maxMs, 2)} vs ${fmt(c.lruCache.maxMs, 2)})`, c.target.met])
     const d = ca.disk
     rows.push(['disk-tier hit after a restart', 'at most 20 µs', `${fmt(d.results.bulwark.usPerGet, 2)} µs (cacache ${fmt(d.results.cacache.usPerGet, 1)} µs)`, d.target.met])
-    const w = ca.writes
-    rows.push(['sustained writes with the disk tier on', 'at least 50,000 sets/s without growing memory', `${fmt(w.setsPerSecond, 0)} sets/s over ${fmt(w.seconds, 0)} s; RSS +${fmt(w.rssGrowthMB)} MB after the first second`, w.target.met])
+    const wp = ca.writes.results['offered 50,000 sets/s']
+    const wf = ca.writes.results['as fast as possible']
+    rows.push(['sustained writes with the disk tier on', 'at least 50,000 sets/s without growing memory',
+      `offered 50,000/s: ${fmt(wp.setsPerSecond, 0)} sets/s taken, the disk wrote ${fmt(wp.diskWritesPerSecond, 0)}/s, ${fmt(wp.skipped, 0)} skipped, RSS +${fmt(wp.rssGrowthMB)} MB after the first second; unpaced: ${fmt(wf.setsPerSecond, 0)} sets/s, disk ${fmt(wf.diskWritesPerSecond, 0)} writes/s, RSS +${fmt(wf.rssGrowthMB)} MB (the rest skipped: bounded queue)`, ca.writes.target.met])
   } else {
     rows.push(['PersistentCache (hits, sets, hit ratio, memory, churn, disk, writes)', 'see the cache issue', 'not run', undefined])
   }
@@ -379,8 +387,8 @@ function markdown(r) {
     out.push(`**Churn**: ${fmt(c.entries, 0)} entries of 1 KiB objects, then for ${c.seconds} s every millisecond 20 new entries (evicting old ones) and 80 gets; event-loop delay by \`monitorEventLoopDelay\` (1 ms resolution). bulwark p99 ${fmt(c.bulwark.p99Ms, 2)} ms (max ${fmt(c.bulwark.maxMs, 2)}), lru-cache p99 ${fmt(c.lruCache.p99Ms, 2)} ms (max ${fmt(c.lruCache.maxMs, 2)}, heap ${fmt(c.lruCache.heapMB)} MB).`, '')
     const d = ca.disk
     out.push(`**Disk tier after a restart**: one process writes ${fmt(d.entries, 0)} entries of a 1 KiB object, flushes and exits; a new process opens the directory and gets each key once (memory tier empty). bulwark ${fmt(d.results.bulwark.usPerGet, 2)} µs per get (synchronous); cacache ${fmt(d.results.cacache.usPerGet, 1)} µs per awaited get (with its JSON.parse).`, '')
-    const w = ca.writes
-    out.push(`**Sustained writes** with a disk tier (\`diskMaxBytes\` 512 MB): sets of a 1 KiB string in 5 ms slices between event-loop turns for ${fmt(w.seconds, 0)} s: ${fmt(w.setsPerSecond, 0)} sets/s; RSS by second ${w.samples.map((x) => fmt(x.rssMB, 0)).join(', ')} MB; the final flush took ${fmt(w.flushMs, 0)} ms; ${fmt(w.diskErrors, 0)} disk errors.`)
+    out.push(`**Sustained writes** with a disk tier (\`diskMaxBytes\` 512 MB), sets of a 1 KiB string over 200,000 keys for ${fmt(ca.writes.seconds, 0)} s, offered at 50,000 a second (1 ms ticks) and as fast as the loop goes (5 ms slices between event-loop turns). A set the writer cannot take (64 MiB of records already waiting) stays in memory and is counted as skipped.`, '')
+    out.push(table(['offered', 'sets/s taken', 'disk writes/s', 'skipped', 'RSS by second (MB)', 'final flush (ms)', 'disk errors'], Object.entries(ca.writes.results).map(([n, x]) => [n, fmt(x.setsPerSecond, 0), fmt(x.diskWritesPerSecond, 0), fmt(x.skipped, 0), x.samples.map((y) => fmt(y.rssMB, 0)).join(', '), fmt(x.flushMs, 0), fmt(x.diskErrors, 0)])))
   }
 
   const br = r.breaker
