@@ -235,6 +235,16 @@ fn undefined(env: sys::napi_env) -> sys::napi_value {
 unsafe fn to_js(env: sys::napi_env, kind: ValueKind, bytes: &[u8]) -> sys::napi_value {
     let mut result = ptr::null_mut();
     match kind {
+        // ASCII (all of most JSON, many strings) is also Latin-1, which V8 copies into a
+        // one-byte string as it is, where UTF-8 must be decoded byte by byte
+        ValueKind::String | ValueKind::Json if bytes.is_ascii() => unsafe {
+            sys::napi_create_string_latin1(
+                env,
+                bytes.as_ptr().cast::<c_char>(),
+                bytes.len() as isize,
+                &mut result,
+            );
+        },
         ValueKind::String | ValueKind::Json => unsafe {
             sys::napi_create_string_utf8(
                 env,

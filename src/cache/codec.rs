@@ -76,6 +76,8 @@ pub struct Codec {
     min_bytes: usize,
     zstd_compressor: Option<zstd::bulk::Compressor<'static>>,
     zstd_decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    /// Where [`Self::decode_to_scratch`] decodes, reused from hit to hit.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -95,6 +97,7 @@ impl Codec {
             min_bytes,
             zstd_compressor: None,
             zstd_decompressor: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -131,6 +134,39 @@ impl Codec {
 
     /// Decodes stored bytes (written under any setting) back to the payload; `None` when they
     /// are corrupt.
+    /// Decodes a compressed payload into the codec's scratch buffer (no allocation once it has
+    /// held a payload this large) and returns it; `None` for a corrupt one. For a memory-tier
+    /// hit, whose bytes are copied into a JS value at once.
+    pub fn decode_to_scratch(&mut self, flags: u8, stored: &[u8]) -> Option<&[u8]> {
+        let raw_len = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?) as usize;
+        self.scratch.clear();
+        if flags & FLAG_LZ4 != 0 {
+            self.scratch.resize(raw_len, 0);
+            let n = lz4_flex::block::decompress_into(&stored[4..], &mut self.scratch).ok()?;
+            (n == raw_len).then_some(&self.scratch[..])
+        } else if flags & FLAG_ZSTD != 0 {
+            if self.zstd_decompressor.is_none() {
+                self.zstd_decompressor = zstd::bulk::Decompressor::new().ok();
+            }
+            self.scratch.reserve(raw_len);
+            let n = self
+                .zstd_decompressor
+                .as_mut()?
+                .decompress_to_buffer(&stored[4..], &mut self.scratch)
+                .ok()?;
+            (n == raw_len).then_some(&self.scratch[..])
+        } else {
+            self.scratch.extend_from_slice(stored);
+            Some(&self.scratch[..])
+        }
+    }
+
+    /// What the last [`Self::decode_to_scratch`] decoded.
+    pub fn scratch(&self) -> &[u8] {
+        &self.scratch
+    }
+
+    /// Decodes a payload into a new buffer; `None` for a corrupt one.
     pub fn decode(&mut self, flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
         if flags & FLAG_LZ4 != 0 {
             lz4_flex::block::decompress_size_prepended(stored).ok()
@@ -164,6 +200,30 @@ pub fn decode(flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_to_scratch_matches_decoding_and_refuses_corrupt_payloads() {
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        for compression in [Compression::Lz4, Compression::Zstd] {
+            let mut codec = Codec::new(compression, 16);
+            let (flags, stored) = codec.encode(&payload);
+            assert_ne!(flags, 0, "{compression:?} compressed");
+            assert_eq!(codec.decode_to_scratch(flags, &stored), Some(&payload[..]));
+            assert_eq!(codec.decode(flags, &stored).as_deref(), Some(&payload[..]));
+            // a second, shorter value in the same scratch buffer
+            let (flags2, stored2) = codec.encode(&payload[..100]);
+            if flags2 != 0 {
+                assert_eq!(
+                    codec.decode_to_scratch(flags2, &stored2),
+                    Some(&payload[..100])
+                );
+            }
+            let mut corrupt = stored.clone();
+            corrupt.truncate(stored.len() / 2);
+            assert_eq!(codec.decode_to_scratch(flags, &corrupt), None);
+            assert_eq!(codec.decode_to_scratch(flags, &[1, 2]), None);
+        }
+    }
 
     fn compressible(len: usize) -> Vec<u8> {
         (0..len).map(|i| b"abcabcabd"[i % 9]).collect()

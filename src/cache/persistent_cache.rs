@@ -356,11 +356,11 @@ impl Cache {
             Probe::Found { slot, stale } => {
                 let view = self.memory.entry(slot);
                 if view.flags == 0 || (known_version != 0 && view.version == known_version) {
-                    Some((slot, stale, None))
+                    Some((slot, stale, false))
                 } else {
                     self.codec
-                        .decode(view.flags, view.stored)
-                        .map(|bytes| (slot, stale, Some(bytes)))
+                        .decode_to_scratch(view.flags, view.stored)
+                        .map(|_| (slot, stale, true))
                 }
             }
             Probe::Expired | Probe::Miss => None,
@@ -379,7 +379,11 @@ impl Cache {
                 bytes: if unchanged {
                     None
                 } else {
-                    Some(decoded.map_or(Cow::Borrowed(view.stored), Cow::Owned))
+                    Some(Cow::Borrowed(if decoded {
+                        self.codec.scratch()
+                    } else {
+                        view.stored
+                    }))
                 },
                 version: view.version,
                 tier: Tier::Memory,
