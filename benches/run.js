@@ -303,6 +303,9 @@ function markdown(r) {
     ['rustc', env.rustc],
     ['CPU', `${env.cpu}, ${env.cores} cores (${env.platform})`],
     ['addon', `release build (LTO), \`${env.addon.file}\` built ${env.addon.builtAt}`],
+    ...(r.flags.includes('--from-results')
+      ? [['results', 'the JS parts read back from `benches/results/*.json`, as the last run of each part left them (each JSON has its date); criterion run now']]
+      : []),
   ]))
   out.push('', '## Targets', '')
   out.push(table(['what', 'target', 'measured', 'met'], targetRows(r).map(([a, b, c, d]) => [a, b, c, mark(d)])))
