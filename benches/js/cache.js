@@ -321,7 +321,8 @@ async function memoryChild(subject, count) {
   const t0 = performance.now()
   if (subject === 'bulwark') {
     const PersistentCache = loadBulwark()
-    cache = new PersistentCache({ maxEntries: count * 2, maxBytes: 8 * 1024 ** 3 })
+    // sized for what it holds, as a user would size it
+    cache = new PersistentCache({ maxEntries: count })
     for (let i = 0; i < count; i++) {
       template.id = i
       cache.set(`report:${i}`, template)

@@ -78,6 +78,8 @@ pub struct Codec {
     zstd_decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// Where [`Self::decode_to_scratch`] decodes, reused from hit to hit.
     scratch: Vec<u8>,
+    /// Where [`Self::encode_to_scratch`] compresses, reused from set to set.
+    encoded: Vec<u8>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -98,6 +100,7 @@ impl Codec {
             zstd_compressor: None,
             zstd_decompressor: None,
             scratch: Vec::new(),
+            encoded: Vec::new(),
         }
     }
 
@@ -161,6 +164,59 @@ impl Codec {
         }
     }
 
+    /// Encodes `payload` as [`Self::encode`] does, into a buffer the codec keeps (or returns
+    /// `payload` itself when it is stored raw), so that a set allocates nothing but the entry
+    /// the tiers keep. A fresh buffer per set, freed right after the entry was copied out of
+    /// it, fragmented the allocator's heap: 1,000,000 sets of 1.1 KiB JSON compressing to
+    /// about 380 bytes grew RSS by 890 MB for 485 MB of entries.
+    pub fn encode_to_scratch<'a>(&'a mut self, payload: &'a [u8]) -> (u8, &'a [u8]) {
+        if payload.len() < self.min_bytes || payload.len() > u32::MAX as usize {
+            return (0, payload);
+        }
+        let flag = match self.compression {
+            Compression::None => return (0, payload),
+            Compression::Lz4 => {
+                let bound = lz4_flex::block::get_maximum_output_size(payload.len()) + 4;
+                self.encoded.clear();
+                self.encoded.resize(bound, 0);
+                self.encoded[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+                match lz4_flex::block::compress_into(payload, &mut self.encoded[4..]) {
+                    Ok(n) => self.encoded.truncate(4 + n),
+                    Err(_) => return (0, payload),
+                }
+                FLAG_LZ4
+            }
+            Compression::Zstd => {
+                if self.zstd_compressor.is_none() {
+                    self.zstd_compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+                }
+                let Some(compressor) = &mut self.zstd_compressor else {
+                    return (0, payload);
+                };
+                self.encoded.clear();
+                self.encoded
+                    .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                let bound = zstd::zstd_safe::compress_bound(payload.len());
+                self.encoded.reserve(bound);
+                let mut frame = std::mem::take(&mut self.encoded);
+                let header = frame.len();
+                frame.resize(header + bound, 0);
+                let written = compressor.compress_to_buffer(payload, &mut frame[header..]);
+                self.encoded = frame;
+                match written {
+                    Ok(n) => self.encoded.truncate(header + n),
+                    Err(_) => return (0, payload),
+                }
+                FLAG_ZSTD
+            }
+        };
+        if self.encoded.len() < payload.len() {
+            (flag, &self.encoded)
+        } else {
+            (0, payload)
+        }
+    }
+
     /// What the last [`Self::decode_to_scratch`] decoded.
     pub fn scratch(&self) -> &[u8] {
         &self.scratch
@@ -200,6 +256,25 @@ pub fn decode(flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_to_scratch_matches_encoding_and_round_trips() {
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i % 11) as u8).collect();
+        let noise: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for compression in [Compression::Lz4, Compression::Zstd, Compression::None] {
+            let mut codec = Codec::new(compression, 1024);
+            for input in [&payload[..], &payload[..100], &noise[..], &payload[..2000]] {
+                let (flags, stored) = codec.encode(input);
+                let (scratch_flags, scratch_stored) = codec.encode_to_scratch(input);
+                let scratch_stored = scratch_stored.to_vec();
+                assert_eq!(scratch_flags, flags, "{compression:?} {}", input.len());
+                assert_eq!(scratch_stored, stored, "{compression:?} {}", input.len());
+                assert_eq!(codec.decode(flags, &scratch_stored).as_deref(), Some(input));
+            }
+        }
+    }
 
     #[test]
     fn decoding_to_scratch_matches_decoding_and_refuses_corrupt_payloads() {

@@ -466,18 +466,18 @@ impl Cache {
             .ttl_ms
             .or(self.default_ttl_ms)
             .map_or(0, |ttl| now.saturating_add(ttl));
-        let (flags, stored) = self.codec.encode(payload);
+        let version = self.take_version();
+        let (flags, stored) = self.codec.encode_to_scratch(payload);
         let tags = encode_tags(&options.tags);
         self.counters.sets += 1;
         self.counters.raw_bytes += payload.len() as u64;
         self.counters.stored_bytes += stored.len() as u64;
-        let version = self.take_version();
         self.memory.insert(NewEntry {
             key,
             hash,
             kind,
             flags,
-            stored: &stored,
+            stored,
             tags: &tags,
             expires_at,
             keep_until: if expires_at == 0 {
@@ -494,7 +494,7 @@ impl Cache {
                     hash,
                     kind,
                     flags,
-                    stored: &stored,
+                    stored,
                     tags: &tags,
                     expires_at,
                 },
