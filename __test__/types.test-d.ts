@@ -1,6 +1,12 @@
 // Compiled with `tsc --noEmit` by `npm test`: if index.d.ts or express.d.ts stop describing the
 // real API, or accept what the API refuses, this file stops compiling.
 import {
+  CircuitBreaker,
+  BreakerOpenError,
+  BreakerTimeoutError,
+  type CircuitBreakerOptions,
+  type CircuitBreakerStats,
+  type CircuitBreakerState,
   RateLimiter,
   TestClock,
   BulwarkError,
@@ -199,3 +205,27 @@ new PersistentCache({ maxEntries: 1, compression: 'gzip' })
 // @ts-expect-error unknown set option
 cache.set('k', 'v', { ttl: 1 })
 void [cached, loadedReport, cacheStats, removed, cacheDone, cacheCode]
+
+const breakerOptions: CircuitBreakerOptions = {
+  name: 'openai',
+  failureRateThreshold: 0.5,
+  minimumCalls: 20,
+  windowMs: 10_000,
+  openMs: 30_000,
+  timeoutMs: 5_000,
+  isFailure: (error: unknown) => !(error instanceof RangeError),
+  critical: true,
+  clock,
+}
+const breaker = new CircuitBreaker(breakerOptions)
+const answer: Promise<string> = breaker.fire(async (signal: AbortSignal) => (signal.aborted ? 'no' : 'yes'))
+const wrapped: (prompt: string, n: number) => Promise<number> = breaker.wrap(async (prompt: string, n: number) => prompt.length + n)
+const breakerState: CircuitBreakerState = breaker.state
+const breakerStats: CircuitBreakerStats = breaker.stats()
+breaker.on('open', (from: CircuitBreakerState) => void from).on('reject', (error: BreakerOpenError) => void error.retryAfterMs)
+breaker.on('timeout', (error: BreakerTimeoutError, ms: number) => void [error.timeoutMs, ms])
+// @ts-expect-error fire takes a function
+breaker.fire('not a function')
+// @ts-expect-error unknown breaker option
+new CircuitBreaker({ threshold: 0.5 })
+void [answer, wrapped, breakerState, breakerStats]
