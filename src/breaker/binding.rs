@@ -374,23 +374,16 @@ impl CircuitBreakerBinding {
         ts_return_type = "{ acquire(): number; record(ticket: number, startNanos: number, outcome: number): boolean; sync(): number; figures: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let mut object = Object::new(env)?;
+        let figures = self.shared.figures.get() as *mut f64;
+        // SAFETY: the callbacks read their data as `Rc<Shared>`; `figures` is owned by it.
         unsafe {
-            let acquire = raw::bound_function(env.raw(), "acquire", acquire, &self.shared)?;
-            let record = raw::bound_function(env.raw(), "record", record, &self.shared)?;
-            let sync = raw::bound_function(env.raw(), "sync", sync, &self.shared)?;
-            let figures = raw::shared_f64_array(
-                env.raw(),
-                self.shared.figures.get() as *mut f64,
-                Figures::LEN,
+            raw::fast_path_object(
+                env,
                 &self.shared,
-            )?;
-            object.set("acquire", Unknown::from_raw_unchecked(env.raw(), acquire))?;
-            object.set("record", Unknown::from_raw_unchecked(env.raw(), record))?;
-            object.set("sync", Unknown::from_raw_unchecked(env.raw(), sync))?;
-            object.set("figures", Unknown::from_raw_unchecked(env.raw(), figures))?;
+                &[("acquire", acquire), ("record", record), ("sync", sync)],
+                ("figures", figures, Figures::LEN),
+            )
         }
-        Ok(object)
     }
 
     /// Opens the breaker until `reset()`.

@@ -785,26 +785,22 @@ impl PersistentCacheBinding {
         ts_return_type = "{ get(key: string): string | Buffer | Uint8Array | true | undefined; getStale(key: string): string | Buffer | Uint8Array | true | undefined; set(key: string, value: string | Uint8Array, tags?: string[]): void; has(key: string): boolean; delete(key: string): boolean; io: Float64Array; hotObjects: number; serveStaleOnError: boolean }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let mut object = Object::new(env)?;
-        unsafe {
-            let f = raw::bound_function(env.raw(), "get", get, &self.shared)?;
-            object.set("get", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "getStale", get_stale, &self.shared)?;
-            object.set("getStale", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "set", set, &self.shared)?;
-            object.set("set", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "has", has, &self.shared)?;
-            object.set("has", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "delete", delete, &self.shared)?;
-            object.set("delete", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let io = raw::shared_f64_array(
-                env.raw(),
-                self.shared.io.get() as *mut f64,
-                io::LEN,
+        let io = self.shared.io.get() as *mut f64;
+        // SAFETY: the callbacks read their data as `Rc<Shared>`; `io` is owned by it.
+        let mut object = unsafe {
+            raw::fast_path_object(
+                env,
                 &self.shared,
-            )?;
-            object.set("io", Unknown::from_raw_unchecked(env.raw(), io))?;
-        }
+                &[
+                    ("get", get),
+                    ("getStale", get_stale),
+                    ("set", set),
+                    ("has", has),
+                    ("delete", delete),
+                ],
+                ("io", io, io::LEN),
+            )?
+        };
         object.set("hotObjects", self.js_side.hot_objects)?;
         object.set("serveStaleOnError", self.js_side.serve_stale_on_error)?;
         Ok(object)

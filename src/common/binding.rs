@@ -533,6 +533,37 @@ pub mod raw {
         Ok(function)
     }
 
+    /// A raw N-API callback, as the blocks' fast-path functions are.
+    pub type Callback =
+        unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+    /// What a block's `_fastPath()` returns: every `(name, callback)` of `functions` as a
+    /// function bound to `state` (see [`bound_function`]), and the `len` shared doubles at
+    /// `memory` as a `Float64Array` named `array_name` (see [`shared_f64_array`]).
+    ///
+    /// # Safety
+    /// As for [`bound_function`] (each callback) and [`shared_f64_array`] (`memory`, `len`).
+    pub unsafe fn fast_path_object<'env, T: 'static>(
+        env: &'env napi::Env,
+        state: &Rc<T>,
+        functions: &[(&str, Callback)],
+        (array_name, memory, len): (&str, *mut f64, usize),
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        use napi::Unknown;
+        let mut object = napi::bindgen_prelude::Object::new(env)?;
+        for &(name, callback) in functions {
+            let function = unsafe { bound_function(env.raw(), name, callback, state)? };
+            object.set(name, unsafe {
+                Unknown::from_raw_unchecked(env.raw(), function)
+            })?;
+        }
+        let array = unsafe { shared_f64_array(env.raw(), memory, len, state)? };
+        object.set(array_name, unsafe {
+            Unknown::from_raw_unchecked(env.raw(), array)
+        })?;
+        Ok(object)
+    }
+
     /// A `Float64Array` over `len` doubles at `memory`, which `state` owns; the array keeps
     /// `state` alive.
     ///

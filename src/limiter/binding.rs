@@ -342,26 +342,16 @@ impl RateLimiterBinding {
         ts_return_type = "{ tryConsume(key: string, cost?: number): number; decide(key: string, cost?: number): boolean; decision: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let mut object = Object::new(env)?;
+        let decision = self.shared.decision.get() as *mut f64;
+        // SAFETY: both callbacks read their data as `Rc<Shared>`; `decision` is owned by it.
         unsafe {
-            let try_consume =
-                raw::bound_function(env.raw(), "tryConsume", try_consume, &self.shared)?;
-            let decide =
-                raw::bound_function(env.raw(), "decide", decide_into_shared, &self.shared)?;
-            let decision = raw::shared_f64_array(
-                env.raw(),
-                self.shared.decision.get() as *mut f64,
-                4,
+            raw::fast_path_object(
+                env,
                 &self.shared,
-            )?;
-            object.set(
-                "tryConsume",
-                Unknown::from_raw_unchecked(env.raw(), try_consume),
-            )?;
-            object.set("decide", Unknown::from_raw_unchecked(env.raw(), decide))?;
-            object.set("decision", Unknown::from_raw_unchecked(env.raw(), decision))?;
+                &[("tryConsume", try_consume), ("decide", decide_into_shared)],
+                ("decision", decision, 4),
+            )
         }
-        Ok(object)
     }
 
     /// Whole tokens the key holds now, without taking any.

@@ -1117,27 +1117,22 @@ impl DistributedTracerBinding {
         ts_return_type = "{ start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let mut object = Object::new(env)?;
+        let io = self.shared.io.get() as *mut f64;
+        // SAFETY: the callbacks read their data as `Rc<Shared>`; `io` is owned by it.
         unsafe {
-            let f = raw::bound_function(env.raw(), "start", start, &self.shared)?;
-            object.set("start", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "end", end, &self.shared)?;
-            object.set("end", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "setAttr", set_attr, &self.shared)?;
-            object.set("setAttr", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "rename", rename, &self.shared)?;
-            object.set("rename", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let f = raw::bound_function(env.raw(), "setAttribute", set_attribute, &self.shared)?;
-            object.set("setAttribute", Unknown::from_raw_unchecked(env.raw(), f))?;
-            let io = raw::shared_f64_array(
-                env.raw(),
-                self.shared.io.get() as *mut f64,
-                IO_LEN,
+            raw::fast_path_object(
+                env,
                 &self.shared,
-            )?;
-            object.set("io", Unknown::from_raw_unchecked(env.raw(), io))?;
+                &[
+                    ("start", start),
+                    ("end", end),
+                    ("setAttr", set_attr),
+                    ("rename", rename),
+                    ("setAttribute", set_attribute),
+                ],
+                ("io", io, IO_LEN),
+            )
         }
-        Ok(object)
     }
 
     /// Internal: the id of span name `name` for the fast path (interned once; the same name
