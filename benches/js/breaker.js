@@ -12,7 +12,7 @@
 // noisy machine spreads over all of them; figures are medians of the rounds after warmup.
 const fs = require('node:fs')
 const path = require('node:path')
-const { isDebugBuild, writeReport } = require('./common')
+const { isDebugBuild, writeReport, median } = require('./common')
 const Opossum = require('opossum')
 const cockatiel = require('cockatiel')
 const { CircuitBreaker, BreakerOpenError } = require('../..')
@@ -88,11 +88,6 @@ function variants(fire) {
   return table
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const round1 = (x) => Math.round(x * 10) / 10
 
 async function measure(table, ops = OPS) {

@@ -22,14 +22,9 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
-const { writeReport } = require('./common')
+const { writeReport, median } = require('./common')
 
 const now = () => process.hrtime.bigint()
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const round1 = (x) => Math.round(x * 10) / 10
 const round3 = (x) => Math.round(x * 1000) / 1000
 let sink = 0

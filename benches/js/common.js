@@ -37,4 +37,11 @@ function writeReport(outPath, report, lines) {
   }
 }
 
-module.exports = { elfSections, isDebugBuild, writeReport }
+/** The median of a list of numbers. */
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+module.exports = { elfSections, isDebugBuild, writeReport, median }

@@ -23,7 +23,7 @@
 // request on the JS thread, with far less noise.
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
-const { writeReport } = require('./common')
+const { writeReport, median } = require('./common')
 const http = require('node:http')
 
 // Two suites, run as separate invocations (`--suite=tracing` for the second):
@@ -268,11 +268,6 @@ async function runRound(round, variants, { bursts, burstRequests, warmup, timed 
   }
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const sd = (xs) => {
   if (xs.length < 2) return NaN
   const mean = xs.reduce((a, b) => a + b, 0) / xs.length

@@ -10,7 +10,7 @@
 // and the table to stderr. Every variant runs in every round, in rotating order, so drift on a
 // noisy machine spreads over all of them; figures are medians of the rounds after warmup.
 const fs = require('node:fs')
-const { isDebugBuild, writeReport } = require('./common')
+const { isDebugBuild, writeReport, median } = require('./common')
 const path = require('node:path')
 const { RateLimiterMemory } = require('rate-limiter-flexible')
 const { RateLimiter } = require('../..')
@@ -132,11 +132,6 @@ function variants(pick) {
   }
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const round1 = (x) => Math.round(x * 10) / 10
 
 async function measure(table) {

@@ -18,17 +18,12 @@ const { fork } = require('node:child_process')
 const http = require('node:http')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
 const { once } = require('node:events')
-const { writeReport } = require('./common')
+const { writeReport, median } = require('./common')
 const { otelTracer, otelDropped, bulwarkTracer, startSink } = require('./otel')
 
 const now = () => process.hrtime.bigint()
 let sink = 0
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const round1 = (x) => Math.round(x * 10) / 10
 const round2 = (x) => Math.round(x * 100) / 100
 
