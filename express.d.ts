@@ -1,7 +1,7 @@
 // Types of `require('bulwark/express')`. Hand-written. They use node:http types only, so they
 // need no @types/express; the middleware is assignable to Express's RequestHandler.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { RateLimiter, RateLimitDecision, DistributedTracer, Span } from './index'
+import type { RateLimiter, RateLimitDecision, DistributedTracer, Span, Observability } from './index'
 
 /** The request as the middleware sees it: Express adds `ip`. */
 export type RateLimitRequest = IncomingMessage & { ip?: string }
@@ -132,3 +132,32 @@ export type TracingMiddleware<Req extends IncomingMessage = TracingRequest, Res 
 export declare function tracing<Req extends IncomingMessage = TracingRequest, Res extends ServerResponse = ServerResponse>(
   options: TracingOptions<Req>,
 ): TracingMiddleware<Req, Res>
+
+/** Options of `observability(options)`. */
+export interface ObservabilityMiddlewareOptions {
+  /** The Observability whose blocks are served. */
+  obs: Observability
+  /** Paths to serve instead of the defaults (each must start with `/`). */
+  paths?: {
+    /** @default '/api/v1/system/observability' */
+    snapshot?: string
+    /** The same snapshot, under the name budget-server's clients call. @default '/api/v1/providers/resilience-status' */
+    resilience?: string
+    /** Prometheus text, or OpenMetrics when the Accept header asks for it. @default '/metrics' */
+    metrics?: string
+    /** @default '/healthz' */
+    health?: string
+    /** 503 with the reasons while not ready. @default '/readyz' */
+    ready?: string
+  }
+}
+
+/**
+ * Express middleware serving an Observability's snapshot, metrics, health and readiness on GET
+ * (and HEAD); other requests pass through.
+ *
+ * @throws {TypeError} with `code: 'ERR_BULWARK_INVALID_OPTION'` on a bad option.
+ */
+export declare function observability(
+  options: ObservabilityMiddlewareOptions,
+): (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void

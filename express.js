@@ -37,6 +37,7 @@ const { RateLimitError, invalidOption, invalidArgument, describe } = require('./
 const http = require('node:http')
 const { clientKey } = require('./lib/client-key')
 const { kStartSpan, SpanKind } = require('./lib/tracer')
+const { Observability, PROMETHEUS_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE } = require('./lib/observability')
 
 const SERVER_KIND = SpanKind.server
 
@@ -491,4 +492,86 @@ function tracing(options) {
   }
 }
 
-module.exports = { rateLimit, tracing, clientKey }
+const OBSERVABILITY_OPTIONS = ['obs', 'paths']
+const DEFAULT_PATHS = Object.freeze({
+  snapshot: '/api/v1/system/observability',
+  resilience: '/api/v1/providers/resilience-status',
+  metrics: '/metrics',
+  health: '/healthz',
+  ready: '/readyz',
+})
+
+/**
+ * Express middleware that serves an Observability: the JSON snapshot (also under the
+ * resilience-status path budget-server's clients call), Prometheus text on /metrics
+ * (OpenMetrics when the Accept header asks for it), /healthz and /readyz (503 with the reasons
+ * when not ready). Other requests pass through. `paths` renames any of the five.
+ *
+ * @param {import('./express').ObservabilityMiddlewareOptions} options
+ */
+function observability(options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidOption(TypeError, `options must be an object with obs, received ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!OBSERVABILITY_OPTIONS.includes(name)) {
+      throw invalidOption(TypeError, `options has an unknown option "${name}"; known options are: ${OBSERVABILITY_OPTIONS.join(', ')}`)
+    }
+  }
+  const { obs } = options
+  if (!(obs instanceof Observability)) {
+    throw invalidOption(TypeError, `options.obs must be an Observability, received ${describe(obs)}`)
+  }
+  const paths = { ...DEFAULT_PATHS }
+  if (options.paths !== undefined) {
+    if (options.paths === null || typeof options.paths !== 'object') {
+      throw invalidOption(TypeError, `options.paths must be an object, received ${describe(options.paths)}`)
+    }
+    for (const [name, path] of Object.entries(options.paths)) {
+      if (!(name in DEFAULT_PATHS)) {
+        throw invalidOption(TypeError, `options.paths has an unknown path "${name}"; known paths are: ${Object.keys(DEFAULT_PATHS).join(', ')}`)
+      }
+      if (typeof path !== 'string' || !path.startsWith('/')) {
+        throw invalidOption(TypeError, `options.paths.${name} must be a path starting with /, received ${describe(path)}`)
+      }
+      paths[name] = path
+    }
+  }
+  const routes = new Map([
+    [paths.snapshot, 'snapshot'],
+    [paths.resilience, 'snapshot'],
+    [paths.metrics, 'metrics'],
+    [paths.health, 'health'],
+    [paths.ready, 'ready'],
+  ])
+
+  function send(res, status, type, body) {
+    res.statusCode = status
+    res.setHeader('content-type', type)
+    res.setHeader('cache-control', 'no-store')
+    res.end(body)
+  }
+
+  return function bulwarkObservability(req, res, next) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return next()
+    const url = req.originalUrl !== undefined ? req.originalUrl : req.url
+    const query = url.indexOf('?')
+    const route = routes.get(query === -1 ? url : url.slice(0, query))
+    if (route === undefined) return next()
+    try {
+      if (route === 'snapshot') return send(res, 200, 'application/json; charset=utf-8', JSON.stringify(obs.snapshot()))
+      if (route === 'metrics') {
+        const accept = req.headers.accept
+        const openMetrics = typeof accept === 'string' && accept.includes('application/openmetrics-text')
+        return send(res, 200, openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE, obs.prometheus({ openMetrics }))
+      }
+      if (route === 'health') return send(res, 200, 'application/json; charset=utf-8', JSON.stringify(obs.health()))
+      const ready = obs.ready()
+      return send(res, ready.ready ? 200 : 503, 'application/json; charset=utf-8', JSON.stringify(ready))
+    } catch (error) {
+      return next(error)
+    }
+  }
+}
+
+module.exports = { rateLimit, tracing, observability, clientKey }

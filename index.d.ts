@@ -618,3 +618,41 @@ export declare class DistributedTracer {
   /** Flushes and stops export; spans ended later are dropped and counted. */
   shutdown(timeoutMs?: number): Promise<boolean>
 }
+
+/** Options of `new Observability(options)`. */
+export interface ObservabilityOptions {
+  /** The service name every output is labelled with. */
+  service: string
+}
+
+/** What `obs.snapshot()` returns: each registered block's figures under its kind and name. */
+export interface ObservabilitySnapshot {
+  service: string
+  version: string
+  uptimeSeconds: number
+  /** ISO 8601. */
+  timestamp: string
+  rateLimiter: Record<string, RateLimiterStats | { error: string }>
+  tracer: Record<string, TracerMetrics | { error: string }>
+  cache: Record<string, PersistentCacheStats | { error: string }>
+  circuitBreakers: Record<string, CircuitBreakerStats | { error: string }>
+  /** Empty until the pool block exists. */
+  pools: Record<string, never>
+  /** Empty until the query block exists. */
+  queries: { top: unknown[]; nPlusOne: unknown[] }
+}
+
+/** Every block a service registered, as a JSON snapshot, Prometheus text, health and readiness. */
+export declare class Observability {
+  constructor(options: ObservabilityOptions)
+  readonly service: string
+  /** Registers a block under a name unique across blocks; returns this. */
+  add(name: string, block: RateLimiter | DistributedTracer | PersistentCache | CircuitBreaker): this
+  snapshot(): ObservabilitySnapshot
+  /** Prometheus text exposition (0.0.4), or OpenMetrics 1.0 with `{ openMetrics: true }`. */
+  prometheus(options?: { openMetrics?: boolean }): string
+  /** Liveness. */
+  health(): { status: 'ok'; service: string; uptimeSeconds: number }
+  /** Readiness: false, with reasons, while a `critical` circuit breaker is open. */
+  ready(): { ready: boolean; reasons: string[] }
+}

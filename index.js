@@ -5,6 +5,7 @@ const { RateLimiter } = require('./lib/limiter')
 const { DistributedTracer, Span, SpanKind } = require('./lib/tracer')
 const { PersistentCache } = require('./lib/cache')
 const { CircuitBreaker } = require('./lib/breaker')
+const { Observability } = require('./lib/observability')
 const { TestClock } = require('./lib/test-clock')
 const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, codes } = require('./lib/errors')
 
@@ -15,6 +16,7 @@ module.exports = {
   SpanKind,
   PersistentCache,
   CircuitBreaker,
+  Observability,
   TestClock,
   BulwarkError,
   RateLimitError,

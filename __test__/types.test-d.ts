@@ -1,6 +1,8 @@
 // Compiled with `tsc --noEmit` by `npm test`: if index.d.ts or express.d.ts stop describing the
 // real API, or accept what the API refuses, this file stops compiling.
 import {
+  Observability,
+  type ObservabilitySnapshot,
   CircuitBreaker,
   BreakerOpenError,
   BreakerTimeoutError,
@@ -26,7 +28,7 @@ import {
   type PersistentCacheOptions,
   type PersistentCacheStats,
 } from '..'
-import { rateLimit, tracing, clientKey, type RateLimitOptions, type TracingOptions, type TracingRequest } from '../express'
+import { rateLimit, tracing, observability, clientKey, type RateLimitOptions, type TracingOptions, type TracingRequest } from '../express'
 import { createServer } from 'node:http'
 
 const clock = new TestClock(0)
@@ -229,3 +231,15 @@ breaker.fire('not a function')
 // @ts-expect-error unknown breaker option
 new CircuitBreaker({ threshold: 0.5 })
 void [answer, wrapped, breakerState, breakerStats]
+
+const obs = new Observability({ service: 'budget-server' })
+obs.add('api', limiter).add('openai', breaker).add('providers', cache)
+const snapshot: ObservabilitySnapshot = obs.snapshot()
+const text: string = obs.prometheus({ openMetrics: true })
+const readiness: boolean = obs.ready().ready
+const served = observability({ obs, paths: { metrics: '/internal/metrics' } })
+// @ts-expect-error obs is required
+observability({})
+// @ts-expect-error not a block
+obs.add('x', {})
+void [snapshot, text, readiness, served]

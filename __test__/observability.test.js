@@ -1,0 +1,162 @@
+'use strict'
+// Observability: the snapshot of every registered block, the Prometheus and OpenMetrics text
+// (parsed with an independent parser from the registry, parse-prometheus-text-format, not our
+// own), health and readiness, and the Express routes on a real server.
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const http = require('node:http')
+const { once } = require('node:events')
+const express = require('express')
+const parsePrometheus = require('parse-prometheus-text-format')
+const { Observability, RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, TestClock, codes } = require('..')
+const { observability } = require('../express')
+
+/** Every kind of block with some activity, registered under names that need escaping too. */
+function fleet() {
+  const clock = new TestClock(0)
+  const limiter = new RateLimiter({ capacity: 2, refillPerSecond: 1, clock })
+  limiter.tryConsume('a')
+  limiter.tryConsume('a')
+  limiter.tryConsume('a')
+  const tracer = new DistributedTracer({ serviceName: 'budget-server', exporter: 'none' })
+  tracer.startSpan('GET /api/budget').end()
+  const failed = tracer.startSpan('GET /api/budget')
+  failed.setStatus('error', 'boom')
+  failed.end()
+  const cache = new PersistentCache({ maxEntries: 100 })
+  cache.set('provider:1', { price: 3 })
+  cache.get('provider:1')
+  cache.get('missing')
+  const breaker = new CircuitBreaker({ name: 'openai', critical: true, clock })
+  const obs = new Observability({ service: 'budget-server' })
+  obs.add('api', limiter).add('tracer', tracer).add('providers "eu"\\n', cache).add('openai', breaker)
+  return { obs, limiter, tracer, cache, breaker }
+}
+
+function family(parsed, name) {
+  const found = parsed.find((f) => f.name === name)
+  assert.ok(found, `family ${name} is in the output`)
+  return found
+}
+
+test('snapshot: every block under its kind and name, with service, version and times', async () => {
+  const { obs, cache } = fleet()
+  const snap = obs.snapshot()
+  assert.equal(snap.service, 'budget-server')
+  assert.equal(snap.version, require('../package.json').version)
+  assert.equal(typeof snap.uptimeSeconds, 'number')
+  assert.ok(!Number.isNaN(Date.parse(snap.timestamp)))
+  assert.equal(snap.rateLimiter.api.allowed, 2)
+  assert.equal(snap.rateLimiter.api.rejected, 1)
+  assert.equal(snap.tracer.tracer.spans['GET /api/budget'].count, 2)
+  assert.equal(snap.tracer.tracer.spans['GET /api/budget'].errors, 1)
+  assert.equal(snap.cache['providers "eu"\\n'].hits, 1)
+  assert.equal(snap.cache['providers "eu"\\n'].misses, 1)
+  assert.equal(snap.circuitBreakers.openai.state, 'closed')
+  assert.deepEqual(snap.pools, {})
+  assert.deepEqual(snap.queries, { top: [], nPlusOne: [] })
+  // JSON-ready, and a closed block still renders (with the reason)
+  JSON.parse(JSON.stringify(snap))
+  await cache.close()
+  assert.match(obs.snapshot().cache['providers "eu"\\n'].error, /closed/)
+})
+
+test('prometheus: an independent parser reads names, types, labels and values', () => {
+  const { obs } = fleet()
+  const text = obs.prometheus()
+  const parsed = parsePrometheus(text)
+  for (const f of parsed) {
+    assert.match(f.name, /^bulwark_[a-z_]+$/)
+    if (f.type === 'COUNTER') assert.match(f.name, /_total$/)
+    for (const m of f.metrics) assert.equal(m.labels.service, 'budget-server')
+  }
+  const allowed = family(parsed, 'bulwark_rate_limiter_allowed_total')
+  assert.equal(allowed.type, 'COUNTER')
+  assert.deepEqual(allowed.metrics, [{ value: '2', labels: { service: 'budget-server', name: 'api' } }])
+  const hits = family(parsed, 'bulwark_cache_hits_total')
+  // the name with a quote, a backslash and an n came back unescaped, exactly
+  assert.equal(hits.metrics[0].labels.name, 'providers "eu"\\n')
+  assert.equal(hits.metrics[0].value, '1')
+  const spans = family(parsed, 'bulwark_tracer_span_count_total')
+  assert.deepEqual(spans.metrics, [{ value: '2', labels: { service: 'budget-server', name: 'tracer', span: 'GET /api/budget' } }])
+  const durations = family(parsed, 'bulwark_tracer_span_duration_seconds')
+  assert.equal(durations.type, 'GAUGE')
+  assert.deepEqual(durations.metrics.map((m) => m.labels.quantile), ['0.5', '0.95', '0.99', '1'])
+  const state = family(parsed, 'bulwark_circuit_breaker_state')
+  assert.deepEqual(state.metrics.filter((m) => m.value === '1').map((m) => m.labels.state), ['closed'])
+  const wait = family(parsed, 'bulwark_rate_limiter_wait_seconds')
+  assert.equal(wait.metrics.length, 4)
+})
+
+test('OpenMetrics: counter families without _total, samples with it, and # EOF at the end', () => {
+  const { obs } = fleet()
+  const text = obs.prometheus({ openMetrics: true })
+  assert.ok(text.endsWith('# EOF\n'))
+  assert.match(text, /^# TYPE bulwark_cache_hits counter$/m)
+  assert.match(text, /^bulwark_cache_hits_total\{service="budget-server",name="providers \\"eu\\"\\\\n"\} 1$/m)
+  assert.doesNotMatch(text, /^# TYPE bulwark_cache_hits_total/m)
+})
+
+test('ready: false while a critical breaker is open, true again after reset; health is always ok', () => {
+  const { obs, breaker } = fleet()
+  const calm = new CircuitBreaker({ name: 'calm' })
+  obs.add('calm', calm)
+  calm.forceOpen()
+  assert.deepEqual(obs.ready(), { ready: true, reasons: [] })
+  breaker.forceOpen()
+  assert.deepEqual(obs.ready(), { ready: false, reasons: ['circuit breaker "openai" is forcedOpen'] })
+  breaker.reset()
+  assert.deepEqual(obs.ready(), { ready: true, reasons: [] })
+  assert.equal(obs.health().status, 'ok')
+})
+
+test('bad options and blocks are refused with errors naming them', () => {
+  assert.throws(() => new Observability(), { name: 'TypeError', code: codes.INVALID_OPTION })
+  assert.throws(() => new Observability({ service: '' }), { name: 'TypeError', code: codes.INVALID_OPTION, message: /options\.service/ })
+  assert.throws(() => new Observability({ service: 's', extra: 1 }), { code: codes.INVALID_OPTION, message: /unknown option "extra"/ })
+  const obs = new Observability({ service: 's' })
+  assert.throws(() => obs.add('x', {}), { name: 'TypeError', code: codes.INVALID_ARGUMENT, message: /block must be/ })
+  assert.throws(() => obs.add('', new CircuitBreaker()), { name: 'TypeError', message: /name must be/ })
+  obs.add('b', new CircuitBreaker())
+  assert.throws(() => obs.add('b', new CircuitBreaker()), { name: 'RangeError', message: /already registered/ })
+  assert.throws(() => observability({ obs: {} }), { name: 'TypeError', code: codes.INVALID_OPTION, message: /options\.obs/ })
+  assert.throws(() => observability({ obs, paths: { metric: '/m' } }), { message: /unknown path "metric"/ })
+  assert.throws(() => observability({ obs, paths: { metrics: 'm' } }), { message: /options\.paths\.metrics/ })
+})
+
+test('Express: the five routes, content negotiation for /metrics, 503 when not ready, others pass through', async (t) => {
+  const { obs, breaker } = fleet()
+  const app = express()
+  app.use(observability({ obs, paths: { health: '/livez' } }))
+  app.get('/other', (req, res) => res.send('other'))
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => server.close())
+  const base = `http://127.0.0.1:${server.address().port}`
+  const get = (path, headers = {}) => new Promise((resolve, reject) => {
+    http.get(`${base}${path}`, { headers }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body }))
+    }).on('error', reject)
+  })
+  const snap = await get('/api/v1/system/observability')
+  assert.equal(snap.status, 200)
+  assert.match(snap.type, /^application\/json/)
+  assert.equal(JSON.parse(snap.body).service, 'budget-server')
+  const resilience = await get('/api/v1/providers/resilience-status?verbose=1')
+  assert.equal(JSON.parse(resilience.body).circuitBreakers.openai.state, 'closed')
+  const metrics = await get('/metrics')
+  assert.equal(metrics.type, 'text/plain; version=0.0.4; charset=utf-8')
+  assert.ok(parsePrometheus(metrics.body).length > 10)
+  const om = await get('/metrics', { accept: 'application/openmetrics-text; version=1.0.0' })
+  assert.match(om.type, /^application\/openmetrics-text/)
+  assert.ok(om.body.endsWith('# EOF\n'))
+  assert.equal((await get('/livez')).status, 200)
+  assert.equal((await get('/healthz')).status, 404)
+  assert.equal((await get('/readyz')).status, 200)
+  breaker.forceOpen()
+  const down = await get('/readyz')
+  assert.equal(down.status, 503)
+  assert.deepEqual(JSON.parse(down.body).reasons, ['circuit breaker "openai" is forcedOpen'])
+  assert.equal((await get('/other')).body, 'other')
+})

@@ -1,0 +1,266 @@
+'use strict'
+// Observability: one place that knows every block a service registered, and shows them as a
+// JSON snapshot, as Prometheus (or OpenMetrics) text, and as health and readiness.
+//
+// It only reads each block's own stats() / metrics(): the figures are made by the blocks (in
+// Rust, off the V8 heap); this file names them and lays them out. Rendering is plain string
+// building, a few microseconds per series.
+const { RateLimiter } = require('./limiter')
+const { DistributedTracer } = require('./tracer')
+const { PersistentCache } = require('./cache')
+const { CircuitBreaker } = require('./breaker')
+const { invalidArgument, invalidOption, describe } = require('./errors')
+
+const VERSION = require('../package.json').version
+const OPTIONS = new Set(['service'])
+const MAX_NAME_LENGTH = 128
+
+const KINDS = [
+  { kind: 'rateLimiter', Class: RateLimiter },
+  { kind: 'tracer', Class: DistributedTracer },
+  { kind: 'cache', Class: PersistentCache },
+  { kind: 'circuitBreakers', Class: CircuitBreaker },
+]
+
+const counter = (name, help, value) => ({ name, type: 'counter', help, samples: (s) => [{ value: value(s) }] })
+const gauge = (name, help, value) => ({ name, type: 'gauge', help, samples: (s) => [{ value: value(s) }] })
+const QUANTILES = [['0.5', 'p50'], ['0.95', 'p95'], ['0.99', 'p99'], ['1', 'max']]
+
+/** The metric families of each kind of block: Prometheus names (without the `bulwark_` prefix). */
+const FAMILIES = {
+  rateLimiter: [
+    counter('rate_limiter_allowed_total', 'Requests the limiter allowed.', (s) => s.allowed),
+    counter('rate_limiter_rejected_total', 'Requests the limiter refused.', (s) => s.rejected),
+    counter('rate_limiter_blocked_total', 'Requests refused because their key was blocked.', (s) => s.blocked),
+    counter('rate_limiter_waited_total', 'Requests granted after waiting in the fair queue.', (s) => s.waited),
+    counter('rate_limiter_timed_out_total', 'Waits that ran out of time.', (s) => s.timedOut),
+    counter('rate_limiter_evicted_total', 'Buckets evicted to stay within maxKeys.', (s) => s.evicted),
+    gauge('rate_limiter_queued', 'Requests waiting in the fair queue now.', (s) => s.queued),
+    gauge('rate_limiter_keys', 'Keys held now.', (s) => s.keys),
+    {
+      name: 'rate_limiter_wait_seconds',
+      type: 'gauge',
+      help: 'Time waited in the fair queue by granted requests, by quantile.',
+      samples: (s) => QUANTILES.map(([q, k]) => ({ labels: { quantile: q }, value: s.waitMs[k] / 1000 })),
+    },
+  ],
+  tracer: [
+    counter('tracer_spans_started_total', 'Spans started, sampled or not.', (s) => s.started),
+    counter('tracer_spans_sampled_total', 'Spans started with a sampled decision.', (s) => s.sampled),
+    counter('tracer_spans_exported_total', 'Sampled spans the exporter delivered.', (s) => s.exported),
+    counter('tracer_spans_dropped_total', 'Sampled spans not exported (full queue, shut down, or a failed batch).', (s) => s.dropped),
+    counter('tracer_export_errors_total', 'Failed export attempts.', (s) => s.exportErrors),
+    gauge('tracer_live_spans', 'Spans started and not ended.', (s) => s.liveSpans),
+    {
+      name: 'tracer_span_count_total',
+      type: 'counter',
+      help: 'Spans ended, by span name.',
+      samples: (s) => Object.entries(s.spans).map(([span, m]) => ({ labels: { span }, value: m.count })),
+    },
+    {
+      name: 'tracer_span_errors_total',
+      type: 'counter',
+      help: 'Spans ended with status error, by span name.',
+      samples: (s) => Object.entries(s.spans).map(([span, m]) => ({ labels: { span }, value: m.errors })),
+    },
+    {
+      name: 'tracer_span_duration_seconds',
+      type: 'gauge',
+      help: 'Span durations by span name and quantile.',
+      samples: (s) => Object.entries(s.spans).flatMap(([span, m]) => QUANTILES.map(([q, k]) => ({ labels: { span, quantile: q }, value: m[`${k}Ms`] / 1000 }))),
+    },
+  ],
+  cache: [
+    counter('cache_hits_total', 'Lookups that found a live value.', (s) => s.hits),
+    counter('cache_misses_total', 'Lookups that found nothing.', (s) => s.misses),
+    counter('cache_sets_total', 'Values set.', (s) => s.sets),
+    counter('cache_deletes_total', 'Entries deleted.', (s) => s.deletes),
+    counter('cache_evictions_total', 'Entries evicted to stay within the bounds.', (s) => s.evictions),
+    counter('cache_expirations_total', 'Entries removed because their time was up.', (s) => s.expirations),
+    gauge('cache_entries', 'Entries held now.', (s) => s.entries),
+    gauge('cache_bytes', 'Bytes held now.', (s) => s.bytes),
+    counter('cache_memory_hits_total', 'Hits served by the memory tier.', (s) => s.memory.hits),
+    counter('cache_disk_hits_total', 'Hits served by the disk tier.', (s) => s.disk.hits),
+    counter('cache_disk_writes_total', 'Entries written to disk.', (s) => s.disk.writes),
+    counter('cache_disk_errors_total', 'Disk failures (the cache kept serving from memory).', (s) => s.disk.errors),
+    counter('cache_disk_skipped_total', 'Writes kept in memory only because the disk writer was behind.', (s) => s.disk.skipped),
+    counter('cache_loads_total', 'Loader calls made by getOrSet.', (s) => s.loads.calls),
+    counter('cache_load_errors_total', 'Loader calls that failed.', (s) => s.loads.errors),
+  ],
+  circuitBreakers: [
+    {
+      name: 'circuit_breaker_state',
+      type: 'gauge',
+      help: 'The breaker state: 1 for the current one, 0 for the others.',
+      samples: (s) => ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ labels: { state }, value: s.state === state ? 1 : 0 })),
+    },
+    counter('circuit_breaker_calls_total', 'Calls that ran.', (s) => s.calls),
+    counter('circuit_breaker_failures_total', 'Calls that failed.', (s) => s.failures),
+    counter('circuit_breaker_slow_calls_total', 'Calls slower than slowCallMs.', (s) => s.slowCalls),
+    counter('circuit_breaker_rejected_total', 'Calls refused without running.', (s) => s.rejected),
+    counter('circuit_breaker_timeouts_total', 'Calls that ran past timeoutMs.', (s) => s.timeouts),
+    gauge('circuit_breaker_failure_rate', 'Failure rate over the window.', (s) => s.failureRate),
+    gauge('circuit_breaker_slow_call_rate', 'Slow-call rate over the window.', (s) => s.slowCallRate),
+  ],
+}
+
+/** A label value as the exposition formats want it: backslash, quote and newline escaped. */
+function escapeLabel(value) {
+  return String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}
+
+/** A sample value: integers as they are, other numbers in JS notation, non-finite by name. */
+function formatValue(value) {
+  if (value === Infinity) return '+Inf'
+  if (value === -Infinity) return '-Inf'
+  if (Number.isNaN(value) || typeof value !== 'number') return 'NaN'
+  return String(value)
+}
+
+/** The stats of a block, read the way its kind reads them. */
+function statsOf(kind, block) {
+  return kind === 'tracer' ? block.metrics() : block.stats()
+}
+
+class Observability {
+  #service
+  #started = Date.now()
+  /** kind -> Map(name -> block), in registration order. */
+  #blocks = new Map(KINDS.map(({ kind }) => [kind, new Map()]))
+  #names = new Set()
+
+  /** @param {{ service: string }} options */
+  constructor(options) {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw invalidOption(TypeError, `options must be an object with service, received ${describe(options)}`)
+    }
+    for (const key of Object.keys(options)) {
+      if (!OPTIONS.has(key)) throw invalidOption(TypeError, `options has an unknown option "${key}"; known options are: service`)
+    }
+    const { service } = options
+    if (typeof service !== 'string' || service === '' || service.length > MAX_NAME_LENGTH) {
+      throw invalidOption(TypeError, `options.service must be a non-empty string of at most ${MAX_NAME_LENGTH} characters, received ${describe(service)}`)
+    }
+    this.#service = service
+  }
+
+  /** The service name the output is labelled with. */
+  get service() {
+    return this.#service
+  }
+
+  /**
+   * Registers a block (a RateLimiter, DistributedTracer, PersistentCache or CircuitBreaker)
+   * under `name`, unique across blocks. Returns this, so calls chain.
+   */
+  add(name, block) {
+    if (typeof name !== 'string' || name === '' || name.length > MAX_NAME_LENGTH) {
+      throw invalidArgument(TypeError, `name must be a non-empty string of at most ${MAX_NAME_LENGTH} characters, received ${describe(name)}`)
+    }
+    if (this.#names.has(name)) {
+      throw invalidArgument(RangeError, `name "${name}" is already registered`)
+    }
+    const entry = KINDS.find(({ Class }) => block instanceof Class)
+    if (entry === undefined) {
+      throw invalidArgument(TypeError, `block must be a RateLimiter, DistributedTracer, PersistentCache or CircuitBreaker, received ${describe(block)}`)
+    }
+    this.#blocks.get(entry.kind).set(name, block)
+    this.#names.add(name)
+    return this
+  }
+
+  /** Every registered block's figures, under its kind and name, as one JSON-ready object. */
+  snapshot() {
+    const now = Date.now()
+    const out = {
+      service: this.#service,
+      version: VERSION,
+      uptimeSeconds: Math.round((now - this.#started) / 1000),
+      timestamp: new Date(now).toISOString(),
+    }
+    for (const { kind } of KINDS) {
+      out[kind] = {}
+      for (const [name, block] of this.#blocks.get(kind)) {
+        out[kind][name] = this.#safeStats(kind, block)
+      }
+    }
+    // blocks still to come register the same way; their sections are empty until then
+    out.pools = {}
+    out.queries = { top: [], nPlusOne: [] }
+    return out
+  }
+
+  #safeStats(kind, block) {
+    try {
+      return statsOf(kind, block)
+    } catch (error) {
+      // a closed cache, say: the snapshot still renders, and says why this block is missing
+      return { error: error && error.message ? error.message : String(error) }
+    }
+  }
+
+  /**
+   * The registered blocks' metrics in the Prometheus text exposition format (0.0.4), or in
+   * OpenMetrics 1.0 with `{ openMetrics: true }`. Names start with `bulwark_`, counters end in
+   * `_total`, durations are in seconds, and every series has `service` and `name` labels.
+   */
+  prometheus(options = {}) {
+    const openMetrics = options !== null && typeof options === 'object' && options.openMetrics === true
+    const service = escapeLabel(this.#service)
+    const lines = []
+    for (const { kind } of KINDS) {
+      const blocks = this.#blocks.get(kind)
+      if (blocks.size === 0) continue
+      const stats = []
+      for (const [name, block] of blocks) {
+        try {
+          stats.push([name, statsOf(kind, block)])
+        } catch {
+          // a block that cannot answer now (closed) is left out of this scrape
+        }
+      }
+      for (const family of FAMILIES[kind]) {
+        const full = `bulwark_${family.name}`
+        // OpenMetrics names a counter family without its _total suffix
+        const familyName = openMetrics && family.type === 'counter' ? full.replace(/_total$/, '') : full
+        lines.push(`# HELP ${familyName} ${family.help}`, `# TYPE ${familyName} ${family.type}`)
+        for (const [name, s] of stats) {
+          const base = `service="${service}",name="${escapeLabel(name)}"`
+          for (const sample of family.samples(s)) {
+            let labels = base
+            if (sample.labels) for (const [k, v] of Object.entries(sample.labels)) labels += `,${k}="${escapeLabel(v)}"`
+            lines.push(`${full}{${labels}} ${formatValue(sample.value)}`)
+          }
+        }
+      }
+    }
+    if (openMetrics) lines.push('# EOF')
+    return lines.join('\n') + '\n'
+  }
+
+  /** Liveness: the process answers. */
+  health() {
+    return { status: 'ok', service: this.#service, uptimeSeconds: Math.round((Date.now() - this.#started) / 1000) }
+  }
+
+  /**
+   * Readiness: false, with the reasons, while a circuit breaker registered with `critical: true`
+   * is open (or forced open). Pools will join this check when they exist.
+   */
+  ready() {
+    const reasons = []
+    for (const [name, breaker] of this.#blocks.get('circuitBreakers')) {
+      const state = breaker.state
+      if (breaker.critical && (state === 'open' || state === 'forcedOpen')) {
+        reasons.push(`circuit breaker "${name}" is ${state}`)
+      }
+    }
+    return { ready: reasons.length === 0, reasons }
+  }
+}
+
+/** The content types of the two exposition formats. */
+const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
+
+module.exports = { Observability, PROMETHEUS_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE }
