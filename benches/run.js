@@ -3,7 +3,7 @@
 // `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
 // the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
 //
-//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker] [--quick] [--no-build] [--write]
+//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|observability] [--quick] [--no-build] [--write]
 //
 // A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
 // figures and leaves it alone unless --write is given. Raw results go to benches/results/.
@@ -24,7 +24,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
-const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker']
+const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'observability']
 const wants = (part) => !only || only.includes(part) || (only.includes('js') && JS_PARTS.includes(part))
 const write = args.includes('--write') || (!only && !quick)
 
@@ -281,6 +281,13 @@ function targetRows(r) {
   } else {
     rows.push(['CircuitBreaker beside opossum and cockatiel', '2x opossum; refusal at most 300 ns', 'not run', undefined])
   }
+  const ob = r.observability
+  if (ob) {
+    rows.push([`\`obs.prometheus()\` with every kind of block registered and ${fmt(ob.series, 0)} series`, 'at most 10 ms (and no longer on the event loop)',
+      `median ${fmt(ob.prometheus.medianMs, 2)} ms, slowest of 21 ${fmt(ob.prometheus.maxMs, 2)} ms (OpenMetrics: ${fmt(ob.openMetrics.medianMs, 2)} ms; the JSON snapshot, stringified: ${fmt(ob.snapshotJson.medianMs, 2)} ms)`, ob.target.met])
+  } else {
+    rows.push(['`obs.prometheus()` with 10,000 series', 'at most 10 ms', 'not run', undefined])
+  }
   const cr = r.criterion && r.criterion.benches['limiter/bucket check']
   rows.push(['criterion: core bucket check, one thread', 'at most 50 ns', cr ? `${fmt(cr.ns, 1)} ns [${fmt(cr.lowNs, 1)} – ${fmt(cr.highNs, 1)}]` : 'not run', cr ? cr.ns <= 50 : undefined])
   return rows
@@ -447,6 +454,7 @@ function main() {
   if (wants('express-tracing')) results.expressTracing = runJs('express', env, ['--suite=tracing'], 'express-tracing')
   if (wants('cache')) results.cache = runJs('cache', env)
   if (wants('breaker')) results.breaker = runJs('breaker', env)
+  if (wants('observability')) results.observability = runJs('observability', env)
 
   fs.mkdirSync(resultsDir, { recursive: true })
   fs.writeFileSync(path.join(resultsDir, 'summary.json'), JSON.stringify(results, null, 2) + '\n')

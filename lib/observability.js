@@ -22,9 +22,14 @@ const KINDS = [
   { kind: 'circuitBreakers', Class: CircuitBreaker },
 ]
 
-const counter = (name, help, value) => ({ name, type: 'counter', help, samples: (s) => [{ value: value(s) }] })
-const gauge = (name, help, value) => ({ name, type: 'gauge', help, samples: (s) => [{ value: value(s) }] })
-const QUANTILES = [['0.5', 'p50'], ['0.95', 'p95'], ['0.99', 'p99'], ['1', 'max']]
+// A family's `each(stats, emit)` calls `emit(labels, value)` for each of its samples, where
+// `labels` is what follows the block's own labels (empty, or `,quantile="0.5"` and the like):
+// a scrape of 10,000 series then builds its lines and little else.
+const counter = (name, help, value) => ({ name, type: 'counter', help, each: (s, emit) => emit('', value(s)) })
+const gauge = (name, help, value) => ({ name, type: 'gauge', help, each: (s, emit) => emit('', value(s)) })
+const QUANTILES = [['0.5', 'p50'], ['0.95', 'p95'], ['0.99', 'p99'], ['1', 'max']].map(([q, key]) => ({ label: `,quantile="${q}"`, key, msKey: `${key}Ms` }))
+const BREAKER_STATES = ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ state, label: `,state="${state}"` }))
+const spanLabel = (span) => `,span="${escapeLabel(span)}"`
 
 /** The metric families of each kind of block: Prometheus names (without the `bulwark_` prefix). */
 const FAMILIES = {
@@ -41,7 +46,9 @@ const FAMILIES = {
       name: 'rate_limiter_wait_seconds',
       type: 'gauge',
       help: 'Time waited in the fair queue by granted requests, by quantile.',
-      samples: (s) => QUANTILES.map(([q, k]) => ({ labels: { quantile: q }, value: s.waitMs[k] / 1000 })),
+      each: (s, emit) => {
+        for (const q of QUANTILES) emit(q.label, s.waitMs[q.key] / 1000)
+      },
     },
   ],
   tracer: [
@@ -55,19 +62,29 @@ const FAMILIES = {
       name: 'tracer_span_count_total',
       type: 'counter',
       help: 'Spans ended, by span name.',
-      samples: (s) => Object.entries(s.spans).map(([span, m]) => ({ labels: { span }, value: m.count })),
+      each: (s, emit) => {
+        for (const span in s.spans) emit(spanLabel(span), s.spans[span].count)
+      },
     },
     {
       name: 'tracer_span_errors_total',
       type: 'counter',
       help: 'Spans ended with status error, by span name.',
-      samples: (s) => Object.entries(s.spans).map(([span, m]) => ({ labels: { span }, value: m.errors })),
+      each: (s, emit) => {
+        for (const span in s.spans) emit(spanLabel(span), s.spans[span].errors)
+      },
     },
     {
       name: 'tracer_span_duration_seconds',
       type: 'gauge',
       help: 'Span durations by span name and quantile.',
-      samples: (s) => Object.entries(s.spans).flatMap(([span, m]) => QUANTILES.map(([q, k]) => ({ labels: { span, quantile: q }, value: m[`${k}Ms`] / 1000 }))),
+      each: (s, emit) => {
+        for (const span in s.spans) {
+          const label = spanLabel(span)
+          const m = s.spans[span]
+          for (const q of QUANTILES) emit(label + q.label, m[q.msKey] / 1000)
+        }
+      },
     },
   ],
   cache: [
@@ -92,7 +109,9 @@ const FAMILIES = {
       name: 'circuit_breaker_state',
       type: 'gauge',
       help: 'The breaker state: 1 for the current one, 0 for the others.',
-      samples: (s) => ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ labels: { state }, value: s.state === state ? 1 : 0 })),
+      each: (s, emit) => {
+        for (const b of BREAKER_STATES) emit(b.label, s.state === b.state ? 1 : 0)
+      },
     },
     counter('circuit_breaker_calls_total', 'Calls that ran.', (s) => s.calls),
     counter('circuit_breaker_failures_total', 'Calls that failed.', (s) => s.failures),
@@ -106,7 +125,10 @@ const FAMILIES = {
 
 /** A label value as the exposition formats want it: backslash, quote and newline escaped. */
 function escapeLabel(value) {
-  return String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+  const text = String(value)
+  // most values need nothing done: skip the three replaces for them
+  if (!/[\\"\n]/.test(text)) return text
+  return text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
 }
 
 /** A sample value: integers as they are, other numbers in JS notation, non-finite by name. */
@@ -207,14 +229,15 @@ class Observability {
   prometheus(options = {}) {
     const openMetrics = options !== null && typeof options === 'object' && options.openMetrics === true
     const service = escapeLabel(this.#service)
-    const lines = []
+    let out = ''
     for (const { kind } of KINDS) {
       const blocks = this.#blocks.get(kind)
       if (blocks.size === 0) continue
+      // (label prefix, stats) of each block that can answer now; a closed one is left out
       const stats = []
       for (const [name, block] of blocks) {
         try {
-          stats.push([name, statsOf(kind, block)])
+          stats.push([`service="${service}",name="${escapeLabel(name)}"`, statsOf(kind, block)])
         } catch {
           // a block that cannot answer now (closed) is left out of this scrape
         }
@@ -223,19 +246,17 @@ class Observability {
         const full = `bulwark_${family.name}`
         // OpenMetrics names a counter family without its _total suffix
         const familyName = openMetrics && family.type === 'counter' ? full.replace(/_total$/, '') : full
-        lines.push(`# HELP ${familyName} ${family.help}`, `# TYPE ${familyName} ${family.type}`)
-        for (const [name, s] of stats) {
-          const base = `service="${service}",name="${escapeLabel(name)}"`
-          for (const sample of family.samples(s)) {
-            let labels = base
-            if (sample.labels) for (const [k, v] of Object.entries(sample.labels)) labels += `,${k}="${escapeLabel(v)}"`
-            lines.push(`${full}{${labels}} ${formatValue(sample.value)}`)
-          }
+        out += `# HELP ${familyName} ${family.help}\n# TYPE ${familyName} ${family.type}\n`
+        for (const [base, s] of stats) {
+          const head = `${full}{${base}`
+          family.each(s, (labels, value) => {
+            out += `${head}${labels}} ${formatValue(value)}\n`
+          })
         }
       }
     }
-    if (openMetrics) lines.push('# EOF')
-    return lines.join('\n') + '\n'
+    if (openMetrics) out += '# EOF\n'
+    return out
   }
 
   /** Liveness: the process answers. */
