@@ -501,23 +501,6 @@ fn read_bool(
     }
 }
 
-fn read_text(
-    env: sys::napi_env,
-    reader: &OptionsReader,
-    name: &str,
-) -> std::result::Result<Option<String>, InvalidInput> {
-    let value = reader.raw(name);
-    match value_type(env, value) {
-        ValueType::Undefined => Ok(None),
-        ValueType::String => Ok(read_string(env, value)),
-        _ => Err(InvalidInput::option_type(format!(
-            "{} must be a string, received {}",
-            reader.path_of(name),
-            describe_value(env, value)
-        ))),
-    }
-}
-
 /// The options the JS side uses (validated here with the rest).
 struct JsSide {
     hot_objects: u32,
@@ -551,14 +534,14 @@ fn read_options(
             "options.maxEntries or options.maxBytes is required: the memory tier needs a bound",
         ));
     }
-    if let Some(name) = read_text(env.raw(), &reader, "compression")? {
+    if let Some(name) = reader.string("compression")? {
         config.compression = Compression::parse(&name)
             .map_err(|e| InvalidInput::option_range(format!("options.{}", e.message)))?;
     }
     if let Some(n) = integer("compressMinBytes", 0)? {
         config.compress_min_bytes = n;
     }
-    if let Some(dir) = read_text(env.raw(), &reader, "dir")? {
+    if let Some(dir) = reader.string("dir")? {
         if dir.is_empty() {
             return Err(InvalidInput::option_range(
                 "options.dir must be a non-empty path, received an empty string",

@@ -332,6 +332,20 @@ impl OptionsReader {
         value
     }
 
+    /// Option `name` as a string; `None` when absent or `undefined`.
+    pub fn string(&self, name: &str) -> std::result::Result<Option<String>, InvalidInput> {
+        let value = self.raw(name);
+        match value_type(self.env, value) {
+            ValueType::Undefined => Ok(None),
+            ValueType::String => Ok(read_string(self.env, value)),
+            _ => Err(InvalidInput::option_type(format!(
+                "{} must be a string, received {}",
+                self.path_of(name),
+                describe_value(self.env, value)
+            ))),
+        }
+    }
+
     /// Option `name` as a number; `None` when absent or `undefined`.
     pub fn number(&self, name: &str) -> std::result::Result<Option<f64>, InvalidInput> {
         let value = self.raw(name);

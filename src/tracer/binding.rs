@@ -73,24 +73,6 @@ fn kind_name(kind: SpanKind) -> &'static str {
     }
 }
 
-/// Option `name` of `reader` as a string; `None` when absent.
-fn string_option(
-    env: sys::napi_env,
-    reader: &OptionsReader,
-    name: &str,
-) -> std::result::Result<Option<String>, InvalidInput> {
-    let value = reader.raw(name);
-    match value_type(env, value) {
-        ValueType::Undefined => Ok(None),
-        ValueType::String => Ok(read_string(env, value)),
-        _ => Err(InvalidInput::option_type(format!(
-            "{} must be a string, received {}",
-            reader.path_of(name),
-            describe_value(env, value)
-        ))),
-    }
-}
-
 /// The elements of a JS array; `None` when `value` is not an array.
 fn array_elements(env: sys::napi_env, value: sys::napi_value) -> Option<Vec<sys::napi_value>> {
     let mut is_array = false;
@@ -265,7 +247,7 @@ fn read_rules(
         let rule = OptionsReader::open(env, item, &item_path, RULE_OPTIONS)?.ok_or_else(|| {
             InvalidInput::option_type(format!("{item_path} must be an object, received undefined"))
         })?;
-        let name = string_option(env, &rule, "name")?.ok_or_else(|| {
+        let name = rule.string("name")?.ok_or_else(|| {
             InvalidInput::option_type(format!(
                 "{} must be a string or a RegExp, received {}",
                 rule.path_of("name"),
@@ -373,7 +355,7 @@ fn read_exporter(
                     )))
                 }
             };
-            let explicit = string_option(env, &otlp, "url")?;
+            let explicit = otlp.string("url")?;
             let env_var = |name: &str| std::env::var(name).ok();
             let url = traces_endpoint(
                 explicit.as_deref(),
@@ -404,7 +386,7 @@ fn read_exporter(
                     }
                 }
             }
-            let protocol = match string_option(env, &otlp, "protocol")?.as_deref() {
+            let protocol = match otlp.string("protocol")?.as_deref() {
                 None | Some("http/protobuf") => Protocol::Protobuf,
                 Some("http/json") => Protocol::Json,
                 Some(other) => {
@@ -436,7 +418,7 @@ fn read_settings(env: Env, options: Unknown) -> std::result::Result<Settings, In
             "options is required: an object with serviceName, received undefined",
         ));
     };
-    let service_name = match string_option(env, &reader, "serviceName")? {
+    let service_name = match reader.string("serviceName")? {
         Some(name) if !name.is_empty() => name,
         Some(_) => {
             return Err(InvalidInput::option_range(
