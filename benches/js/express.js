@@ -275,6 +275,33 @@ const sd = (xs) => {
 }
 const r2 = (x) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null)
 
+/** The fields of a report that describe the run itself, the same for both suites. */
+function runFields({ quick, rounds, bursts, burstRequests, warmup, variants, noise, controlDiffs }) {
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    quick,
+    rounds,
+    requestsPerRun: bursts * burstRequests,
+    bursts,
+    burstRequests,
+    warmupRequests: warmup,
+    connections: 10,
+    variants,
+    noiseUsPerRequest: r2(noise),
+    controlDiffsUsPerRequest: controlDiffs.map(r2),
+  }
+}
+
+/** The table of variants for the console: a header and a line per variant. */
+function variantLines(variants, width) {
+  const lines = [`${'variant'.padEnd(width)}${'CPU µs/req'.padStart(12)}${'over bare'.padStart(12)}${'user only'.padStart(12)}${'req/s'.padStart(10)}  rounds (µs/req)`]
+  for (const [v, r] of Object.entries(variants)) {
+    lines.push(`${v.padEnd(width)}${String(r.cpuUsPerRequest).padStart(12)}${String(r.overheadUsPerRequest).padStart(12)}${String(r.userOverheadUsPerRequest).padStart(12)}${String(r.reqPerSec).padStart(10)}  ${r.runs.map((x) => x.cpuUsPerRequest).join(' ')}`)
+  }
+  return lines
+}
+
 async function main(args) {
   const quick = args.includes('--quick')
   const outPath = args.find((a) => !a.startsWith('--'))
@@ -351,18 +378,7 @@ async function main(args) {
   }
   const report = {
     bench: 'express',
-    date: new Date().toISOString(),
-    node: process.version,
-    quick,
-    rounds,
-    requestsPerRun: bursts * burstRequests,
-    bursts,
-    burstRequests,
-    warmupRequests: warmup,
-    connections: 10,
-    variants,
-    noiseUsPerRequest: r2(noise),
-    controlDiffsUsPerRequest: controlDiffs.map(r2),
+    ...runFields({ quick, rounds, bursts, burstRequests, warmup, variants, noise, controlDiffs }),
     ratios: {
       bulwarkVsFloorOverhead: ratio(Math.max(0, overhead('bulwark')), overhead('floor'), 1.3),
       bulwarkVsExpressRateLimitOverhead: ratio(Math.max(0, overhead('bulwark')), overhead('express-rate-limit'), 0.35),
@@ -379,10 +395,7 @@ async function main(args) {
   }
 
   const lines = ['', `Express hello world, server CPU per request (${rounds} round(s); per variant and round ${bursts} bursts of ${burstRequests} requests, 10 connections)`]
-  lines.push(`${'variant'.padEnd(22)}${'CPU µs/req'.padStart(12)}${'over bare'.padStart(12)}${'user only'.padStart(12)}${'req/s'.padStart(10)}  rounds (µs/req)`)
-  for (const [v, r] of Object.entries(variants)) {
-    lines.push(`${v.padEnd(22)}${String(r.cpuUsPerRequest).padStart(12)}${String(r.overheadUsPerRequest).padStart(12)}${String(r.userOverheadUsPerRequest).padStart(12)}${String(r.reqPerSec).padStart(10)}  ${r.runs.map((x) => x.cpuUsPerRequest).join(' ')}`)
-  }
+  lines.push(...variantLines(variants, 22))
   lines.push(`noise (standard error of an overhead, from the control): ${report.noiseUsPerRequest} µs/req`)
   for (const [name, r] of Object.entries(report.ratios)) {
     lines.push(`${name.padEnd(36)} ${String(r.value).padStart(6)} ± ${r.error}  target <= ${r.target}  ${r.met ? 'met' : 'MISSED'}${r.resolved ? '' : ' (not resolved: within the noise)'}`)
@@ -403,18 +416,7 @@ function tracingReport({ outPath, quick, rounds, bursts, burstRequests, warmup, 
   const atMost = (value, target) => ({ value: r2(value), error: r2(noise), target, met: value <= target, resolved: Math.abs(value - target) > 2 * noise })
   const report = {
     bench: 'express-tracing',
-    date: new Date().toISOString(),
-    node: process.version,
-    quick,
-    rounds,
-    requestsPerRun: bursts * burstRequests,
-    bursts,
-    burstRequests,
-    warmupRequests: warmup,
-    connections: 10,
-    variants,
-    noiseUsPerRequest: r2(noise),
-    controlDiffsUsPerRequest: controlDiffs.map(r2),
+    ...runFields({ quick, rounds, bursts, burstRequests, warmup, variants, noise, controlDiffs }),
     sink: { requests: sink.stats.requests, bytes: sink.stats.bytes },
     targets: {
       bulwarkTracingOverhead: atMost(overhead('bulwark tracing'), 4),
@@ -423,10 +425,7 @@ function tracingReport({ outPath, quick, rounds, bursts, burstRequests, warmup, 
     },
   }
   const lines = ['', `Express hello world with tracing at 100% sampling, OTLP/protobuf to a local sink: server CPU per request (${rounds} round(s); per variant and round ${bursts} bursts of ${burstRequests} requests, 10 connections)`]
-  lines.push(`${'variant'.padEnd(40)}${'CPU µs/req'.padStart(12)}${'over bare'.padStart(12)}${'user only'.padStart(12)}${'req/s'.padStart(10)}  rounds (µs/req)`)
-  for (const [v, r] of Object.entries(variants)) {
-    lines.push(`${v.padEnd(40)}${String(r.cpuUsPerRequest).padStart(12)}${String(r.overheadUsPerRequest).padStart(12)}${String(r.userOverheadUsPerRequest).padStart(12)}${String(r.reqPerSec).padStart(10)}  ${r.runs.map((x) => x.cpuUsPerRequest).join(' ')}`)
-  }
+  lines.push(...variantLines(variants, 40))
   lines.push(`noise (standard error of an overhead, from the control): ${report.noiseUsPerRequest} µs/req; the sink received ${sink.stats.requests} exports, ${sink.stats.bytes} bytes`)
   for (const [name, r] of Object.entries(report.targets)) {
     lines.push(`${name.padEnd(40)} ${String(r.value).padStart(6)} ± ${r.error}  target <= ${r.target}  ${r.met ? 'met' : 'MISSED'}${r.resolved ? '' : ' (not resolved: within the noise)'}`)
