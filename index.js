@@ -5,9 +5,10 @@ const { RateLimiter } = require('./lib/limiter')
 const { DistributedTracer, Span, SpanKind } = require('./lib/tracer')
 const { PersistentCache } = require('./lib/cache')
 const { CircuitBreaker } = require('./lib/breaker')
+const { ConnectionPool } = require('./lib/pool')
 const { Observability } = require('./lib/observability')
 const { TestClock } = require('./lib/test-clock')
-const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, codes } = require('./lib/errors')
+const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, codes } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
@@ -16,6 +17,7 @@ module.exports = {
   SpanKind,
   PersistentCache,
   CircuitBreaker,
+  ConnectionPool,
   Observability,
   TestClock,
   BulwarkError,
@@ -23,5 +25,7 @@ module.exports = {
   CacheError,
   BreakerOpenError,
   BreakerTimeoutError,
+  PoolError,
+  PoolTimeoutError,
   codes,
 }

@@ -13,6 +13,10 @@ const codes = Object.freeze({
   CACHE_DISK: 'ERR_CACHE_DISK',
   BREAKER_OPEN: 'ERR_BREAKER_OPEN',
   BREAKER_TIMEOUT: 'ERR_BREAKER_TIMEOUT',
+  POOL_TIMEOUT: 'ERR_POOL_TIMEOUT',
+  POOL_CLOSED: 'ERR_POOL_CLOSED',
+  POOL_QUEUE_FULL: 'ERR_POOL_QUEUE_FULL',
+  POOL_FOREIGN_RESOURCE: 'ERR_POOL_FOREIGN_RESOURCE',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -78,6 +82,36 @@ class BreakerTimeoutError extends BulwarkError {
   }
 }
 
+/**
+ * A ConnectionPool refusal: `code` is 'ERR_POOL_CLOSED' (an acquire after `drain()`/`close()`, or a
+ * waiter the drain turned away), 'ERR_POOL_QUEUE_FULL' (`maxWaiting` callers already wait) or
+ * 'ERR_POOL_FOREIGN_RESOURCE' (a resource the pool never handed out was released or destroyed).
+ * `pool` is the pool's name.
+ */
+class PoolError extends BulwarkError {
+  constructor(message, code, { pool } = {}, options) {
+    super(message, code, options)
+    this.name = 'PoolError'
+    if (pool !== undefined) this.pool = pool
+  }
+}
+
+/**
+ * An acquire that was not served within its timeout (`ERR_POOL_TIMEOUT`). `reason` says why:
+ * 'saturated' (every resource was busy; the database was answering) or 'create-failed' (new
+ * resources could not be made; `cause` is the last error of `create`). `timeoutMs` is the wait
+ * allowed and `pool` the pool's name.
+ */
+class PoolTimeoutError extends BulwarkError {
+  constructor(message, { reason = 'saturated', timeoutMs = 0, pool } = {}, options) {
+    super(message, codes.POOL_TIMEOUT, options)
+    this.name = 'PoolTimeoutError'
+    this.reason = reason
+    this.timeoutMs = timeoutMs
+    if (pool !== undefined) this.pool = pool
+  }
+}
+
 /** An invalid argument in JS glue, shaped like the native ones. */
 function invalidArgument(ErrorClass, message) {
   const error = new ErrorClass(message)
@@ -104,4 +138,4 @@ function describe(value) {
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
-module.exports = { codes, BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, invalidArgument, invalidOption, describe }
+module.exports = { codes, BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, invalidArgument, invalidOption, describe }
