@@ -189,6 +189,8 @@ class ConnectionPool extends EventEmitter {
   #validating = 0
   #creating = 0
   #destroying = new Set()
+  /** every resource this pool made, so a late release of a destroyed one is told from a foreign one */
+  #made = new WeakSet()
 
   /** priority -> Deque of waiters, and the priorities that have a queue, highest first */
   #queues = new Map()
@@ -277,7 +279,7 @@ class ConnectionPool extends EventEmitter {
     const intervals = [this.#idleTimeoutMs, this.#maxLifetimeMs, this.#leakDetectionMs, this.#healthCheckIntervalMs].filter((ms) => ms > 0)
     if (intervals.length > 0) this.#housekeepingMs = Math.min(1000, Math.max(10, Math.min(...intervals) / 4))
     if (this.#healthCheckIntervalMs > 0) this.#nextHealthCheckAt = this.#now() + this.#healthCheckIntervalMs
-    if (this.#housekeepingMs > 0) this.#schedule(this.#housekeepingMs, () => this.#housekeeping())
+    if (this.#housekeepingMs > 0) this.#scheduleHousekeeping(this.#now() + this.#housekeepingMs)
     this.#startCreates()
   }
 
@@ -372,11 +374,9 @@ class ConnectionPool extends EventEmitter {
   release(resource) {
     const record = this.#records.get(resource)
     if (record === undefined) {
-      if (this.#destroying.has(resource)) {
-        this.#counts.invalidReleases++
-        return
-      }
-      throw this.#foreignError('release')
+      if (!this.#isMade(resource)) throw this.#foreignError('release')
+      this.#counts.invalidReleases++
+      return
     }
     if (record.state !== BORROWED) {
       this.#counts.invalidReleases++
@@ -401,8 +401,8 @@ class ConnectionPool extends EventEmitter {
   destroy(resource) {
     const record = this.#records.get(resource)
     if (record === undefined) {
-      if (this.#destroying.has(resource)) return Promise.resolve()
-      throw this.#foreignError('destroy')
+      if (!this.#isMade(resource)) throw this.#foreignError('destroy')
+      return Promise.resolve()
     }
     if (record.state === BORROWED) {
       this.#borrowed--
@@ -560,6 +560,10 @@ class ConnectionPool extends EventEmitter {
     return (this.#maxUses > 0 && record.uses >= this.#maxUses) || (record.expiresAt !== Infinity && this.#now() >= record.expiresAt)
   }
 
+  #isMade(resource) {
+    return resource !== null && (typeof resource === 'object' || typeof resource === 'function') && this.#made.has(resource)
+  }
+
   #brokenBy(error) {
     try {
       return this.#isBroken(error) === true
@@ -706,8 +710,13 @@ class ConnectionPool extends EventEmitter {
     this.#dispatch()
   }
 
+  /** Housekeeping at a fixed rate from `at` (a late round does not push the next ones back). */
+  #scheduleHousekeeping(at) {
+    const job = this.#scheduleAt(at, () => this.#housekeeping(job.at))
+  }
+
   /** Idle timeouts, lifetimes, leaks and health checks; then the next round is scheduled. */
-  #housekeeping() {
+  #housekeeping(dueAt) {
     if (this.#closed) return
     const now = this.#now()
     if (this.#idleTimeoutMs > 0 || this.#maxLifetimeMs > 0) {
@@ -739,7 +748,9 @@ class ConnectionPool extends EventEmitter {
       this.#checkHealth()
     }
     this.#startCreates()
-    this.#schedule(this.#housekeepingMs, () => this.#housekeeping())
+    const next = dueAt + this.#housekeepingMs
+    // rounds missed while the event loop was blocked are caught up, up to a hundred of them
+    this.#scheduleHousekeeping(now - next > 100 * this.#housekeepingMs ? now + this.#housekeepingMs : next)
   }
 
   // ---- creating and destroying
@@ -811,6 +822,11 @@ class ConnectionPool extends EventEmitter {
       this.#checkDrained()
       return
     }
+    if (this.#creating > 1) {
+      // other creates are in flight: while creates fail, only the last one keeps retrying
+      this.#creating--
+      return
+    }
     if (attempt < this.#retries && this.#wantsResources()) {
       this.#schedule(this.#backoff(attempt), () => {
         if (this.#closed) {
@@ -864,6 +880,7 @@ class ConnectionPool extends EventEmitter {
     const expiresAt = this.#maxLifetimeMs > 0 ? now + this.#maxLifetimeMs - Math.random() * this.#lifetimeJitterMs : Infinity
     const record = { resource, state: IDLE, createdAt: now, expiresAt, uses: 0, idleSince: 0, borrowedAt: 0, stack: undefined, leakReported: false, broken: false }
     this.#records.set(resource, record)
+    this.#made.add(resource)
     this.#counts.created++
     if (this.#watchResourceErrors && typeof resource.on === 'function') {
       try {
@@ -965,7 +982,12 @@ class ConnectionPool extends EventEmitter {
 
   /** Runs `run` after `delayMs`; returns the job, whose `cancelled` can be set. */
   #schedule(delayMs, run) {
-    const job = { at: this.#now() + delayMs, run, cancelled: false }
+    return this.#scheduleAt(this.#now() + delayMs, run)
+  }
+
+  /** Runs `run` at `at` (pool clock ms); returns the job. */
+  #scheduleAt(at, run) {
+    const job = { at, run, cancelled: false }
     this.#agenda.push(job)
     if (this.#testClock === null && job.at < this.#timerAt) this.#arm(job.at)
     return job
@@ -1031,7 +1053,7 @@ class ConnectionPool extends EventEmitter {
   }
 
   #foreignError(call) {
-    return new PoolError(`${call}(resource): pool "${this.#name}" did not make this resource (or it was already destroyed)`, codes.POOL_FOREIGN_RESOURCE, { pool: this.#name })
+    return new PoolError(`${call}(resource): pool "${this.#name}" did not make this resource`, codes.POOL_FOREIGN_RESOURCE, { pool: this.#name })
   }
 }
 
