@@ -135,6 +135,10 @@ export declare const codes: {
   readonly CACHE_DISK: 'ERR_CACHE_DISK'
   readonly BREAKER_OPEN: 'ERR_BREAKER_OPEN'
   readonly BREAKER_TIMEOUT: 'ERR_BREAKER_TIMEOUT'
+  readonly POOL_TIMEOUT: 'ERR_POOL_TIMEOUT'
+  readonly POOL_CLOSED: 'ERR_POOL_CLOSED'
+  readonly POOL_QUEUE_FULL: 'ERR_POOL_QUEUE_FULL'
+  readonly POOL_FOREIGN_RESOURCE: 'ERR_POOL_FOREIGN_RESOURCE'
 }
 
 /** Base class of the package's own errors. */
@@ -401,6 +405,166 @@ export declare class BreakerTimeoutError extends BulwarkError {
   readonly breaker?: string
 }
 
+/** Options of a ConnectionPool; only `create` and `destroy` are required. Times in ms; 0 turns a time option off. */
+export interface ConnectionPoolOptions<R extends object> {
+  /** Makes a resource (a connected client); may be async. Errors are retried with backoff (`createRetry`). */
+  create: () => R | PromiseLike<R>
+  /** Ends a resource; may be async. Errors are counted and reported, never thrown. */
+  destroy: (resource: R) => unknown
+  /** True when the resource still works (e.g. `SELECT 1` answered). Needed by `validateOnAcquire` and `healthCheckIntervalMs`. */
+  validate?: (resource: R) => boolean | PromiseLike<boolean>
+  /** Whether an error thrown inside `use(fn)` means the resource is broken (destroyed, not reused). Default: connection-level errors. */
+  isBroken?: (error: unknown) => boolean
+  /** Name in errors, events and Observability (default 'pool'). */
+  name?: string
+  /** Resources kept warm, made at start and after losses (default 0). */
+  min?: number
+  /** Most resources at once, including those being made (default 10). */
+  max?: number
+  /** Hand out the longest idle resource first (default true); false: the most recently used. */
+  fifo?: boolean
+  /** Callers allowed to wait; beyond, acquire rejects with ERR_POOL_QUEUE_FULL (default Infinity). */
+  maxWaiting?: number
+  /** Default wait for acquire before PoolTimeoutError (default 30000; 0 waits without a deadline). */
+  acquireTimeoutMs?: number
+  /** A create still pending after this long counts as failed; a late resource is destroyed (default 30000). */
+  createTimeoutMs?: number
+  /** Validate an idle resource before handing it out, replacing failures (default false). */
+  validateOnAcquire?: boolean
+  /** Validate idle resources this often (default 0: off). */
+  healthCheckIntervalMs?: number
+  /** Destroy resources idle this long, above `min` (default 30000). */
+  idleTimeoutMs?: number
+  /** Retire resources this old (default 0: never); idle ones at once, borrowed ones on release. */
+  maxLifetimeMs?: number
+  /** Lifetimes are shortened by a random 0..lifetimeJitterMs, so a fleet does not reconnect at once (default maxLifetimeMs / 10). */
+  lifetimeJitterMs?: number
+  /** Retire a resource after this many acquires (default 0: unlimited). */
+  maxUses?: number
+  /** Create retries: `retries` (default 3) with exponential backoff from `backoffMs` (default 100) up to `maxBackoffMs` (default 5000). */
+  createRetry?: { retries?: number; backoffMs?: number; maxBackoffMs?: number }
+  /** Report a resource held longer than this, once, with the stack of its acquire (default 0: off). */
+  leakDetectionMs?: number
+  /** Listen to 'error' events of resources that are EventEmitters, destroying them instead of letting them crash the process (default true). */
+  watchResourceErrors?: boolean
+  /** A TestClock for tests. */
+  clock?: TestClock
+}
+
+/** Options of one acquire. */
+export interface PoolAcquireOptions {
+  /** Higher is served first (default 0); equal priorities in arrival order. */
+  priority?: number
+  /** Gives up waiting when aborted, rejecting with the signal's reason. */
+  signal?: AbortSignal
+  /** This call's wait (default the pool's acquireTimeoutMs; 0 waits without a deadline). */
+  timeoutMs?: number
+}
+
+/** Wait percentiles in ms. */
+export interface WaitSummary {
+  p50: number
+  p95: number
+  p99: number
+  max: number
+}
+
+/** A ConnectionPool's figures: sizes now and counters since it was made. */
+export interface ConnectionPoolStats {
+  /** Resources held: idle + borrowed + validating + creating. */
+  size: number
+  idle: number
+  borrowed: number
+  validating: number
+  creating: number
+  /** Callers waiting. */
+  pending: number
+  min: number
+  max: number
+  created: number
+  destroyed: number
+  createErrors: number
+  destroyErrors: number
+  validationFailures: number
+  acquired: number
+  acquireTimeouts: number
+  aborted: number
+  queueFull: number
+  leaks: number
+  /** 'error' events of resources (each destroyed the resource). */
+  resourceErrors: number
+  /** Releases of a resource that was not borrowed (twice, or after destroy): ignored. */
+  invalidReleases: number
+  /** True from a failed create until the next successful one. */
+  createFailing: boolean
+  closed: boolean
+  /** Time callers waited for a resource, zero waits included. */
+  acquireWaitMs: WaitSummary
+}
+
+/** A reported leak: a resource held longer than `leakDetectionMs`. */
+export interface PoolLeak<R> {
+  pool: string
+  resource: R
+  heldMs: number
+  /** Where it was acquired. */
+  stack: string
+}
+
+/** The events of a ConnectionPool and their arguments. */
+export interface ConnectionPoolEvents<R> {
+  create: [resource: R]
+  destroy: [resource: R, reason: 'destroyed' | 'broken' | 'expired' | 'idle' | 'invalid' | 'closed']
+  acquire: [resource: R]
+  release: [resource: R]
+  /** An error of the user's callbacks or of a resource; emitted only when someone listens. */
+  error: [error: unknown, info: { pool: string; source: string }]
+  leak: [leak: PoolLeak<R>]
+}
+
+/** A pool of resources made by your `create`; see the README's ConnectionPool section. */
+export declare class ConnectionPool<R extends object = object> extends EventEmitter {
+  constructor(options: ConnectionPoolOptions<R>)
+  /** A resource, now or when one is released or made. */
+  acquire(options?: PoolAcquireOptions): Promise<R>
+  /** Gives a borrowed resource back. */
+  release(resource: R): void
+  /** Destroys a resource known to be broken and replaces it if needed. */
+  destroy(resource: R): Promise<void>
+  /** Acquire, run `fn`, release (destroy when `fn` throws an error `isBroken` calls fatal). */
+  use<T>(fn: (resource: R) => T | PromiseLike<T>, options?: PoolAcquireOptions): Promise<T>
+  /** Stops handing out, rejects waiters, destroys everything (borrowed ones when released or after `timeoutMs`, default 30000). */
+  drain(options?: { timeoutMs?: number }): Promise<void>
+  /** The same as drain. */
+  close(options?: { timeoutMs?: number }): Promise<void>
+  stats(): ConnectionPoolStats
+  readonly name: string
+  readonly size: number
+  readonly pending: number
+  readonly closed: boolean
+  on<E extends keyof ConnectionPoolEvents<R>>(event: E, listener: (...args: ConnectionPoolEvents<R>[E]) => void): this
+  once<E extends keyof ConnectionPoolEvents<R>>(event: E, listener: (...args: ConnectionPoolEvents<R>[E]) => void): this
+  off<E extends keyof ConnectionPoolEvents<R>>(event: E, listener: (...args: ConnectionPoolEvents<R>[E]) => void): this
+}
+
+/** A ConnectionPool refusal: ERR_POOL_CLOSED, ERR_POOL_QUEUE_FULL or ERR_POOL_FOREIGN_RESOURCE. */
+export declare class PoolError extends BulwarkError {
+  constructor(message: string, code: 'ERR_POOL_CLOSED' | 'ERR_POOL_QUEUE_FULL' | 'ERR_POOL_FOREIGN_RESOURCE', details?: { pool?: string }, options?: ErrorOptions)
+  readonly code: 'ERR_POOL_CLOSED' | 'ERR_POOL_QUEUE_FULL' | 'ERR_POOL_FOREIGN_RESOURCE'
+  readonly pool?: string
+}
+
+/** An acquire not served in time (`code: 'ERR_POOL_TIMEOUT'`); `reason` tells a saturated pool from a database that cannot be reached. */
+export declare class PoolTimeoutError extends BulwarkError {
+  constructor(message: string, details?: { reason?: 'saturated' | 'create-failed'; timeoutMs?: number; pool?: string }, options?: ErrorOptions)
+  readonly code: 'ERR_POOL_TIMEOUT'
+  readonly reason: 'saturated' | 'create-failed'
+  readonly timeoutMs: number
+  readonly pool?: string
+  /** With reason 'create-failed': the last error of `create`. */
+  readonly cause?: unknown
+}
+
 /** An attribute value: a primitive or a homogeneous array of one. */
 export type AttributeValue = string | number | boolean | string[] | number[] | boolean[]
 
@@ -637,7 +801,7 @@ export interface ObservabilitySnapshot {
   cache: Record<string, PersistentCacheStats | { error: string }>
   circuitBreakers: Record<string, CircuitBreakerStats | { error: string }>
   /** Empty until the pool block exists. */
-  pools: Record<string, never>
+  pools: Record<string, ConnectionPoolStats>
   /** Empty until the query block exists. */
   queries: { top: unknown[]; nPlusOne: unknown[] }
 }
@@ -647,12 +811,12 @@ export declare class Observability {
   constructor(options: ObservabilityOptions)
   readonly service: string
   /** Registers a block under a name unique across blocks; returns this. */
-  add(name: string, block: RateLimiter | DistributedTracer | PersistentCache | CircuitBreaker): this
+  add(name: string, block: RateLimiter | DistributedTracer | PersistentCache | CircuitBreaker | ConnectionPool<object>): this
   snapshot(): ObservabilitySnapshot
   /** Prometheus text exposition (0.0.4), or OpenMetrics 1.0 with `{ openMetrics: true }`. */
   prometheus(options?: { openMetrics?: boolean }): string
   /** Liveness. */
   health(): { status: 'ok'; service: string; uptimeSeconds: number }
-  /** Readiness: false, with reasons, while a `critical` circuit breaker is open. */
+  /** Readiness: false, with reasons, while a `critical` circuit breaker is open or a pool is closed or cannot create any resource. */
   ready(): { ready: boolean; reasons: string[] }
 }

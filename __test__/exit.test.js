@@ -123,3 +123,23 @@ test('a script with breakers (a pending call under timeoutMs, an open one) exits
   assert.match(output, /ERR_BREAKER_OPEN/)
   assert.ok(elapsedMs < 2000)
 })
+
+test('a script with a ConnectionPool (warm resources, a waiter, health checks, a failing create) exits within 2 s', async () => {
+  const { code, signal, output, elapsedMs } = await runScript(`
+    const { ConnectionPool } = require('.')
+    let n = 0
+    const pool = new ConnectionPool({
+      create: async () => ({ id: ++n }), destroy: () => {}, validate: () => true,
+      min: 2, max: 2, healthCheckIntervalMs: 50, idleTimeoutMs: 60000, maxLifetimeMs: 60000, leakDetectionMs: 60000,
+    })
+    pool.use(async (r) => r.id).then((id) => console.log('used', id))
+    // two held and one caller still waiting (60 s timeout) when the script returns
+    Promise.all([pool.acquire(), pool.acquire()]).then(() => pool.acquire({ timeoutMs: 60000 }).catch(() => {}))
+    const failing = new ConnectionPool({ create: async () => { throw new Error('down') }, destroy: () => {}, min: 1, createRetry: { retries: 50, backoffMs: 30000 } })
+    failing.acquire({ timeoutMs: 60000 }).catch(() => {})
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /used 1/)
+  assert.ok(elapsedMs < 2000)
+})

@@ -8,7 +8,7 @@ const http = require('node:http')
 const { once } = require('node:events')
 const express = require('express')
 const parsePrometheus = require('parse-prometheus-text-format')
-const { Observability, RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, TestClock, codes } = require('..')
+const { Observability, RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, ConnectionPool, TestClock, codes } = require('..')
 const { observability } = require('../express')
 
 /** Every kind of block with some activity, registered under names that need escaping too. */
@@ -29,8 +29,9 @@ function fleet() {
   cache.get('missing')
   const breaker = new CircuitBreaker({ name: 'openai', critical: true, clock })
   const obs = new Observability({ service: 'budget-server' })
-  obs.add('api', limiter).add('tracer', tracer).add('providers "eu"\\n', cache).add('openai', breaker)
-  return { obs, limiter, tracer, cache, breaker }
+  const pool = new ConnectionPool({ name: 'db', create: async () => ({}), destroy: () => {}, max: 2 })
+  obs.add('api', limiter).add('tracer', tracer).add('providers "eu"\\n', cache).add('openai', breaker).add('db', pool)
+  return { obs, limiter, tracer, cache, breaker, pool }
 }
 
 function family(parsed, name) {
@@ -53,7 +54,9 @@ test('snapshot: every block under its kind and name, with service, version and t
   assert.equal(snap.cache['providers "eu"\\n'].hits, 1)
   assert.equal(snap.cache['providers "eu"\\n'].misses, 1)
   assert.equal(snap.circuitBreakers.openai.state, 'closed')
-  assert.deepEqual(snap.pools, {})
+  assert.equal(snap.pools.db.max, 2)
+  assert.equal(snap.pools.db.size, 0)
+  assert.deepEqual(snap.pools.db.acquireWaitMs, { p50: 0, p95: 0, p99: 0, max: 0 })
   assert.deepEqual(snap.queries, { top: [], nPlusOne: [] })
   // JSON-ready, and a closed block still renders (with the reason)
   JSON.parse(JSON.stringify(snap))
@@ -108,6 +111,25 @@ test('ready: false while a critical breaker is open, true again after reset; hea
   breaker.reset()
   assert.deepEqual(obs.ready(), { ready: true, reasons: [] })
   assert.equal(obs.health().status, 'ok')
+})
+
+test('pools: metrics after use, and not ready while closed or unable to create any resource', async () => {
+  const { obs, pool } = fleet()
+  await pool.use(() => 'done')
+  const parsed = parsePrometheus(obs.prometheus())
+  assert.equal(family(parsed, 'bulwark_pool_acquires_total').metrics[0].value, '1')
+  assert.equal(family(parsed, 'bulwark_pool_idle').metrics[0].value, '1')
+  assert.equal(family(parsed, 'bulwark_pool_acquire_wait_seconds').metrics.length, 4)
+  const down = new ConnectionPool({ name: 'down', create: async () => {
+    throw new Error('ECONNREFUSED')
+  }, destroy: () => {}, createRetry: { retries: 0, backoffMs: 0, maxBackoffMs: 0 } })
+  obs.add('reports-db', down)
+  assert.deepEqual(obs.ready(), { ready: true, reasons: [] })
+  await assert.rejects(down.acquire({ timeoutMs: 1000 }), { reason: 'create-failed' })
+  assert.deepEqual(obs.ready(), { ready: false, reasons: ['pool "reports-db" has no resource and cannot create one'] })
+  await pool.close()
+  assert.deepEqual(obs.ready().reasons, ['pool "db" is closed', 'pool "reports-db" has no resource and cannot create one'])
+  await down.close()
 })
 
 test('bad options and blocks are refused with errors naming them', () => {

@@ -27,6 +27,10 @@ import {
   CacheError,
   type PersistentCacheOptions,
   type PersistentCacheStats,
+  ConnectionPool,
+  PoolError,
+  PoolTimeoutError,
+  type ConnectionPoolStats,
 } from '..'
 import { rateLimit, tracing, observability, clientKey, type RateLimitOptions, type TracingOptions, type TracingRequest } from '../express'
 import { createServer } from 'node:http'
@@ -243,3 +247,35 @@ observability({})
 // @ts-expect-error not a block
 obs.add('x', {})
 void [snapshot, text, readiness, served]
+
+interface FakeClient { query(sql: string): Promise<{ rowCount: number }>; end(): Promise<void> }
+const fakeClient = (): FakeClient => ({ query: async () => ({ rowCount: 1 }), end: async () => {} })
+const pool = new ConnectionPool<FakeClient>({
+  create: async () => fakeClient(),
+  destroy: (client) => client.end(),
+  validate: async (client) => (await client.query('SELECT 1')).rowCount === 1,
+  isBroken: (error) => error instanceof Error && error.message.includes('terminated'),
+  min: 2,
+  max: 10,
+  acquireTimeoutMs: 5000,
+  createRetry: { retries: 5, backoffMs: 100 },
+  clock,
+})
+const rowCount: Promise<number> = pool.use(async (client) => (await client.query('SELECT now()')).rowCount, { priority: 1 })
+const borrowed: Promise<FakeClient> = pool.acquire({ timeoutMs: 100, signal: AbortSignal.timeout(50) })
+borrowed.then((client) => pool.release(client))
+const poolStats: ConnectionPoolStats = pool.stats()
+const poolP99: number = poolStats.acquireWaitMs.p99
+pool.on('leak', (leak) => void [leak.stack, leak.heldMs]).on('destroy', (client: FakeClient, reason) => void [client, reason])
+pool.on('error', (error, info) => void [error, info.source])
+const drained: Promise<void> = pool.drain({ timeoutMs: 1000 })
+borrowed.catch((error: unknown) => {
+  if (error instanceof PoolTimeoutError) void [error.reason === 'create-failed', error.cause]
+  if (error instanceof PoolError) void (error.code === 'ERR_POOL_QUEUE_FULL')
+})
+// @ts-expect-error create is required
+new ConnectionPool({ destroy: () => {} })
+// @ts-expect-error unknown option
+new ConnectionPool({ create: fakeClient, destroy: () => {}, maxSize: 3 })
+obs.add('db', pool)
+void [rowCount, poolP99, drained]

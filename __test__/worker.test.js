@@ -170,3 +170,29 @@ test('breakers in four workers are independent', async () => {
     assert.equal(message.stats.failures, n + 1)
   }
 })
+
+const poolWorkerSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { ConnectionPool } = require(${JSON.stringify(root)})
+  let made = 0
+  const pool = new ConnectionPool({ name: 'w' + workerData.n, create: async () => ({ worker: workerData.n, id: ++made }), destroy: () => {}, max: workerData.n })
+  ;(async () => {
+    const ids = await Promise.all(Array.from({ length: 50 }, () => pool.use(async (r) => { await new Promise((res) => setImmediate(res)); return r.worker })))
+    const stats = pool.stats()
+    await pool.close()
+    parentPort.postMessage({ workers: [...new Set(ids)], created: stats.created, acquired: stats.acquired })
+  })()
+`
+
+test('pools in four workers are independent', async () => {
+  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
+    const worker = new Worker(poolWorkerSource, { eval: true, workerData: { n } })
+    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
+    worker.once('error', reject)
+  }))
+  for (const { n, message } of await Promise.all(runs)) {
+    assert.deepEqual(message.workers, [n])
+    assert.equal(message.created, n)
+    assert.equal(message.acquired, 50)
+  }
+})

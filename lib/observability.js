@@ -9,6 +9,7 @@ const { RateLimiter } = require('./limiter')
 const { DistributedTracer } = require('./tracer')
 const { PersistentCache } = require('./cache')
 const { CircuitBreaker } = require('./breaker')
+const { ConnectionPool } = require('./pool')
 const { invalidArgument, invalidOption, describe } = require('./errors')
 
 const VERSION = require('../package.json').version
@@ -20,6 +21,7 @@ const KINDS = [
   { kind: 'tracer', Class: DistributedTracer },
   { kind: 'cache', Class: PersistentCache },
   { kind: 'circuitBreakers', Class: CircuitBreaker },
+  { kind: 'pools', Class: ConnectionPool },
 ]
 
 // A family's `each(stats, emit)` calls `emit(labels, value)` for each of its samples, where
@@ -104,6 +106,28 @@ const FAMILIES = {
     counter('cache_loads_total', 'Loader calls made by getOrSet.', (s) => s.loads.calls),
     counter('cache_load_errors_total', 'Loader calls that failed.', (s) => s.loads.errors),
   ],
+  pools: [
+    gauge('pool_resources', 'Resources held now (idle, borrowed, validating, being created).', (s) => s.size),
+    gauge('pool_idle', 'Idle resources now.', (s) => s.idle),
+    gauge('pool_borrowed', 'Resources lent out now.', (s) => s.borrowed),
+    gauge('pool_pending', 'Callers waiting for a resource now.', (s) => s.pending),
+    gauge('pool_max', 'The most resources the pool may hold.', (s) => s.max),
+    counter('pool_created_total', 'Resources created.', (s) => s.created),
+    counter('pool_destroyed_total', 'Resources destroyed.', (s) => s.destroyed),
+    counter('pool_create_errors_total', 'Failed create attempts.', (s) => s.createErrors),
+    counter('pool_validation_failures_total', 'Resources that failed validation (destroyed and replaced).', (s) => s.validationFailures),
+    counter('pool_acquires_total', 'Resources handed out.', (s) => s.acquired),
+    counter('pool_acquire_timeouts_total', 'Acquires that ran out of time.', (s) => s.acquireTimeouts),
+    counter('pool_leaks_total', 'Resources held longer than leakDetectionMs.', (s) => s.leaks),
+    {
+      name: 'pool_acquire_wait_seconds',
+      type: 'gauge',
+      help: 'Time callers waited for a resource, by quantile.',
+      each: (s, emit) => {
+        for (const q of QUANTILES) emit(q.label, s.acquireWaitMs[q.key] / 1000)
+      },
+    },
+  ],
   circuitBreakers: [
     {
       name: 'circuit_breaker_state',
@@ -172,7 +196,8 @@ class Observability {
   }
 
   /**
-   * Registers a block (a RateLimiter, DistributedTracer, PersistentCache or CircuitBreaker)
+   * Registers a block (a RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker or
+   * ConnectionPool)
    * under `name`, unique across blocks. Returns this, so calls chain.
    */
   add(name, block) {
@@ -184,7 +209,7 @@ class Observability {
     }
     const entry = KINDS.find(({ Class }) => block instanceof Class)
     if (entry === undefined) {
-      throw invalidArgument(TypeError, `block must be a RateLimiter, DistributedTracer, PersistentCache or CircuitBreaker, received ${describe(block)}`)
+      throw invalidArgument(TypeError, `block must be a RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker or ConnectionPool, received ${describe(block)}`)
     }
     this.#blocks.get(entry.kind).set(name, block)
     this.#names.add(name)
@@ -207,7 +232,6 @@ class Observability {
       }
     }
     // blocks still to come register the same way; their sections are empty until then
-    out.pools = {}
     out.queries = { top: [], nPlusOne: [] }
     return out
   }
@@ -266,7 +290,8 @@ class Observability {
 
   /**
    * Readiness: false, with the reasons, while a circuit breaker registered with `critical: true`
-   * is open (or forced open). Pools will join this check when they exist.
+   * is open (or forced open), or a pool is closed or has no resource and cannot create one (its
+   * database is down).
    */
   ready() {
     const reasons = []
@@ -275,6 +300,11 @@ class Observability {
       if (breaker.critical && (state === 'open' || state === 'forcedOpen')) {
         reasons.push(`circuit breaker "${name}" is ${state}`)
       }
+    }
+    for (const [name, pool] of this.#blocks.get('pools')) {
+      const s = pool.stats()
+      if (s.closed) reasons.push(`pool "${name}" is closed`)
+      else if (s.createFailing && s.size - s.creating === 0) reasons.push(`pool "${name}" has no resource and cannot create one`)
     }
     return { ready: reasons.length === 0, reasons }
   }
