@@ -3,7 +3,7 @@
 // `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
 // the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
 //
-//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|observability] [--quick] [--no-build] [--write]
+//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|pool|observability] [--quick] [--no-build] [--write]
 //
 // A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
 // figures and leaves it alone unless --write is given. Raw results go to benches/results/.
@@ -24,7 +24,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
-const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'observability']
+const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'pool', 'observability']
 const wants = (part) => !only || only.includes(part) || (only.includes('js') && JS_PARTS.includes(part))
 const write = args.includes('--write') || (!only && !quick)
 
@@ -281,6 +281,17 @@ function targetRows(r) {
   } else {
     rows.push(['CircuitBreaker beside opossum and cockatiel', '2x opossum; refusal at most 300 ns', 'not run', undefined])
   }
+  const po = r.pool
+  if (po) {
+    const t = po.targets
+    const c = po.scenarios.concurrent
+    rows.push(['pool acquire + release, one caller', 'at least generic-pool\'s throughput', `${fmt(po.scenarios.oneCaller.bulwark.opsPerSec, 0)}/s, ${fmt(t.oneCallerVsGenericPool.value, 2)}x generic-pool (tarn ${fmt(po.scenarios.oneCaller.tarn.opsPerSec, 0)}/s)`, t.oneCallerVsGenericPool.met])
+    rows.push([`pool acquire + release, ${po.callers} callers over max ${po.max}`, 'at least generic-pool\'s and tarn\'s throughput; report p99 wait',
+      `${fmt(c.bulwark.opsPerSec, 0)}/s: ${fmt(t.concurrentVsGenericPool.value, 2)}x generic-pool, ${fmt(t.concurrentVsTarn.value, 2)}x tarn; p99 wait ${fmt(c.bulwark.p99WaitMs, 3)} ms (generic-pool ${fmt(c['generic-pool'].p99WaitMs, 3)}, tarn ${fmt(c.tarn.p99WaitMs, 3)})`, t.concurrentVsGenericPool.met && t.concurrentVsTarn.met])
+    rows.push(['pool memory per idle resource slot', 'report it', `${fmt(po.memory.bulwark.bytesPerSlot, 0)} bytes (generic-pool ${fmt(po.memory['generic-pool'].bytesPerSlot, 0)}, tarn ${fmt(po.memory.tarn.bytesPerSlot, 0)})`, undefined])
+  } else {
+    rows.push(['ConnectionPool beside generic-pool and tarn', 'at least their throughput', 'not run', undefined])
+  }
   const ob = r.observability
   if (ob) {
     rows.push([`\`obs.prometheus()\` with every kind of block registered and ${fmt(ob.series, 0)} series`, 'at most 10 ms (and no longer on the event loop)',
@@ -413,6 +424,18 @@ function markdown(r) {
     out.push(table(['operation', 'ns/op', 'ops/s'], Object.entries(br.diagnostics).map(([n, x]) => [n, fmt(x.nsPerOp), fmt(x.opsPerSec, 0)])))
   }
 
+  const po = r.pool
+  if (po) {
+    out.push('', '## ConnectionPool beside generic-pool and tarn', '')
+    out.push(`One process, resources are plain objects made at once (so the pools themselves are measured), every pool with max ${po.max} and a 30 s acquire timeout. ${po.rounds} rounds of ${fmt(po.opsPerRound, 0)} acquire + release per pool after ${po.warmupRounds} warmup rounds, rotating order, medians. With ${po.callers} callers, each holds its resource over one \`await\` before releasing it, and the wait of every acquire is recorded.`, '')
+    for (const [title, key] of [['One caller', 'oneCaller'], [`${po.callers} callers over max ${po.max}`, 'concurrent']]) {
+      out.push(`**${title}**`, '')
+      const rows = Object.entries(po.scenarios[key]).map(([n, x]) => [n, fmt(x.nsPerOp), fmt(x.opsPerSec, 0), fmt(x.opsPerSec / po.scenarios[key].bulwark.opsPerSec, 2) + 'x', x.p99WaitMs === undefined ? '—' : `${fmt(x.p50WaitMs, 3)} / ${fmt(x.p99WaitMs, 3)}`])
+      out.push(table(['pool', 'ns per acquire + release', 'per second', 'vs bulwark', 'wait p50 / p99 (ms)'], rows), '')
+    }
+    out.push(`**Memory per idle slot**: ${fmt(po.idleSlots, 0)} resources acquired at once and released, V8 heap after GC in a fresh process per pool, the resources themselves excluded: bulwark ${fmt(po.memory.bulwark.bytesPerSlot, 0)} bytes, generic-pool ${fmt(po.memory['generic-pool'].bytesPerSlot, 0)}, tarn ${fmt(po.memory.tarn.bytesPerSlot, 0)}.`)
+  }
+
   const cr = r.criterion
   if (cr) {
     out.push('', '## Criterion: the limiter core, one thread', '')
@@ -454,6 +477,7 @@ function main() {
   if (wants('express-tracing')) results.expressTracing = runJs('express', env, ['--suite=tracing'], 'express-tracing')
   if (wants('cache')) results.cache = runJs('cache', env)
   if (wants('breaker')) results.breaker = runJs('breaker', env)
+  if (wants('pool')) results.pool = runJs('pool', env)
   if (wants('observability')) results.observability = runJs('observability', env)
 
   fs.mkdirSync(resultsDir, { recursive: true })

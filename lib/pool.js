@@ -146,6 +146,13 @@ class Agenda {
   clear() {
     this.#heap.length = 0
   }
+
+  /** Drops the jobs for which `dead(job)` is true and restores the heap order. */
+  sweep(dead) {
+    const live = this.#heap.filter((job) => !dead(job))
+    this.#heap = []
+    for (const job of live) this.push(job)
+  }
 }
 
 // the states of a resource the pool holds
@@ -198,6 +205,8 @@ class ConnectionPool extends EventEmitter {
   #pending = 0
 
   #agenda = new Agenda()
+  /** cancelled jobs still in the agenda; swept out when they are half of it */
+  #cancelledJobs = 0
   #timer = null
   #timerAt = Infinity
   #housekeepingMs = 0
@@ -620,7 +629,7 @@ class ConnectionPool extends EventEmitter {
 
   #settle(waiter) {
     waiter.settled = true
-    if (waiter.deadline !== null) waiter.deadline.cancelled = true
+    if (waiter.deadline !== null) this.#cancel(waiter.deadline)
     if (waiter.onAbort !== null) waiter.signal.removeEventListener('abort', waiter.onAbort)
   }
 
@@ -807,7 +816,7 @@ class ConnectionPool extends EventEmitter {
     } catch (thrown) {
       error = thrown ?? new Error('create failed with no reason')
     }
-    if (timer !== null) timer.cancelled = true
+    if (timer !== null) this.#cancel(timer)
     if (error === undefined) {
       this.#creating--
       this.#created(resource)
@@ -993,6 +1002,17 @@ class ConnectionPool extends EventEmitter {
     return job
   }
 
+  /** Cancels a scheduled job; a settled waiter's deadline does not stay in memory until it is due. */
+  #cancel(job) {
+    if (job.cancelled) return
+    job.cancelled = true
+    this.#cancelledJobs++
+    if (this.#cancelledJobs > 64 && this.#cancelledJobs * 2 > this.#agenda.size) {
+      this.#agenda.sweep((j) => j.cancelled)
+      this.#cancelledJobs = 0
+    }
+  }
+
   #arm(at) {
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timerAt = at
@@ -1015,7 +1035,10 @@ class ConnectionPool extends EventEmitter {
     const now = this.#now()
     while (this.#agenda.size > 0 && this.#agenda.peek().at <= now) {
       const job = this.#agenda.pop()
-      if (job.cancelled) continue
+      if (job.cancelled) {
+        this.#cancelledJobs--
+        continue
+      }
       try {
         job.run()
       } catch (error) {
@@ -1023,7 +1046,10 @@ class ConnectionPool extends EventEmitter {
       }
     }
     // drop cancelled jobs at the top so they do not wake the timer
-    while (this.#agenda.size > 0 && this.#agenda.peek().cancelled) this.#agenda.pop()
+    while (this.#agenda.size > 0 && this.#agenda.peek().cancelled) {
+      this.#agenda.pop()
+      this.#cancelledJobs--
+    }
     if (this.#testClock === null && this.#agenda.size > 0 && this.#timer === null) this.#arm(this.#agenda.peek().at)
   }
 
