@@ -24,7 +24,7 @@ const DRAIN_OPTIONS = new Set(['timeoutMs'])
 
 // error codes of a connection that is gone: socket errors, and PostgreSQL's "terminating
 // connection" class (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now)
-const BROKEN_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ETIMEDOUT', 'ENOTCONN', 'ERR_STREAM_DESTROYED', '57P01', '57P02', '57P03'])
+const BROKEN_CODES = new Set(['ECONNRESET', 'EPIPE', 'PROTOCOL_CONNECTION_LOST', 'ECONNREFUSED', 'ETIMEDOUT', 'ENOTCONN', 'ERR_STREAM_DESTROYED', '57P01', '57P02', '57P03'])
 const BROKEN_MESSAGE = /connection (?:is )?(?:terminated|closed|ended|lost)|socket (?:hang up|closed)|not connected|cannot enqueue .* after (?:fatal error|being destroyed|invoking quit)/i
 
 /**
