@@ -7,6 +7,7 @@ const { PersistentCache } = require('./lib/cache')
 const { CircuitBreaker } = require('./lib/breaker')
 const { Observability } = require('./lib/observability')
 const { TestClock } = require('./lib/test-clock')
+const { QueryOptimizer, Loader } = require('./lib/query')
 const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, codes } = require('./lib/errors')
 
 module.exports = {
@@ -18,6 +19,8 @@ module.exports = {
   CircuitBreaker,
   Observability,
   TestClock,
+  QueryOptimizer,
+  Loader,
   BulwarkError,
   RateLimitError,
   CacheError,

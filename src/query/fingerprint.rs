@@ -128,6 +128,59 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Parses `sql` within `limits` and runs `work` on the statements (on a stack segment of its
+/// own for a large statement). When the statement is not parsed, says why, with the token scan
+/// when one was made.
+pub fn parse_with<T>(
+    sql: &str,
+    dialect: Dialect,
+    limits: &Limits,
+    work: impl FnOnce(Vec<Statement>) -> T,
+) -> Result<T, (NotParsed, Option<tokens::Scan>)> {
+    let mut big = sql.len() > BIG_STACK_ABOVE_BYTES;
+    let mut scanned = None;
+    if sql.len() > limits.max_parse_bytes {
+        let reason = format!(
+            "the statement is {} bytes long; statements above {} bytes are normalized from their tokens",
+            sql.len(),
+            limits.max_parse_bytes
+        );
+        return Err((NotParsed::TooComplex(reason), None));
+    }
+    if sql.len() > SCAN_ABOVE_BYTES {
+        let scan = tokens::scan(sql, dialect);
+        if scan.longest_chain > limits.max_operator_chain {
+            let reason = format!(
+                "the statement chains {} operators; above {} it is normalized from its tokens",
+                scan.longest_chain, limits.max_operator_chain
+            );
+            return Err((NotParsed::TooComplex(reason), Some(scan)));
+        }
+        if scan.max_depth > limits.recursion_limit {
+            let reason = format!(
+                "the statement nests {} levels deep; above {} it is normalized from its tokens",
+                scan.max_depth, limits.recursion_limit
+            );
+            return Err((NotParsed::TooComplex(reason), Some(scan)));
+        }
+        big |= scan.longest_chain > BIG_STACK_ABOVE_CHAIN;
+        scanned = Some(scan);
+    }
+    let run = || -> Result<T, String> {
+        let statements = Parser::new(dialect.parser_dialect())
+            .with_recursion_limit(limits.recursion_limit)
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statements())
+            .map_err(|e| e.to_string())?;
+        if statements.is_empty() {
+            return Err("no statement".to_string());
+        }
+        Ok(work(statements))
+    };
+    let result = if big { with_big_stack(run) } else { run() };
+    result.map_err(|message| (NotParsed::Rejected(message), scanned))
+}
+
 /// Parses `sql` and runs `inspect` on the statements, then normalizes and prints them; falls
 /// back to the tokens when the statement is not parsed. Returns the fingerprint, what
 /// `inspect` returned (`None` when not parsed), and why it was not parsed.
@@ -137,62 +190,13 @@ pub fn fingerprint_with<T>(
     limits: &Limits,
     inspect: impl FnOnce(&[Statement]) -> T,
 ) -> (Fingerprint, Option<T>, Option<NotParsed>) {
-    let mut big = sql.len() > BIG_STACK_ABOVE_BYTES;
-    let mut scanned = None;
-    if sql.len() > limits.max_parse_bytes {
-        let reason = format!(
-            "the statement is {} bytes long; statements above {} bytes are normalized from their tokens",
-            sql.len(),
-            limits.max_parse_bytes
-        );
-        return (
-            from_tokens(sql, dialect, None),
-            None,
-            Some(NotParsed::TooComplex(reason)),
-        );
-    }
-    if sql.len() > SCAN_ABOVE_BYTES {
-        let scan = tokens::scan(sql, dialect);
-        if scan.longest_chain > limits.max_operator_chain {
-            let reason = format!(
-                "the statement chains {} operators; above {} it is normalized from its tokens",
-                scan.longest_chain, limits.max_operator_chain
-            );
-            return (
-                from_tokens(sql, dialect, Some(scan)),
-                None,
-                Some(NotParsed::TooComplex(reason)),
-            );
-        }
-        if scan.max_depth > limits.recursion_limit {
-            let reason = format!(
-                "the statement nests {} levels deep; above {} it is normalized from its tokens",
-                scan.max_depth, limits.recursion_limit
-            );
-            return (
-                from_tokens(sql, dialect, Some(scan)),
-                None,
-                Some(NotParsed::TooComplex(reason)),
-            );
-        }
-        big |= scan.longest_chain > BIG_STACK_ABOVE_CHAIN;
-        scanned = Some(scan);
-    }
-    let work = || -> Result<(Fingerprint, T), String> {
-        let mut statements = Parser::new(dialect.parser_dialect())
-            .with_recursion_limit(limits.recursion_limit)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statements())
-            .map_err(|e| e.to_string())?;
-        if statements.is_empty() {
-            return Err("no statement".to_string());
-        }
+    let parsed = parse_with(sql, dialect, limits, |mut statements| {
         let inspected = inspect(&statements);
         let _ = statements.visit(&mut Normalizer);
         let normalized = print(&statements);
         let operation = operation_of(&statements[0]);
         let id = fnv1a(normalized.as_bytes());
-        Ok((
+        (
             Fingerprint {
                 id,
                 normalized,
@@ -200,16 +204,11 @@ pub fn fingerprint_with<T>(
                 operation,
             },
             inspected,
-        ))
-    };
-    let result = if big { with_big_stack(work) } else { work() };
-    match result {
+        )
+    });
+    match parsed {
         Ok((fingerprint, inspected)) => (fingerprint, Some(inspected), None),
-        Err(message) => (
-            from_tokens(sql, dialect, scanned),
-            None,
-            Some(NotParsed::Rejected(message)),
-        ),
+        Err((why, scan)) => (from_tokens(sql, dialect, scan), None, Some(why)),
     }
 }
 
