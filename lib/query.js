@@ -5,7 +5,7 @@
 // The hot path is a statement seen before. Its fingerprint comes from a bounded Map keyed by the
 // exact text (no crossing), and recording a call writes six numbers into a Float64Array and two
 // references into arrays; the buffer crosses into the addon once per 256 calls or once per
-// event-loop turn (an unref()ed setImmediate), whichever comes first, and anything that reads
+// event-loop turn (a setImmediate), whichever comes first, and anything that reads
 // the figures (stats, nPlusOne) flushes it first. Only the first sight of a statement crosses on
 // its own: one parse gives the fingerprint, the normalized text and the rules it breaks.
 const { EventEmitter } = require('node:events')
@@ -247,8 +247,8 @@ class QueryOptimizer extends EventEmitter {
     this.#count = n + 1
     if (n + 1 === BATCH) this.#flush()
     else if (this.#immediate === null) {
+      // ref()ed: it runs on the next turn of the loop and holds nothing longer than that
       this.#immediate = setImmediate(this.#flushSoon)
-      this.#immediate.unref()
     }
     if (durationMs >= this.#slowMs && this.listenerCount('slow') !== 0) {
       this.#emit('slow', { fingerprint: statement.result.fingerprint, normalized: statement.normalized, durationMs, traceId })
