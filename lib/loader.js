@@ -51,7 +51,18 @@ class Loader {
     if (typeof batchFn !== 'function') {
       throw invalidArgument(TypeError, `batchFn must be a function that takes an array of keys and returns a promise of an array of values, received ${describe(batchFn)}`)
     }
-    const opts = options === undefined || options === null ? {} : options
+    if (options === undefined || options === null) {
+      // the common case (a loader per request): no option to read
+      this.#batchFn = batchFn
+      this.#maxBatchSize = Infinity
+      this.#schedule = afterPromiseJobs
+      this.#cacheKeyFn = null
+      this.#cache = new Map()
+      this.#maxCacheSize = Infinity
+      this.name = null
+      return
+    }
+    const opts = options
     if (typeof opts !== 'object') throw invalidOption(TypeError, `options must be an object, received ${describe(options)}`)
     for (const key of Object.keys(opts)) {
       if (!LOADER_OPTIONS.has(key)) {
