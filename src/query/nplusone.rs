@@ -186,7 +186,7 @@ pub fn suggestion(normalized: &str, dialect: Dialect) -> String {
     let column = normalized.find(" WHERE ").and_then(|w| {
         let rest = &normalized[w + 7..];
         let eq = rest.find(" = ?")?;
-        let column = rest[..eq].rsplit(|c: char| c == ' ' || c == '(').next()?;
+        let column = rest[..eq].rsplit([' ', '(']).next()?;
         (!column.is_empty()).then_some(column)
     });
     let batched = match (column, dialect) {

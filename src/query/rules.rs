@@ -10,9 +10,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Distinct, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, InTarget, LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem,
-    SetExpr, Statement, TableFactor, TableWithJoins, Value, Visit, Visitor,
+    BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    InTarget, LimitClause, ObjectName, OrderByKind, Query, Select, SelectItem, SetExpr, Statement,
+    TableFactor, TableWithJoins, Value, Visit, Visitor,
 };
 
 /// How much a finding matters.
@@ -167,20 +167,18 @@ impl Rules<'_> {
                 if let Some(selection) = &delete.selection {
                     self.check_where(selection);
                 }
-                let _ = &delete.from as &FromTable;
             }
-            Statement::Insert(insert) => {
+            Statement::Insert(insert)
                 if insert.columns.is_empty()
                     && insert.assignments.is_empty()
-                    && insert.source.is_some()
-                {
-                    self.report(
-                        "insert-without-columns",
-                        Severity::Warning,
-                        "INSERT without a column list depends on the table's column order".to_string(),
-                        "name the columns: INSERT INTO t (a, b) VALUES (...), so that adding or reordering columns cannot shift the values",
-                    );
-                }
+                    && insert.source.is_some() =>
+            {
+                self.report(
+                    "insert-without-columns",
+                    Severity::Warning,
+                    "INSERT without a column list depends on the table's column order".to_string(),
+                    "name the columns: INSERT INTO t (a, b) VALUES (...), so that adding or reordering columns cannot shift the values",
+                );
             }
             Statement::Query(query) => self.unbounded_select(query),
             _ => {}
@@ -253,16 +251,16 @@ impl Rules<'_> {
 
     fn non_sargable(&mut self, leaf: &Expr) {
         let wrapped = match leaf {
-            Expr::BinaryOp { left, op, right }
-                if matches!(
-                    op,
+            Expr::BinaryOp {
+                left,
+                op:
                     BinaryOperator::Eq
-                        | BinaryOperator::Lt
-                        | BinaryOperator::LtEq
-                        | BinaryOperator::Gt
-                        | BinaryOperator::GtEq
-                ) =>
-            {
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                right,
+            } => {
                 if wraps_column(left) && !has_column(right) {
                     Some(left.as_ref())
                 } else if wraps_column(right) && !has_column(left) {
@@ -656,23 +654,21 @@ fn column_name(expr: &Expr) -> Option<String> {
 /// `col IS NULL`, when the other side has no column.
 fn simple_predicate_column(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::BinaryOp { left, op, right }
-            if matches!(
-                op,
+        Expr::BinaryOp {
+            left,
+            op:
                 BinaryOperator::Eq
-                    | BinaryOperator::NotEq
-                    | BinaryOperator::Lt
-                    | BinaryOperator::LtEq
-                    | BinaryOperator::Gt
-                    | BinaryOperator::GtEq
-            ) =>
-        {
-            match (column_name(left), column_name(right)) {
-                (Some(c), None) if !has_column(right) => Some(c),
-                (None, Some(c)) if !has_column(left) => Some(c),
-                _ => None,
-            }
-        }
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq,
+            right,
+        } => match (column_name(left), column_name(right)) {
+            (Some(c), None) if !has_column(right) => Some(c),
+            (None, Some(c)) if !has_column(left) => Some(c),
+            _ => None,
+        },
         Expr::In {
             expr,
             target: InTarget::List(list),

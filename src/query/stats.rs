@@ -254,7 +254,7 @@ mod tests {
         let (p50, p95, p99) = e.percentiles_ms();
         assert!((p50 - 51.0).abs() <= 51.0 / 16.0, "{p50}");
         assert!((p95 - 96.0).abs() <= 96.0 / 16.0, "{p95}");
-        assert!(p99 >= 95.0 && p99 <= 106.0, "{p99}");
+        assert!((95.0..=106.0).contains(&p99), "{p99}");
     }
 
     #[test]

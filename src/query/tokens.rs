@@ -306,24 +306,22 @@ pub fn scan(sql: &str, dialect: Dialect) -> Scan {
                 chains.push(0);
                 max_depth = max_depth.max(chains.len() - 1);
             }
-            (TokenKind::Punct, b")" | b"]") => {
-                if chains.len() > 1 {
-                    chains.pop();
-                }
+            (TokenKind::Punct, b")" | b"]") if chains.len() > 1 => {
+                chains.pop();
             }
+            (TokenKind::Punct, b")" | b"]") => {}
             (TokenKind::Punct, b"," | b";") => {
                 *chains.last_mut().unwrap_or(&mut 0) = 0;
             }
             (TokenKind::Punct, b"." | b"$") => {}
             (TokenKind::Punct, _) => bump(&mut chains, &mut longest_chain),
-            (TokenKind::Word, word) => {
+            (TokenKind::Word, word)
                 if word.len() <= 7
                     && OPERATOR_WORDS
                         .iter()
-                        .any(|w| w.as_bytes().eq_ignore_ascii_case(word))
-                {
-                    bump(&mut chains, &mut longest_chain);
-                }
+                        .any(|w| w.as_bytes().eq_ignore_ascii_case(word)) =>
+            {
+                bump(&mut chains, &mut longest_chain);
             }
             _ => {}
         }
@@ -568,7 +566,7 @@ fn push_value(out: &mut Vec<Cow<'_, str>>) {
 /// `( ? , ? , ... )` from `open` to the end of `out` becomes `( ? )`.
 fn collapse_list(out: &mut Vec<Cow<'_, str>>, open: usize) {
     let inner = &out[open + 1..out.len() - 1];
-    if inner.len() < 3 || inner.len() % 2 == 0 {
+    if inner.len() < 3 || inner.len().is_multiple_of(2) {
         return;
     }
     let all_values = inner
