@@ -147,6 +147,30 @@ export declare class PersistentCache {
 }
 export type PersistentCacheBinding = PersistentCache
 
+/** The SQL optimizer (the native class; see `index.d.ts`). */
+export declare class QueryOptimizer {
+  /** Creates an optimizer; every option is validated and unknown options are refused. */
+  constructor(options?: QueryOptimizerOptions)
+  /** Internal: fingerprints `sql` (and analyzes it in the same parse when `analyzeToo`). */
+  _learn(sql: string, analyzeToo: boolean): LearnedStatement
+  /** The anti-pattern findings of `sql` (see the README's rules table). */
+  _analyze(sql: string): Array<QueryFinding>
+  /**
+   * Internal: records a batch of `count` calls (see the module documentation); returns the
+   * N+1 findings the batch made.
+   */
+  _flush(records: Float64Array, count: number, texts: unknown[], traces: unknown[]): Array<NPlusOneFinding>
+  /** Internal: per-fingerprint statistics, `top` of them by `sortBy`. */
+  _stats(top: number | undefined | null, sortBy: string): Array<QueryStats>
+  /** Internal: the N+1 findings kept, oldest first. */
+  _nPlusOne(): Array<NPlusOneFinding>
+  /** Internal: counts for the facade's `size` figures: fingerprints held, traces followed. */
+  _sizes(): Array<number>
+  /** Internal: forgets statistics, traces and findings. */
+  _reset(): void
+}
+export type QueryOptimizerBinding = QueryOptimizer
+
 /** A token-bucket rate limiter keyed by client (the native class; see `index.d.ts`). */
 export declare class RateLimiter {
   /** Creates a limiter; every option is validated and unknown options are refused. */
@@ -373,6 +397,40 @@ export interface GrantedWaiter {
   decision: RateLimitDecision
 }
 
+/** What the facade keeps about a statement it saw for the first time. */
+export interface LearnedStatement {
+  /** 16 hex digits. */
+  fingerprint: string
+  /** The statement with every literal as `?`. */
+  normalized: string
+  /** High 32 bits of the fingerprint. */
+  hi: number
+  /** Low 32 bits of the fingerprint. */
+  lo: number
+  /** The rules the statement broke, as a bit set (-1 when not analyzed). */
+  rules: number
+  /** Its operation (`SELECT`, `INSERT`, ...), empty when unknown. */
+  operation: string
+  /** Whether the SQL parser read it (false: normalized from its tokens). */
+  parsed: boolean
+}
+
+/** One N+1 finding. */
+export interface NPlusOneFinding {
+  /** The trace in which the statement repeated. */
+  traceId: string
+  /** Its fingerprint. */
+  fingerprint: string
+  /** Its normalized text. */
+  normalized: string
+  /** Runs in that trace (so far). */
+  count: number
+  /** Their total time, ms. */
+  totalMs: number
+  /** The batched form to use instead. */
+  suggestion: string
+}
+
 /** What `_pump` did. */
 export interface PumpOutcome {
   /** Waiters granted, in the order they were served. */
@@ -381,6 +439,50 @@ export interface PumpOutcome {
   expired: Array<number>
   /** Milliseconds until the next pump is due; absent when nobody waits. */
   nextWakeMs?: number
+}
+
+/** One anti-pattern finding. */
+export interface QueryFinding {
+  /** The rule's stable id (see the README's rules table). */
+  rule: string
+  /** `error`, `warning` or `info`. */
+  severity: string
+  /** What was found. */
+  message: string
+  /** What to do instead. */
+  suggestion: string
+}
+
+/** The statistics of one fingerprint. */
+export interface QueryStats {
+  /** 16 hex digits. */
+  fingerprint: string
+  /** The normalized statement (never a literal value). */
+  normalized: string
+  /** Calls recorded. */
+  calls: number
+  /** Of which failed. */
+  errors: number
+  /** Rows returned or affected (where the driver said). */
+  rows: number
+  /** Total time, ms. */
+  totalMs: number
+  /** Mean time, ms. */
+  meanMs: number
+  /** Median, ms (within 1/16). */
+  p50Ms: number
+  /** 95th percentile, ms (within 1/16). */
+  p95Ms: number
+  /** 99th percentile, ms (within 1/16). */
+  p99Ms: number
+  /** Longest call, ms. */
+  maxMs: number
+  /** Calls at or above `slowQueryMs`. */
+  slow: number
+  /** N+1 findings for this statement. */
+  nPlusOne: number
+  /** Ids of the rules the statement broke. */
+  findings: Array<string>
 }
 
 /** The result of `check`: the same decision as `tryConsume`, as an object. */

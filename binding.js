@@ -843,5 +843,7 @@ module.exports.ManualClock = nativeBinding.ManualClock
 module.exports.ManualClockBinding = nativeBinding.ManualClockBinding
 module.exports.PersistentCache = nativeBinding.PersistentCache
 module.exports.PersistentCacheBinding = nativeBinding.PersistentCacheBinding
+module.exports.QueryOptimizer = nativeBinding.QueryOptimizer
+module.exports.QueryOptimizerBinding = nativeBinding.QueryOptimizerBinding
 module.exports.RateLimiter = nativeBinding.RateLimiter
 module.exports.RateLimiterBinding = nativeBinding.RateLimiterBinding

@@ -820,3 +820,150 @@ export declare class Observability {
   /** Readiness: false, with reasons, while a `critical` circuit breaker is open or a pool is closed or cannot create any resource. */
   ready(): { ready: boolean; reasons: string[] }
 }
+
+// ---- QueryOptimizer ---------------------------------------------------------------------------
+
+/** SQL dialects the optimizer parses. */
+export type QueryDialect = 'postgres' | 'mysql' | 'sqlite' | 'generic'
+
+/** Options of `new QueryOptimizer(options)`. Unknown options are refused. */
+export interface QueryOptimizerOptions {
+  /** @default 'postgres' */
+  dialect?: QueryDialect
+  /** N+1 detection: a fingerprint run `threshold` times in one trace (and `minTotalMs` in total) is a finding. */
+  nPlusOne?: { /** @default 5 */ threshold?: number; /** @default 0 */ minTotalMs?: number }
+  /** Calls at or above this many ms are counted as slow and emitted as `'slow'`. */
+  slowQueryMs?: number
+  /** Traces followed at once for N+1 detection (the oldest dropped). @default 10000 */
+  maxTraces?: number
+  /** Fingerprints with statistics (the least called dropped). @default 1000 */
+  maxFingerprints?: number
+  /** N+1 findings kept for `nPlusOne()`. @default 1000 */
+  maxFindings?: number
+  /** `large-offset` fires above this OFFSET. @default 1000 */
+  largeOffset?: number
+  /** Statements longer than this are normalized from their tokens, not parsed. @default 1048576 */
+  maxParseBytes?: number
+  /** Statement texts whose fingerprint is cached (0: no cache). @default 5000 */
+  cacheSize?: number
+  /** Total length of the cached texts. @default 16777216 */
+  cacheBytes?: number
+}
+
+/** What `fingerprint()` returns. */
+export interface QueryFingerprint {
+  /** 16 lowercase hex digits, stable across processes and versions. */
+  readonly fingerprint: string
+  /** The statement with every literal and placeholder as `?`. */
+  readonly normalized: string
+}
+
+/** Rule ids of `analyze()` (see the README's rules table). */
+export type QueryRule =
+  | 'select-star' | 'update-without-where' | 'delete-without-where' | 'leading-wildcard-like'
+  | 'null-comparison' | 'order-by-random' | 'not-in-subquery' | 'implicit-cross-join'
+  | 'non-sargable-predicate' | 'large-offset' | 'insert-without-columns' | 'distinct-with-join'
+  | 'or-across-columns' | 'unbounded-select' | 'parse-error'
+
+/** One finding of `analyze()`. */
+export interface QueryFinding {
+  rule: QueryRule
+  severity: 'error' | 'warning' | 'info'
+  message: string
+  suggestion: string
+}
+
+/** One N+1 finding. */
+export interface NPlusOneFinding {
+  traceId: string
+  fingerprint: string
+  normalized: string
+  /** Runs in that trace (so far). */
+  count: number
+  totalMs: number
+  /** The batched form to use instead. */
+  suggestion: string
+}
+
+/** Statistics of one fingerprint. Percentiles are within 1/16 of the true value. */
+export interface QueryStats {
+  fingerprint: string
+  normalized: string
+  calls: number
+  errors: number
+  rows: number
+  totalMs: number
+  meanMs: number
+  p50Ms: number
+  p95Ms: number
+  p99Ms: number
+  maxMs: number
+  /** Calls at or above `slowQueryMs`. */
+  slow: number
+  /** N+1 findings for this statement. */
+  nPlusOne: number
+  /** Ids of the rules the statement broke. */
+  findings: QueryRule[]
+}
+
+/** The `'slow'` event's argument. */
+export interface SlowQueryEvent {
+  fingerprint: string
+  normalized: string
+  durationMs: number
+  traceId: string | undefined
+}
+
+/** The events of a QueryOptimizer and their arguments. */
+export interface QueryOptimizerEvents {
+  nplusone: [finding: NPlusOneFinding]
+  slow: [event: SlowQueryEvent]
+}
+
+/** Options of `new Loader(batchFn, options)` / `qo.loader(...)`: DataLoader's, plus `maxCacheSize`. */
+export interface LoaderOptions<K, V, C = K> {
+  /** @default true */
+  batch?: boolean
+  /** @default Infinity */
+  maxBatchSize?: number
+  batchScheduleFn?: (callback: () => void) => void
+  /** @default true */
+  cache?: boolean
+  cacheKeyFn?: (key: K) => C
+  cacheMap?: { get(key: C): Promise<V> | void; set(key: C, value: Promise<V>): unknown; delete(key: C): unknown; clear(): unknown } | null
+  name?: string | null
+  /** Bounds the loader's own Map (oldest first out). @default Infinity */
+  maxCacheSize?: number
+}
+
+/** A DataLoader-compatible batching loader. */
+export declare class Loader<K, V, C = K> {
+  constructor(batchFn: (keys: readonly K[]) => PromiseLike<ArrayLike<V | Error>>, options?: LoaderOptions<K, V, C>)
+  readonly name: string | null
+  load(key: K): Promise<V>
+  loadMany(keys: ArrayLike<K>): Promise<Array<V | Error>>
+  clear(key: K): this
+  clearAll(): this
+  prime(key: K, value: V | PromiseLike<V> | Error): this
+  /** Batches dispatched, keys through them, keys per batch, failed batches, values cached. */
+  stats(): { batches: number; keys: number; meanKeysPerBatch: number; maxKeysPerBatch: number; failedBatches: number; cacheSize: number | undefined }
+}
+
+/** SQL fingerprints, anti-pattern rules, N+1 detection, per-query statistics and batching. */
+export declare class QueryOptimizer extends EventEmitter {
+  constructor(options?: QueryOptimizerOptions)
+  readonly dialect: QueryDialect
+  fingerprint(sql: string): QueryFingerprint
+  analyze(sql: string): QueryFinding[]
+  record(sql: string, durationMs: number, info?: { traceId?: string; rows?: number; error?: unknown }): void
+  nPlusOne(): NPlusOneFinding[]
+  stats(options?: { top?: number; sortBy?: 'totalMs' | 'calls' | 'p95Ms' | 'errors' }): QueryStats[]
+  reset(): void
+  readonly size: { cachedStatements: number; fingerprints: number; traces: number; callbackErrors: number }
+  /** Wraps a pg Pool or Client, or a pool with use/acquire/release; returns the measured wrapper (same type). */
+  instrument<T extends object>(target: T, options?: { tracer?: DistributedTracer }): T
+  loader<K, V, C = K>(batchFn: (keys: readonly K[]) => PromiseLike<ArrayLike<V | Error>>, options?: LoaderOptions<K, V, C>): Loader<K, V, C>
+  on<E extends keyof QueryOptimizerEvents>(event: E, listener: (...args: QueryOptimizerEvents[E]) => void): this
+  once<E extends keyof QueryOptimizerEvents>(event: E, listener: (...args: QueryOptimizerEvents[E]) => void): this
+  off<E extends keyof QueryOptimizerEvents>(event: E, listener: (...args: QueryOptimizerEvents[E]) => void): this
+}

@@ -8,6 +8,7 @@ const { CircuitBreaker } = require('./lib/breaker')
 const { ConnectionPool } = require('./lib/pool')
 const { Observability } = require('./lib/observability')
 const { TestClock } = require('./lib/test-clock')
+const { QueryOptimizer, Loader } = require('./lib/query')
 const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, codes } = require('./lib/errors')
 
 module.exports = {
@@ -20,6 +21,8 @@ module.exports = {
   ConnectionPool,
   Observability,
   TestClock,
+  QueryOptimizer,
+  Loader,
   BulwarkError,
   RateLimitError,
   CacheError,

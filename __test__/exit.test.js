@@ -143,3 +143,18 @@ test('a script with a ConnectionPool (warm resources, a waiter, health checks, a
   assert.match(output, /used 1/)
   assert.ok(elapsedMs < 2000)
 })
+
+test('a script with a QueryOptimizer (records waiting to be flushed, a loader) exits within 2 s', async () => {
+  const { code, signal, output } = await runScript(`
+    const { QueryOptimizer } = require('.')
+    const qo = new QueryOptimizer({ nPlusOne: { threshold: 2 } })
+    qo.on('nplusone', (f) => console.log('nplusone', f.count))
+    for (let i = 0; i < 10; i++) qo.record('SELECT name FROM users WHERE id = ' + i, 1, { traceId: 't' })
+    const loader = qo.loader(async (keys) => keys.map((k) => k * 2))
+    loader.load(21).then((v) => console.log('loaded', v))
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /loaded 42/)
+  assert.match(output, /nplusone 2/)
+})

@@ -1,6 +1,11 @@
 // Compiled with `tsc --noEmit` by `npm test`: if index.d.ts or express.d.ts stop describing the
 // real API, or accept what the API refuses, this file stops compiling.
 import {
+  QueryOptimizer,
+  Loader,
+  type QueryStats,
+  type NPlusOneFinding,
+  type QueryFinding,
   Observability,
   type ObservabilitySnapshot,
   CircuitBreaker,
@@ -279,3 +284,20 @@ new ConnectionPool({ destroy: () => {} })
 new ConnectionPool({ create: fakeClient, destroy: () => {}, maxSize: 3 })
 obs.add('db', pool)
 void [rowCount, poolP99, drained]
+const qo = new QueryOptimizer({ dialect: 'postgres', nPlusOne: { threshold: 5, minTotalMs: 10 }, slowQueryMs: 500 })
+const printed: string = qo.fingerprint('SELECT 1').fingerprint
+const findings: QueryFinding[] = qo.analyze('SELECT * FROM t')
+qo.record('SELECT 1', 2.5, { traceId: 'abc', rows: 1 })
+const top: QueryStats[] = qo.stats({ top: 10, sortBy: 'p95Ms' })
+const repeated: NPlusOneFinding[] = qo.nPlusOne()
+qo.on('nplusone', (f: NPlusOneFinding) => void f.suggestion).on('slow', (e) => void e.durationMs)
+const fakePool = { query: async (text: string) => ({ rows: [text], rowCount: 1 }), totalCount: 0 }
+const measured: typeof fakePool = qo.instrument(fakePool, { tracer: new DistributedTracer({ serviceName: 's' }) })
+const users = qo.loader(async (ids: readonly number[]) => ids.map((id) => ({ id })), { maxBatchSize: 100, maxCacheSize: 1000 })
+const user: Promise<{ id: number }> = users.load(1)
+const swapped = new Loader<string, number>(async (keys) => keys.map((k) => k.length))
+// @ts-expect-error unknown dialect
+new QueryOptimizer({ dialect: 'oracle' })
+// @ts-expect-error sortBy is one of four
+qo.stats({ sortBy: 'name' })
+void [printed, findings, top, repeated, measured, user, swapped]

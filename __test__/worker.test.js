@@ -196,3 +196,31 @@ test('pools in four workers are independent', async () => {
     assert.equal(message.acquired, 50)
   }
 })
+
+const queryWorkerSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { QueryOptimizer } = require(${JSON.stringify(root)})
+  const qo = new QueryOptimizer({ nPlusOne: { threshold: workerData.n + 1 } })
+  for (let i = 0; i < 10; i++) qo.record('SELECT name FROM users_' + workerData.n + ' WHERE id = ' + i, 1, { traceId: 'w' })
+  // hostile input parses (or falls back) within a worker's smaller stack
+  const deep = 'SELECT ' + '('.repeat(10000) + '1' + ')'.repeat(10000)
+  const chain = 'SELECT * FROM t WHERE a = 1' + ' OR a = 1'.repeat(900)
+  const prints = [qo.fingerprint(deep).fingerprint, qo.fingerprint(chain).fingerprint]
+  parentPort.postMessage({ stats: qo.stats(), findings: qo.nPlusOne(), prints, analyzed: qo.analyze(chain).length })
+`
+
+test('query optimizers in four workers are independent', async () => {
+  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
+    const worker = new Worker(queryWorkerSource, { eval: true, workerData: { n } })
+    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
+    worker.once('error', reject)
+  }))
+  for (const { n, message } of await Promise.all(runs)) {
+    assert.equal(message.stats.length, 1)
+    assert.equal(message.stats[0].normalized, `SELECT name FROM users_${n} WHERE id = ?`)
+    assert.equal(message.stats[0].calls, 10)
+    assert.equal(message.findings.length, 1)
+    assert.equal(message.findings[0].count, 10)
+    assert.equal(message.prints.length, 2)
+  }
+})

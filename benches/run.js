@@ -3,7 +3,7 @@
 // `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
 // the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
 //
-//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|pool|observability] [--quick] [--no-build] [--write]
+//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|pool|observability|query] [--quick] [--no-build] [--write]
 //
 // A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
 // figures and leaves it alone unless --write is given. Raw results go to benches/results/.
@@ -24,7 +24,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
-const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'pool', 'observability']
+const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'pool', 'observability', 'query']
 const wants = (part) => !only || only.includes(part) || (only.includes('js') && JS_PARTS.includes(part))
 const write = args.includes('--write') || (!only && !quick)
 
@@ -299,6 +299,17 @@ function targetRows(r) {
   } else {
     rows.push(['`obs.prometheus()` with 10,000 series', 'at most 10 ms', 'not run', undefined])
   }
+  const qy = r.query
+  if (qy) {
+    const t = qy.targets
+    rows.push([`\`fingerprint\`, first sight, ${qy.corpus} OLTP statements`, 'at least 100,000 statements/s and 5x the fastest JS option', `${fmt(t.firstSight.value, 0)}/s, ${fmt(t.firstSight.vsNodeSqlParser, 1)}x node-sql-parser (parse, replace literals, print, hash)`, t.firstSight.met])
+    rows.push(['`fingerprint`, repeated statement', 'at most 300 ns', `${fmt(t.repeatedNs.value)} ns`, t.repeatedNs.met])
+    rows.push(['`analyze`', 'at least 50,000 statements/s', `${fmt(t.analyze.value, 0)}/s`, t.analyze.met])
+    rows.push(['`instrument` overhead per `query()` against a no-op client', 'at most 1 µs', `${fmt(t.instrumentOverheadNs.value, 0)} ns (with a tracer: ${fmt(t.instrumentOverheadNs.withTracer, 0)} ns)`, t.instrumentOverheadNs.met])
+    rows.push(['`loader.load` vs DataLoader, batches of 1 and of 100', 'at least DataLoader\'s throughput', `${fmt(t.loader.batchOf1, 2)}x / ${fmt(t.loader.batchOf100, 2)}x`, t.loader.met])
+  } else {
+    rows.push(['QueryOptimizer (fingerprint, analyze, instrument, loader)', 'see the query issue', 'not run', undefined])
+  }
   const cr = r.criterion && r.criterion.benches['limiter/bucket check']
   rows.push(['criterion: core bucket check, one thread', 'at most 50 ns', cr ? `${fmt(cr.ns, 1)} ns [${fmt(cr.lowNs, 1)} – ${fmt(cr.highNs, 1)}]` : 'not run', cr ? cr.ns <= 50 : undefined])
   return rows
@@ -479,6 +490,7 @@ function main() {
   if (wants('breaker')) results.breaker = runJs('breaker', env)
   if (wants('pool')) results.pool = runJs('pool', env)
   if (wants('observability')) results.observability = runJs('observability', env)
+  if (wants('query')) results.query = runJs('query', env)
 
   fs.mkdirSync(resultsDir, { recursive: true })
   fs.writeFileSync(path.join(resultsDir, 'summary.json'), JSON.stringify(results, null, 2) + '\n')

@@ -3,4 +3,5 @@ pub mod breaker;
 pub mod cache;
 pub mod common;
 pub mod limiter;
+pub mod query;
 pub mod tracer;
