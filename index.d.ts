@@ -803,7 +803,8 @@ export interface ObservabilitySnapshot {
   /** Empty until the pool block exists. */
   pools: Record<string, ConnectionPoolStats>
   /** Empty until the query block exists. */
-  queries: { top: unknown[]; nPlusOne: unknown[] }
+  /** The costliest statements (by total time) and recent N+1 findings over every registered QueryOptimizer; `optimizer` is the name it was added under. */
+  queries: { top: Array<QueryStats & { optimizer: string }>; nPlusOne: Array<NPlusOneFinding & { optimizer: string }> }
 }
 
 /** Every block a service registered, as a JSON snapshot, Prometheus text, health and readiness. */
@@ -811,7 +812,7 @@ export declare class Observability {
   constructor(options: ObservabilityOptions)
   readonly service: string
   /** Registers a block under a name unique across blocks; returns this. */
-  add(name: string, block: RateLimiter | DistributedTracer | PersistentCache | CircuitBreaker | ConnectionPool<object>): this
+  add(name: string, block: RateLimiter | DistributedTracer | PersistentCache | CircuitBreaker | ConnectionPool<object> | QueryOptimizer): this
   snapshot(): ObservabilitySnapshot
   /** Prometheus text exposition (0.0.4), or OpenMetrics 1.0 with `{ openMetrics: true }`. */
   prometheus(options?: { openMetrics?: boolean }): string

@@ -8,7 +8,7 @@ const http = require('node:http')
 const { once } = require('node:events')
 const express = require('express')
 const parsePrometheus = require('parse-prometheus-text-format')
-const { Observability, RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, ConnectionPool, TestClock, codes } = require('..')
+const { Observability, RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, ConnectionPool, QueryOptimizer, TestClock, codes } = require('..')
 const { observability } = require('../express')
 
 /** Every kind of block with some activity, registered under names that need escaping too. */
@@ -30,8 +30,11 @@ function fleet() {
   const breaker = new CircuitBreaker({ name: 'openai', critical: true, clock })
   const obs = new Observability({ service: 'budget-server' })
   const pool = new ConnectionPool({ name: 'db', create: async () => ({}), destroy: () => {}, max: 2 })
-  obs.add('api', limiter).add('tracer', tracer).add('providers "eu"\\n', cache).add('openai', breaker).add('db', pool)
-  return { obs, limiter, tracer, cache, breaker, pool }
+  const qo = new QueryOptimizer({ nPlusOne: { threshold: 3 } })
+  for (let id = 1; id <= 4; id++) qo.record(`SELECT name FROM users WHERE id = ${id}`, 2, { traceId: 'a'.repeat(32) })
+  qo.record("UPDATE budgets SET amount = 10 WHERE id = 'x'", 50, { error: true })
+  obs.add('api', limiter).add('tracer', tracer).add('providers "eu"\\n', cache).add('openai', breaker).add('db', pool).add('sql', qo)
+  return { obs, limiter, tracer, cache, breaker, pool, qo }
 }
 
 function family(parsed, name) {
@@ -57,7 +60,15 @@ test('snapshot: every block under its kind and name, with service, version and t
   assert.equal(snap.pools.db.max, 2)
   assert.equal(snap.pools.db.size, 0)
   assert.deepEqual(snap.pools.db.acquireWaitMs, { p50: 0, p95: 0, p99: 0, max: 0 })
-  assert.deepEqual(snap.queries, { top: [], nPlusOne: [] })
+  assert.deepEqual(snap.queries.top.map((q) => [q.optimizer, q.normalized, q.calls, q.errors]), [
+    ['sql', 'UPDATE budgets SET amount = ? WHERE id = ?', 1, 1],
+    ['sql', 'SELECT name FROM users WHERE id = ?', 4, 0],
+  ])
+  assert.equal(snap.queries.nPlusOne.length, 1)
+  assert.equal(snap.queries.nPlusOne[0].optimizer, 'sql')
+  assert.equal(snap.queries.nPlusOne[0].count, 4)
+  // no literal from a query is shown
+  assert.doesNotMatch(JSON.stringify(snap.queries), /'x'|id = 3/)
   // JSON-ready, and a closed block still renders (with the reason)
   JSON.parse(JSON.stringify(snap))
   await cache.close()
@@ -111,6 +122,18 @@ test('ready: false while a critical breaker is open, true again after reset; hea
   breaker.reset()
   assert.deepEqual(obs.ready(), { ready: true, reasons: [] })
   assert.equal(obs.health().status, 'ok')
+})
+
+test('queries: per-fingerprint families with the fingerprint as label, and the N+1 count', () => {
+  const { obs, qo } = fleet()
+  const parsed = parsePrometheus(obs.prometheus())
+  const select = qo.fingerprint('SELECT name FROM users WHERE id = 1').fingerprint
+  const calls = family(parsed, 'bulwark_query_calls_total').metrics
+  assert.equal(calls.find((m) => m.labels.fingerprint === select).value, '4')
+  const errors = family(parsed, 'bulwark_query_errors_total').metrics
+  assert.equal(errors.find((m) => m.labels.fingerprint !== select).value, '1')
+  assert.equal(family(parsed, 'bulwark_query_duration_seconds').metrics.length, 8)
+  assert.equal(family(parsed, 'bulwark_query_nplusone_findings').metrics[0].value, '1')
 })
 
 test('pools: metrics after use, and not ready while closed or unable to create any resource', async () => {

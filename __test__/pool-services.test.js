@@ -8,7 +8,7 @@ const { test, describe, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const pg = require('pg')
 const Redis = require('ioredis')
-const { ConnectionPool, PoolTimeoutError } = require('..')
+const { ConnectionPool, PoolTimeoutError, QueryOptimizer, DistributedTracer } = require('..')
 const { DATABASE_URL, REDIS_URL, needService } = require('./helpers/services')
 
 const SCHEMA = `bulwark_pool_${process.pid}`
@@ -122,6 +122,41 @@ describe('with pg against PostgreSQL', () => {
     }
     assert.ok(pool.stats().validationFailures >= 1)
     await pool.close()
+  })
+
+  test('a ConnectionPool of pg clients instrumented by the QueryOptimizer: measured statements and an N+1 inside one trace', async (t) => {
+    if (skip) return t.skip(skip)
+    const tracer = new DistributedTracer({ serviceName: 'pool-test', exporter: 'memory' })
+    const qo = new QueryOptimizer({ dialect: 'postgres', nPlusOne: { threshold: 5 } })
+    const findings = []
+    qo.on('nplusone', (finding) => findings.push(finding))
+    const pool = pgPool({ max: 3 })
+    const db = qo.instrument(pool, { tracer })
+    // a real loop of queries, one per item, inside one traced request
+    const doubled = await tracer.startActiveSpan('GET /api/items', async (span) => {
+      const out = []
+      for (let id = 1; id <= 8; id++) {
+        out.push(await db.use(async (client) => (await client.query(`SELECT doubled FROM ${SCHEMA}.items WHERE id = $1`, [id])).rows[0].doubled))
+      }
+      span.end()
+      return out
+    })
+    assert.deepEqual(doubled, [2, 4, 6, 8, 10, 12, 14, 16])
+    // acquire/release through the wrapper hands out measured clients and takes them back
+    const client = await db.acquire()
+    await client.query(`SELECT count(*) FROM ${SCHEMA}.items`)
+    db.release(client)
+    assert.equal(pool.stats().borrowed, 0)
+    assert.equal(pool.stats().invalidReleases, 0)
+    const stats = qo.stats()
+    const loop = stats.find((q) => q.normalized.includes('WHERE id = ?'))
+    assert.equal(loop.calls, 8)
+    assert.ok(stats.some((q) => /SELECT count\(\*\) FROM/i.test(q.normalized)))
+    assert.equal(findings.length, 1)
+    assert.equal(findings[0].count, 5)
+    assert.match(findings[0].suggestion, /ANY\(\$1\)/)
+    await pool.close()
+    await tracer.shutdown()
   })
 
   test('a pool pointed at a port where nothing listens rejects waiters with reason "create-failed" and does not spin', async (t) => {

@@ -10,6 +10,7 @@ const { DistributedTracer } = require('./tracer')
 const { PersistentCache } = require('./cache')
 const { CircuitBreaker } = require('./breaker')
 const { ConnectionPool } = require('./pool')
+const { QueryOptimizer } = require('./query')
 const { invalidArgument, invalidOption, describe } = require('./errors')
 
 const VERSION = require('../package.json').version
@@ -22,7 +23,12 @@ const KINDS = [
   { kind: 'cache', Class: PersistentCache },
   { kind: 'circuitBreakers', Class: CircuitBreaker },
   { kind: 'pools', Class: ConnectionPool },
+  { kind: 'queries', Class: QueryOptimizer },
 ]
+
+/** How many statements (by total time) and N+1 findings (most recent) a snapshot or scrape shows per optimizer. */
+const QUERY_TOP = 20
+const fingerprintLabel = (q) => `,fingerprint="${q.fingerprint}"`
 
 // A family's `each(stats, emit)` calls `emit(labels, value)` for each of its samples, where
 // `labels` is what follows the block's own labels (empty, or `,quantile="0.5"` and the like):
@@ -128,6 +134,52 @@ const FAMILIES = {
       },
     },
   ],
+  queries: [
+    {
+      name: 'query_calls_total',
+      type: 'counter',
+      help: `Statements run, by fingerprint (the ${QUERY_TOP} with the most total time).`,
+      each: (s, emit) => {
+        for (const q of s.top) emit(fingerprintLabel(q), q.calls)
+      },
+    },
+    {
+      name: 'query_errors_total',
+      type: 'counter',
+      help: 'Statements that failed, by fingerprint.',
+      each: (s, emit) => {
+        for (const q of s.top) emit(fingerprintLabel(q), q.errors)
+      },
+    },
+    {
+      name: 'query_slow_total',
+      type: 'counter',
+      help: 'Statements at or above slowQueryMs, by fingerprint.',
+      each: (s, emit) => {
+        for (const q of s.top) emit(fingerprintLabel(q), q.slow)
+      },
+    },
+    {
+      name: 'query_time_seconds_total',
+      type: 'counter',
+      help: 'Time spent in statements, by fingerprint.',
+      each: (s, emit) => {
+        for (const q of s.top) emit(fingerprintLabel(q), q.totalMs / 1000)
+      },
+    },
+    {
+      name: 'query_duration_seconds',
+      type: 'gauge',
+      help: 'Statement durations by fingerprint and quantile.',
+      each: (s, emit) => {
+        for (const q of s.top) {
+          const label = fingerprintLabel(q)
+          for (const quantile of QUANTILES) emit(label + quantile.label, q[quantile.msKey] / 1000)
+        }
+      },
+    },
+    gauge('query_nplusone_findings', 'N+1 findings held now (recent traces).', (s) => s.nPlusOneHeld),
+  ],
   circuitBreakers: [
     {
       name: 'circuit_breaker_state',
@@ -165,7 +217,12 @@ function formatValue(value) {
 
 /** The stats of a block, read the way its kind reads them. */
 function statsOf(kind, block) {
-  return kind === 'tracer' ? block.metrics() : block.stats()
+  if (kind === 'tracer') return block.metrics()
+  if (kind === 'queries') {
+    const nPlusOne = block.nPlusOne()
+    return { top: block.stats({ top: QUERY_TOP, sortBy: 'totalMs' }), nPlusOne: nPlusOne.slice(-QUERY_TOP), nPlusOneHeld: nPlusOne.length }
+  }
+  return block.stats()
 }
 
 class Observability {
@@ -196,8 +253,8 @@ class Observability {
   }
 
   /**
-   * Registers a block (a RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker or
-   * ConnectionPool)
+   * Registers a block (a RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker,
+   * ConnectionPool or QueryOptimizer)
    * under `name`, unique across blocks. Returns this, so calls chain.
    */
   add(name, block) {
@@ -209,7 +266,7 @@ class Observability {
     }
     const entry = KINDS.find(({ Class }) => block instanceof Class)
     if (entry === undefined) {
-      throw invalidArgument(TypeError, `block must be a RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker or ConnectionPool, received ${describe(block)}`)
+      throw invalidArgument(TypeError, `block must be a RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, ConnectionPool or QueryOptimizer, received ${describe(block)}`)
     }
     this.#blocks.get(entry.kind).set(name, block)
     this.#names.add(name)
@@ -226,13 +283,23 @@ class Observability {
       timestamp: new Date(now).toISOString(),
     }
     for (const { kind } of KINDS) {
+      if (kind === 'queries') continue
       out[kind] = {}
       for (const [name, block] of this.#blocks.get(kind)) {
         out[kind][name] = this.#safeStats(kind, block)
       }
     }
-    // blocks still to come register the same way; their sections are empty until then
+    // queries: one list of the costliest statements and one of N+1 findings, over every
+    // registered optimizer (each entry says which)
     out.queries = { top: [], nPlusOne: [] }
+    for (const [name, block] of this.#blocks.get('queries')) {
+      const stats = this.#safeStats('queries', block)
+      if (stats.error !== undefined) continue
+      for (const q of stats.top) out.queries.top.push({ optimizer: name, ...q })
+      for (const f of stats.nPlusOne) out.queries.nPlusOne.push({ optimizer: name, ...f })
+    }
+    out.queries.top.sort((a, b) => b.totalMs - a.totalMs)
+    out.queries.top.length = Math.min(out.queries.top.length, QUERY_TOP)
     return out
   }
 
