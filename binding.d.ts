@@ -551,6 +551,13 @@ export interface SpanNameMetrics {
   p99Ms: number
   /** Longest duration in ms. */
   maxMs: number
+  /** Sum of the durations in ms. */
+  sumMs: number
+  /**
+   * For each of `durationBoundsMs`, how many spans took at most that long (cumulative, the
+   * shape of a Prometheus histogram).
+   */
+  buckets: Array<number>
 }
 
 /** The tracer's counters and per-name span metrics. */
@@ -575,6 +582,8 @@ export interface TracerMetrics {
   unsupportedAttributes: number
   /** Per-name counts and latencies, sorted by name. */
   spans: Array<SpanNameMetrics>
+  /** The upper bounds (ms) of each name's cumulative `buckets`. */
+  durationBoundsMs: Array<number>
 }
 
 /** Wait times of granted `acquire` calls, in milliseconds. */

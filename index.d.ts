@@ -500,6 +500,8 @@ export interface ConnectionPoolStats {
   closed: boolean
   /** Time callers waited for a resource, zero waits included. */
   acquireWaitMs: WaitSummary
+  /** The same waits as cumulative counts at `boundsMs` (a Prometheus histogram's shape), with their sum and count. */
+  acquireWaitHistogram: { boundsMs: readonly number[]; counts: number[]; sumMs: number; count: number }
 }
 
 /** A reported leak: a resource held longer than `leakDetectionMs`. */
@@ -665,6 +667,10 @@ export interface SpanNameMetrics {
   p95Ms: number
   p99Ms: number
   maxMs: number
+  /** Sum of the durations in ms. */
+  sumMs: number
+  /** For each of `durationBoundsMs`, the spans that took at most that long (cumulative). */
+  buckets: number[]
 }
 
 /** The tracer's counters and per-name span metrics (sampled and unsampled spans alike). */
@@ -683,6 +689,8 @@ export interface TracerMetrics {
   unsupportedAttributes: number
   /** Per span name (at most `maxMetricNames` names, the rest under `_other`), sorted by name. */
   spans: Record<string, SpanNameMetrics>
+  /** The upper bounds (ms) of every name's cumulative `buckets`. */
+  durationBoundsMs: number[]
 }
 
 /**

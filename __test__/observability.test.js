@@ -8,6 +8,26 @@ const http = require('node:http')
 const { once } = require('node:events')
 const express = require('express')
 const parsePrometheus = require('parse-prometheus-text-format')
+const { spawnSync } = require('node:child_process')
+const path = require('node:path')
+const { required } = require('./helpers/services')
+
+/**
+ * The families as the Prometheus project's own Python client parses them (text format, or the
+ * strict OpenMetrics parser), or `{ skip }` when python3 or prometheus_client is missing (a
+ * failure when BULWARK_REQUIRE_SERVICES=1, as in CI, which installs it).
+ */
+function officialParse(text, openMetrics = false) {
+  const script = path.join(__dirname, 'helpers', 'prometheus_parse.py')
+  const run = spawnSync('python3', [script, ...(openMetrics ? ['--openmetrics'] : [])], { input: text, encoding: 'utf8', maxBuffer: 64 << 20 })
+  if (run.error || run.status === 3) {
+    const why = 'python3 with prometheus_client is not installed (pip install prometheus_client)'
+    if (required) throw new Error(`${why}; it is required with BULWARK_REQUIRE_SERVICES=1`)
+    return { skip: why }
+  }
+  assert.equal(run.status, 0, run.stderr)
+  return { families: JSON.parse(run.stdout) }
+}
 const { Observability, RateLimiter, DistributedTracer, PersistentCache, CircuitBreaker, ConnectionPool, QueryOptimizer, TestClock, codes } = require('..')
 const { observability } = require('../express')
 
@@ -82,7 +102,7 @@ test('prometheus: an independent parser reads names, types, labels and values', 
   for (const f of parsed) {
     assert.match(f.name, /^bulwark_[a-z_]+$/)
     if (f.type === 'COUNTER') assert.match(f.name, /_total$/)
-    for (const m of f.metrics) assert.equal(m.labels.service, 'budget-server')
+    if (f.type !== 'HISTOGRAM') for (const m of f.metrics) assert.equal(m.labels.service, 'budget-server')
   }
   const allowed = family(parsed, 'bulwark_rate_limiter_allowed_total')
   assert.equal(allowed.type, 'COUNTER')
@@ -93,9 +113,9 @@ test('prometheus: an independent parser reads names, types, labels and values', 
   assert.equal(hits.metrics[0].value, '1')
   const spans = family(parsed, 'bulwark_tracer_span_count_total')
   assert.deepEqual(spans.metrics, [{ value: '2', labels: { service: 'budget-server', name: 'tracer', span: 'GET /api/budget' } }])
-  const durations = family(parsed, 'bulwark_tracer_span_duration_seconds')
-  assert.equal(durations.type, 'GAUGE')
-  assert.deepEqual(durations.metrics.map((m) => m.labels.quantile), ['0.5', '0.95', '0.99', '1'])
+  // (this parser reads only one unlabelled series per histogram family: histograms are checked
+  // with the official parser below)
+  assert.equal(family(parsed, 'bulwark_tracer_span_duration_seconds').type, 'HISTOGRAM')
   const state = family(parsed, 'bulwark_circuit_breaker_state')
   assert.deepEqual(state.metrics.filter((m) => m.value === '1').map((m) => m.labels.state), ['closed'])
   const wait = family(parsed, 'bulwark_rate_limiter_wait_seconds')
@@ -142,7 +162,7 @@ test('pools: metrics after use, and not ready while closed or unable to create a
   const parsed = parsePrometheus(obs.prometheus())
   assert.equal(family(parsed, 'bulwark_pool_acquires_total').metrics[0].value, '1')
   assert.equal(family(parsed, 'bulwark_pool_idle').metrics[0].value, '1')
-  assert.equal(family(parsed, 'bulwark_pool_acquire_wait_seconds').metrics.length, 4)
+  assert.equal(family(parsed, 'bulwark_pool_acquire_wait_seconds').type, 'HISTOGRAM')
   const down = new ConnectionPool({ name: 'down', create: async () => {
     throw new Error('ECONNREFUSED')
   }, destroy: () => {}, createRetry: { retries: 0, backoffMs: 0, maxBackoffMs: 0 } })
@@ -153,6 +173,41 @@ test('pools: metrics after use, and not ready while closed or unable to create a
   await pool.close()
   assert.deepEqual(obs.ready().reasons, ['pool "db" is closed', 'pool "reports-db" has no resource and cannot create one'])
   await down.close()
+})
+
+test('histograms: the official Prometheus parsers (text and strict OpenMetrics) read cumulative _bucket, _sum and _count series', async (t) => {
+  const { obs, tracer, pool } = fleet()
+  for (let i = 0; i < 3; i++) await pool.use(() => i)
+  const slow = tracer.startSpan('GET /api/report', { startTime: Date.now() - 40 })
+  slow.end()
+  const text = obs.prometheus()
+  const parsed = officialParse(text)
+  if (parsed.skip) return t.skip(parsed.skip)
+  const byName = new Map(parsed.families.map((f) => [f.name, f]))
+  const spans = byName.get('bulwark_tracer_span_duration_seconds')
+  assert.equal(spans.type, 'histogram')
+  for (const span of ['GET /api/budget', 'GET /api/report']) {
+    const samples = spans.samples.filter((s) => s.labels.span === span)
+    const buckets = samples.filter((s) => s.name.endsWith('_bucket'))
+    const count = samples.find((s) => s.name.endsWith('_count')).value
+    assert.equal(buckets.at(-1).labels.le, '+Inf')
+    assert.equal(buckets.at(-1).value, count)
+    for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i].value >= buckets[i - 1].value, 'cumulative')
+    assert.equal(samples[0].labels.service, 'budget-server')
+  }
+  const report = spans.samples.filter((s) => s.labels.span === 'GET /api/report')
+  const le = (bound) => report.find((s) => s.labels.le === bound).value
+  // the 40 ms span is above 25 ms and at most 50 ms
+  assert.equal(le('0.025'), 0)
+  assert.equal(le('0.05'), 1)
+  assert.ok(report.find((s) => s.name.endsWith('_sum')).value >= 0.04)
+  const waits = byName.get('bulwark_pool_acquire_wait_seconds')
+  assert.equal(waits.samples.find((s) => s.name.endsWith('_count')).value, 3)
+  // the strict OpenMetrics parser accepts the whole OpenMetrics rendering
+  const strict = officialParse(obs.prometheus({ openMetrics: true }), true)
+  const names = strict.families.map((f) => f.name)
+  assert.ok(names.includes('bulwark_tracer_span_duration_seconds'))
+  assert.ok(names.includes('bulwark_cache_hits'))
 })
 
 test('bad options and blocks are refused with errors naming them', () => {

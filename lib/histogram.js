@@ -30,12 +30,14 @@ class DurationHistogram {
   #counts = new Float64Array(BUCKETS)
   #total = 0
   #maxMs = 0
+  #sumMs = 0
 
   /** Counts one duration of `ms` milliseconds (negative counts as 0). */
   record(ms) {
     const us = ms > 0 ? Math.min(MAX_US, Math.round(ms * 1000)) : 0
     this.#counts[bucketOf(us)]++
     this.#total++
+    if (ms > 0) this.#sumMs += ms
     if (ms > this.#maxMs) this.#maxMs = ms
   }
 
@@ -51,6 +53,28 @@ class DurationHistogram {
   summary() {
     if (this.#total === 0) return { p50: 0, p95: 0, p99: 0, max: 0 }
     return { p50: this.#quantile(0.5), p95: this.#quantile(0.95), p99: this.#quantile(0.99), max: this.#maxMs }
+  }
+
+  /** Sum of the durations in ms. */
+  get sumMs() {
+    return this.#sumMs
+  }
+
+  /**
+   * For each bound in ms (ascending), how many durations were at most that bound: the cumulative
+   * counts of a Prometheus histogram (a bucket straddling a bound is left out of it, so a count
+   * is low by at most that one 1/16-of-a-power-of-two bucket).
+   */
+  cumulative(boundsMs) {
+    const out = new Array(boundsMs.length)
+    let bucket = 0
+    let seen = 0
+    for (let i = 0; i < boundsMs.length; i++) {
+      const boundUs = Math.min(MAX_US, Math.floor(boundsMs[i] * 1000))
+      while (bucket < BUCKETS && upperBoundOf(bucket) <= boundUs) seen += this.#counts[bucket++]
+      out[i] = seen
+    }
+    return out
   }
 
   #quantile(q) {

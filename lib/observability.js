@@ -35,6 +35,23 @@ const fingerprintLabel = (q) => `,fingerprint="${q.fingerprint}"`
 // a scrape of 10,000 series then builds its lines and little else.
 const counter = (name, help, value) => ({ name, type: 'counter', help, each: (s, emit) => emit('', value(s)) })
 const gauge = (name, help, value) => ({ name, type: 'gauge', help, each: (s, emit) => emit('', value(s)) })
+/**
+ * A histogram family: `read(stats)` yields `[labels, { boundsMs, counts, sumMs, count }]` for
+ * each series, written as cumulative `_bucket` lines (bounds in seconds), `_sum` and `_count`.
+ */
+const histogram = (name, help, read) => ({
+  name,
+  type: 'histogram',
+  help,
+  each: (s, emit) => {
+    for (const [labels, h] of read(s)) {
+      for (let i = 0; i < h.boundsMs.length; i++) emit(`${labels},le="${h.boundsMs[i] / 1000}"`, h.counts[i], '_bucket')
+      emit(`${labels},le="+Inf"`, h.count, '_bucket')
+      emit(labels, h.sumMs / 1000, '_sum')
+      emit(labels, h.count, '_count')
+    }
+  },
+})
 const QUANTILES = [['0.5', 'p50'], ['0.95', 'p95'], ['0.99', 'p99'], ['1', 'max']].map(([q, key]) => ({ label: `,quantile="${q}"`, key, msKey: `${key}Ms` }))
 const BREAKER_STATES = ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ state, label: `,state="${state}"` }))
 const spanLabel = (span) => `,span="${escapeLabel(span)}"`
@@ -82,18 +99,12 @@ const FAMILIES = {
         for (const span in s.spans) emit(spanLabel(span), s.spans[span].errors)
       },
     },
-    {
-      name: 'tracer_span_duration_seconds',
-      type: 'gauge',
-      help: 'Span durations by span name and quantile.',
-      each: (s, emit) => {
-        for (const span in s.spans) {
-          const label = spanLabel(span)
-          const m = s.spans[span]
-          for (const q of QUANTILES) emit(label + q.label, m[q.msKey] / 1000)
-        }
-      },
-    },
+    histogram('tracer_span_duration_seconds', 'Span durations by span name.', function* (s) {
+      for (const span in s.spans) {
+        const m = s.spans[span]
+        yield [spanLabel(span), { boundsMs: s.durationBoundsMs, counts: m.buckets, sumMs: m.sumMs, count: m.count }]
+      }
+    }),
   ],
   cache: [
     counter('cache_hits_total', 'Lookups that found a live value.', (s) => s.hits),
@@ -125,14 +136,7 @@ const FAMILIES = {
     counter('pool_acquires_total', 'Resources handed out.', (s) => s.acquired),
     counter('pool_acquire_timeouts_total', 'Acquires that ran out of time.', (s) => s.acquireTimeouts),
     counter('pool_leaks_total', 'Resources held longer than leakDetectionMs.', (s) => s.leaks),
-    {
-      name: 'pool_acquire_wait_seconds',
-      type: 'gauge',
-      help: 'Time callers waited for a resource, by quantile.',
-      each: (s, emit) => {
-        for (const q of QUANTILES) emit(q.label, s.acquireWaitMs[q.key] / 1000)
-      },
-    },
+    histogram('pool_acquire_wait_seconds', 'Time callers waited for a resource (zero waits included).', (s) => [['', s.acquireWaitHistogram]]),
   ],
   queries: [
     {
@@ -340,8 +344,8 @@ class Observability {
         out += `# HELP ${familyName} ${family.help}\n# TYPE ${familyName} ${family.type}\n`
         for (const [base, s] of stats) {
           const head = `${full}{${base}`
-          family.each(s, (labels, value) => {
-            out += `${head}${labels}} ${formatValue(value)}\n`
+          family.each(s, (labels, value, suffix) => {
+            out += suffix === undefined ? `${head}${labels}} ${formatValue(value)}\n` : `${full}${suffix}{${base}${labels}} ${formatValue(value)}\n`
           })
         }
       }

@@ -155,6 +155,9 @@ class Agenda {
   }
 }
 
+/** The bounds (ms) of the cumulative acquire-wait counts in `stats().acquireWaitHistogram`. */
+const WAIT_BOUNDS_MS = Object.freeze([0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000])
+
 // the states of a resource the pool holds
 const IDLE = 0
 const BORROWED = 1
@@ -517,6 +520,7 @@ class ConnectionPool extends EventEmitter {
       createFailing: this.#createFailing,
       closed: this.#closed,
       acquireWaitMs: this.#waits.summary(),
+      acquireWaitHistogram: { boundsMs: WAIT_BOUNDS_MS, counts: this.#waits.cumulative(WAIT_BOUNDS_MS), sumMs: this.#waits.sumMs, count: this.#waits.count },
     }
   }
 

@@ -128,6 +128,29 @@ impl Histogram {
         }
     }
 
+    /// Sum of the values recorded.
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
+    /// For each bound (ascending), how many values were at most that bound: the cumulative
+    /// counts of a Prometheus histogram. A value counts under the first bound at or above the
+    /// largest value its bucket can hold, so counts are exact when a bound sits on a bucket edge
+    /// and otherwise leave out at most the one bucket (1/16 of a power of two) that straddles it.
+    pub fn cumulative_counts(&self, bounds: &[u64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        let mut index = 0;
+        let mut seen = 0u64;
+        for &bound in bounds {
+            while index < BUCKETS && Self::upper_bound_of(index) <= bound {
+                seen += self.counts[index];
+                index += 1;
+            }
+            out.push(seen);
+        }
+        out
+    }
+
     /// Forgets every value.
     pub fn clear(&mut self) {
         *self = Histogram::new();
@@ -138,6 +161,24 @@ impl Histogram {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cumulative_counts_are_exact_on_bucket_edges_and_never_above_the_truth() {
+        let mut h = Histogram::new();
+        for value in 0..10_000u64 {
+            h.record(value);
+        }
+        // 15 and 1023 are bucket edges: exact
+        assert_eq!(h.cumulative_counts(&[15, 1023]), vec![16, 1024]);
+        // 1000 sits inside the bucket 992..=1023: that bucket is left out
+        let at_1000 = h.cumulative_counts(&[1000])[0];
+        assert!((992..=1001).contains(&at_1000), "{at_1000}");
+        // cumulative, and everything under a bound past the largest value
+        let all = h.cumulative_counts(&[10, 100, 1_000, 100_000]);
+        assert!(all.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(all[3], 10_000);
+        assert_eq!(h.sum(), (0..10_000u128).sum::<u128>());
+    }
 
     #[test]
     fn empty_histogram_reports_zeroes() {

@@ -21,6 +21,7 @@ use super::context::{SpanContext, MIN_PROPAGATED_TRACESTATE};
 use super::export::{
     BatchConfig, ConsoleExporter, MemoryExporter, NoopExporter, ProcessorHandle, SpanExporter,
 };
+use super::metrics::DURATION_BOUNDS_MS;
 use super::otlp::OtlpResource;
 use super::otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 use super::sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
@@ -851,6 +852,11 @@ pub struct SpanNameMetrics {
     pub p99_ms: f64,
     /// Longest duration in ms.
     pub max_ms: f64,
+    /// Sum of the durations in ms.
+    pub sum_ms: f64,
+    /// For each of `durationBoundsMs`, how many spans took at most that long (cumulative, the
+    /// shape of a Prometheus histogram).
+    pub buckets: Vec<f64>,
 }
 
 /// The tracer's counters and per-name span metrics.
@@ -876,6 +882,8 @@ pub struct TracerMetrics {
     pub unsupported_attributes: f64,
     /// Per-name counts and latencies, sorted by name.
     pub spans: Vec<SpanNameMetrics>,
+    /// The upper bounds (ms) of each name's cumulative `buckets`.
+    pub duration_bounds_ms: Vec<f64>,
 }
 
 type AttributeJs = Either6<String, bool, f64, Vec<String>, Vec<bool>, Vec<f64>>;
@@ -1299,8 +1307,11 @@ impl DistributedTracerBinding {
                     p95_ms: s.p95_ms,
                     p99_ms: s.p99_ms,
                     max_ms: s.max_ms,
+                    sum_ms: s.sum_ms,
+                    buckets: s.bucket_counts.iter().map(|&c| c as f64).collect(),
                 })
                 .collect(),
+            duration_bounds_ms: DURATION_BOUNDS_MS.to_vec(),
         }
     }
 

@@ -19,6 +19,12 @@ use crate::common::Histogram;
 /// The name under which spans with a name beyond `max_names` are aggregated.
 pub const OVERFLOW_NAME: &str = "_other";
 
+/// The upper bounds, in milliseconds, of the cumulative duration counts each name reports
+/// (Prometheus's default latency buckets, from 1 ms).
+pub const DURATION_BOUNDS_MS: [f64; 13] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
+];
+
 /// One name's aggregate.
 #[derive(Clone, Debug, Default)]
 struct NameStats {
@@ -41,6 +47,7 @@ impl NameStats {
     fn stats(&self, name: &str) -> SpanNameStats {
         let s = self.durations_us.summary();
         let ms = |us: u64| us as f64 / 1_000.0;
+        let bounds_us = DURATION_BOUNDS_MS.map(|bound| (bound * 1_000.0) as u64);
         SpanNameStats {
             name: name.to_string(),
             count: self.count,
@@ -49,6 +56,8 @@ impl NameStats {
             p95_ms: ms(s.p95),
             p99_ms: ms(s.p99),
             max_ms: ms(s.max),
+            sum_ms: self.durations_us.sum() as f64 / 1_000.0,
+            bucket_counts: self.durations_us.cumulative_counts(&bounds_us),
         }
     }
 }
@@ -70,6 +79,10 @@ pub struct SpanNameStats {
     pub p99_ms: f64,
     /// Longest duration in milliseconds (exact to the microsecond).
     pub max_ms: f64,
+    /// Sum of the durations in milliseconds (each truncated to the microsecond).
+    pub sum_ms: f64,
+    /// For each of [`DURATION_BOUNDS_MS`], the spans that took at most that long (cumulative).
+    pub bucket_counts: Vec<u64>,
 }
 
 /// Where one name's aggregate lives in a [`SpanMetrics`]: an index into its entries, or the
