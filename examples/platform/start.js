@@ -72,8 +72,9 @@ function copyLines(stream, name, to) {
         if (typeof span.traceId === 'string' && typeof span.spanId === 'string') return out(name, prettySpan(span))
       } catch {}
     }
-    if (to === process.stderr) process.stderr.write(`${name.padEnd(WIDTH)} | ${line}\n`)
-    else out(name, line.startsWith(`${name}: `) ? line.slice(name.length + 2) : line)
+    const text = line.startsWith(`${name}: `) ? line.slice(name.length + 2) : line
+    if (to === process.stderr) process.stderr.write(`${name.padEnd(WIDTH)} | ${text}\n`)
+    else out(name, text)
   })
 }
 
