@@ -64,7 +64,8 @@ function providerUnavailable(res, error) {
   const open = error instanceof BreakerOpenError
   const retryAfterMs = open ? error.retryAfterMs : 1000
   res.set('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
-  res.status(503).json({ error: 'provider_unavailable', breaker: breaker.state, message: error.message, retryAfterMs })
+  // refused: the breaker did not let the call through (else the provider itself failed)
+  res.status(503).json({ error: 'provider_unavailable', refused: open, breaker: breaker.state, message: error.message, retryAfterMs })
 }
 
 // -- limits: per client (the API key the gateway forwards, else the address) ---------------------
