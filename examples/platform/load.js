@@ -316,7 +316,7 @@ function summary(snaps, seconds) {
   sections.push(byStatement.size === 0
     ? 'N+1 findings\n  none\n'
     : table('N+1 findings (traces that ran one statement 5 times or more)', ['service', 'traces', 'most runs in one trace', 'statement'],
-      [...byStatement.values()].map((e) => [e.service, e.traces, e.worst > 0 ? `x${e.worst}` : '-', shorten(e.normalized)])) +
+      [...byStatement.values()].map((e) => [e.service, e.traces, e.worst > 0 ? `x${e.worst}` : '-', shorten(e.normalized, 120)])) +
       `  suggestion: ${findings.length > 0 ? findings[findings.length - 1].suggestion : ''}\n`)
 
   statements.sort((a, b) => b.p95Ms - a.p95Ms)
