@@ -62,7 +62,12 @@ const MIX = [
   [20, 'reports summary', () => [`/api/reports/teams/${team()}/summary`]],
   [5, 'reports activity (N+1)', () => [`/api/reports/teams/${team()}/activity`]],
   [5, 'reports activity batched', () => [`/api/reports/teams/${team()}/activity/batched`]],
-  [2, 'reports new activity', () => { const t = team(); return [`/api/reports/teams/${t}/activities`, json({ memberId: memberOf(t), kind: 'course', minutes: 30 })] }],
+  [2, 'reports new activity', () => {
+    // a member of a team seen in a report so far (member 1 is in team 1 until one is seen)
+    const seen = [...members.keys()]
+    const t = seen.length > 0 ? pick(seen) : 1
+    return [`/api/reports/teams/${t}/activities`, json({ memberId: seen.length > 0 ? pick(members.get(t)) : 1, kind: 'course', minutes: 30 })]
+  }],
   [10, 'budget', () => [`/api/budget/budgets/${team()}?currency=${pick(['USD', ...COMMON_CURRENCIES])}`]],
   [3, 'budget all teams', () => ['/api/budget/budgets']],
   [10, 'budget rates', () => [`/api/budget/providers/rates/${currency()}`]],
@@ -74,9 +79,8 @@ const MIX = [
   [5, 'capabilities', () => [`/api/capabilities/capabilities?plan=${pick(['trial', 'pro', 'enterprise'])}`]],
 ]
 const TOTAL_WEIGHT = MIX.reduce((sum, [w]) => sum + w, 0)
-/** Members of each team (learned from the first reports seen); team 1's first member as a start. */
+/** Member ids by team id, learned from the reports the clients receive. */
 const members = new Map()
-const memberOf = (t) => pick(members.get(t) || [1])
 
 function nextRequest() {
   let r = Math.random() * TOTAL_WEIGHT
@@ -109,8 +113,9 @@ async function send(client, label, path, init = {}) {
     status = response.status
     retryAfter = response.headers.get('retry-after')
     const body = await response.arrayBuffer()
-    if (status === 200 && label === 'reports summary') {
-      const report = JSON.parse(Buffer.from(body).toString())
+    if (status === 200 && (label === 'reports summary' || label === 'dashboard')) {
+      const parsed = JSON.parse(Buffer.from(body).toString())
+      const report = label === 'dashboard' ? parsed.report && parsed.report.body : parsed
       if (report && report.team) members.set(report.team.id, report.members.map((m) => m.id))
     }
   } catch {
@@ -286,6 +291,12 @@ function summary(snaps, seconds) {
       const sorted = rs.map((r) => r.ms).sort((a, b) => a - b)
       return [label, sorted.length, ms(percentile(sorted, 0.5)), ms(percentile(sorted, 0.95)), ms(percentile(sorted, 0.99)), ms(sorted[sorted.length - 1])]
     })))
+
+  // the same requests as the gateway saw them: its server spans' metrics (every span counts, sampled or not)
+  const gatewaySpans = snaps['web-server'] && snaps['web-server'].tracer.tracer ? snaps['web-server'].tracer.tracer.spans : {}
+  const serverRoutes = Object.entries(gatewaySpans).filter(([name]) => / \/api\//.test(name)).sort((a, b) => b[1].count - a[1].count)
+  sections.push(table('Latency at the gateway (ms, its server spans since it started)', ['span', 'count', 'errors', 'p50', 'p95', 'p99', 'max'],
+    serverRoutes.map(([name, m]) => [name, m.count, m.errors, ms(m.p50Ms), ms(m.p95Ms), ms(m.p99Ms), ms(m.maxMs)])))
 
   const missing = Object.entries(snaps).filter(([, s]) => s === null).map(([name]) => name)
   const limiterRows = []
