@@ -203,7 +203,7 @@ test('a traced request through the gateway to a separate backend is one trace in
   assertOneTrace(gatewaySpans, backendSpans, incoming)
 })
 
-test('npm start: the gateway starts the backend itself, carries the trace to it, and SIGTERM stops both', async () => {
+test('one command: the gateway starts the backend itself, carries the trace to it, and SIGTERM stops both', async () => {
   const gateway = await startGateway()
   const match = /backend \| bulwark backend listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(gateway.stdout())
   assert.ok(match, gateway.output())
@@ -233,7 +233,7 @@ test('npm start: the gateway starts the backend itself, carries the trace to it,
   assert.equal(traceId, body.traceId)
 })
 
-test('npm start: Ctrl-C (SIGINT to the process group) stops the gateway and its backend with exit code 0', async () => {
+test('one command: Ctrl-C (SIGINT to the process group) stops the gateway and its backend with exit code 0', async () => {
   // detached: the gateway leads a process group of its own, like a shell's foreground job
   const gateway = await startGateway({}, { detached: true })
   const response = await fetch(`${gateway.base}/api/greeting?name=group`)

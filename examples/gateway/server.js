@@ -1,6 +1,6 @@
 'use strict'
 // An Express gateway rate-limited and traced by bulwark, written the way a service using the
-// package would write it. Run it with `npm start` (or `PORT=8080 node examples/gateway/server.js`).
+// package would write it. Run it with `node examples/gateway/server.js` (`PORT=8080` to move it).
 //
 // GET /api/greeting calls a second service, the greeting backend (backend.js), with
 // `tracer.fetch`: the gateway's server span, its client span and the backend's spans share one
