@@ -13,6 +13,7 @@ const codes = Object.freeze({
   CACHE_DISK: 'ERR_CACHE_DISK',
   BREAKER_OPEN: 'ERR_BREAKER_OPEN',
   BREAKER_TIMEOUT: 'ERR_BREAKER_TIMEOUT',
+  STORE_ASYNC: 'ERR_STORE_ASYNC',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -78,6 +79,17 @@ class BreakerTimeoutError extends BulwarkError {
   }
 }
 
+/**
+ * A synchronous call (`tryConsume`, `check`, `peek`) on a RateLimiter whose buckets are in a
+ * remote store (Redis), which can only answer asynchronously: use `consume`.
+ */
+class StoreAsyncError extends BulwarkError {
+  constructor(message, options) {
+    super(message, codes.STORE_ASYNC, options)
+    this.name = 'StoreAsyncError'
+  }
+}
+
 /** An invalid argument in JS glue, shaped like the native ones. */
 function invalidArgument(ErrorClass, message) {
   const error = new ErrorClass(message)
@@ -105,3 +117,4 @@ function describe(value) {
 }
 
 module.exports = { codes, BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, invalidArgument, invalidOption, describe }
+module.exports.StoreAsyncError = StoreAsyncError
