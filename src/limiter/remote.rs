@@ -9,7 +9,9 @@
 //!
 //! - a key that Redis refused with a retry time is refused here until that time (and only for
 //!   costs at least as large as the refused one), counted as a local refusal: it could not be
-//!   admitted before then anyway, so the round trip would only load Redis;
+//!   admitted before then anyway, so the round trip would only load Redis. Redis is asked again
+//!   after at most [`LOCAL_REFUSAL_MAX_NANOS`], so that a `reset` or `unblock` made by another
+//!   process is seen here within that time even when the key was blocked for long;
 //! - while the breaker is open (Redis failed, for `retry` after the failure) every decision is
 //!   made by the `onStoreError` policy at once: `local` decides with the in-process limiter (same
 //!   limits, its own buckets), `allow` admits, `deny` refuses until the breaker closes.
@@ -103,9 +105,16 @@ pub struct RemoteStats {
     pub last_error: Option<String>,
 }
 
+/// Longest a refusal is repeated here without asking Redis, whatever its retry time: a `reset`
+/// or `unblock` made by another process is seen here within this time.
+pub const LOCAL_REFUSAL_MAX_NANOS: u64 = 1_000 * NANOS_PER_MS;
+
 #[derive(Clone, Copy, Debug)]
 struct Refused {
+    /// Until when this process refuses without asking Redis.
     until: u64,
+    /// When the request may be admitted, as Redis said.
+    retry_at: u64,
     cost: f64,
     remaining: f64,
     full_at: u64,
@@ -232,7 +241,7 @@ impl RemoteLimiter {
             limit: limits.capacity,
             remaining: refused.remaining,
             reset_nanos: refused.full_at.saturating_sub(now),
-            retry_after_nanos: refused.until - now,
+            retry_after_nanos: refused.retry_at.saturating_sub(now).max(1),
             refusal: Some(if refused.blocked {
                 Refusal::Blocked
             } else {
@@ -252,6 +261,7 @@ impl RemoteLimiter {
                     CompactString::from(key),
                     Refused {
                         until: now + ms * NANOS_PER_MS,
+                        retry_at: now + ms * NANOS_PER_MS,
                         cost: 0.0,
                         remaining: 0.0,
                         full_at: now,
@@ -395,7 +405,8 @@ impl RemoteLimiter {
         self.stats.rejected += 1;
         decision.retry_after_nanos = nanos(reply.retry_after_ms.max(1.0));
         let refused = Refused {
-            until: now + decision.retry_after_nanos,
+            until: now + decision.retry_after_nanos.min(LOCAL_REFUSAL_MAX_NANOS),
+            retry_at: now + decision.retry_after_nanos,
             cost: request.cost,
             remaining: reply.remaining,
             full_at: now + decision.reset_nanos,
@@ -591,6 +602,34 @@ mod tests {
         let stats = remote.stats(local.now());
         assert_eq!(stats.local_refusals, 1);
         assert_eq!(stats.rejected, 2);
+    }
+
+    #[test]
+    fn a_long_refusal_is_asked_again_after_a_second() {
+        let (mut remote, mut local, clock, _) = setup(OnStoreError::Deny, "redis://127.0.0.1:1/");
+        remote.submit(&mut local, "k", 1.0).unwrap();
+        let requests = take_all(&mut remote);
+        remote.complete(
+            &mut local,
+            Completion {
+                batch: 0,
+                requests,
+                outcome: Ok(vec![reply(3, 60_000.0)]),
+            },
+        );
+        clock.advance(999 * MS);
+        match remote.submit(&mut local, "k", 1.0).unwrap() {
+            Submitted::Now(d) => {
+                assert_eq!(d.refusal, Some(Refusal::Blocked));
+                assert_eq!(d.retry_after_nanos, 59_001 * MS);
+            }
+            other => panic!("expected a local refusal, got {other:?}"),
+        }
+        clock.advance(MS);
+        assert_eq!(
+            remote.submit(&mut local, "k", 1.0).unwrap(),
+            Submitted::Pending
+        );
     }
 
     #[test]
