@@ -483,7 +483,7 @@ export interface StoreStats {
   batches: number
   /** Pipelines sent to Redis (batches queued while one was out share the next). */
   roundTrips: number
-  /** Script calls sent (decisions and key commands). */
+  /** Script calls sent (one decides a whole batch, up to 512 requests). */
   commands: number
   /** Refusals made in this process from the refusal cache, without a round trip. */
   localRefusals: number

@@ -107,7 +107,7 @@ fn read_millis(
 ) -> std::result::Result<Duration, InvalidInput> {
     match reader.number(name)? {
         None => Ok(Duration::from_millis(default)),
-        Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= 3_600_000.0 => {
+        Some(ms) if (1.0..=3_600_000.0).contains(&ms) => {
             Ok(Duration::from_micros((ms * 1_000.0).round() as u64))
         }
         Some(ms) => Err(InvalidInput::option_range(format!(
@@ -400,7 +400,7 @@ pub struct StoreStats {
     pub batches: f64,
     /// Pipelines sent to Redis (batches queued while one was out share the next).
     pub round_trips: f64,
-    /// Script calls sent (decisions and key commands).
+    /// Script calls sent (one decides a whole batch, up to 512 requests).
     pub commands: f64,
     /// Refusals made in this process from the refusal cache, without a round trip.
     pub local_refusals: f64,

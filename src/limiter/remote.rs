@@ -93,7 +93,7 @@ pub struct RemoteStats {
     pub batches: u64,
     /// Pipelines the thread sent (batches queued together share one).
     pub round_trips: u64,
-    /// Script calls sent.
+    /// Script calls sent (one per batch of up to `MAX_PER_CALL` requests).
     pub commands: u64,
     /// Times the script was loaded again after a `NOSCRIPT` reply.
     pub script_reloads: u64,
