@@ -8,6 +8,7 @@ const { CircuitBreaker } = require('./lib/breaker')
 const { Observability } = require('./lib/observability')
 const { TestClock } = require('./lib/test-clock')
 const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, codes } = require('./lib/errors')
+const { StoreAsyncError } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
@@ -25,3 +26,4 @@ module.exports = {
   BreakerTimeoutError,
   codes,
 }
+module.exports.StoreAsyncError = StoreAsyncError

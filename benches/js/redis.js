@@ -118,23 +118,34 @@ async function refusalPart() {
   if (first.allowed) throw new Error('the key was not refused')
   const submit = limiter._remoteFastPath().submit
   const before = limiter.stats().store
-  const ops = OPS * 10
+  const ops = OPS * 3
+  const started = Date.now()
+  // a refusal is repeated locally for at most a second: each round first renews it (one
+  // round trip), so the timed loop never outlives it (the bare decision would then queue)
+  const renew = async () => {
+    if ((await limiter.consume('refused')).allowed) throw new Error('the key was admitted')
+  }
   const table = {
     'consume of a refused key, awaited': async (n) => {
+      await renew()
       const t0 = now()
       for (let i = 0; i < n; i++) sink += (await limiter.consume('refused')).retryAfterMs
       return { ns: Number(now() - t0) }
     },
     'the decision alone (the native call, no promise)': async (n) => {
+      await renew()
       const t0 = now()
-      for (let i = 0; i < n; i++) sink += submit('refused')
+      for (let i = 0; i < n; i++) {
+        if (submit('refused') !== 0) throw new Error('the refusal was not local')
+      }
       return { ns: Number(now() - t0) }
     },
   }
   const results = await measure(table, ops)
   const after = limiter.stats().store
   limiter.close()
-  return { results, roundTripsDuring: after.roundTrips - before.roundTrips, localRefusals: after.localRefusals - before.localRefusals }
+  // each round renewed the refusal with one round trip
+  return { results, seconds: (Date.now() - started) / 1000, roundTripsDuring: after.roundTrips - before.roundTrips, localRefusals: after.localRefusals - before.localRefusals }
 }
 
 async function cleanup(client) {
@@ -192,7 +203,7 @@ async function main() {
       targets: {
         consumeVsRlf: { value: Math.round(vsDefault * 100) / 100, target: 1.5, kind: 'min', met: vsDefault >= 1.5 },
         consumeVsBestRlf: { value: Math.round(vsBest * 100) / 100, target: 1.5, kind: 'min', met: vsBest >= 1.5 },
-        localRefusalNs: { value: refusalNs, target: 1000, kind: 'max', met: refusalNs <= 1000 && refusal.roundTripsDuring === 0 },
+        localRefusalNs: { value: refusalNs, target: 1000, kind: 'max', met: refusalNs <= 1000 && refusal.roundTripsDuring <= 2 * (WARMUP_ROUNDS + ROUNDS) },
       },
     }
     const pad = (s, n) => String(s).padEnd(n)
@@ -200,11 +211,11 @@ async function main() {
       `RateLimiter consume through Redis, ${CALLERS} concurrent callers, ${KEYS} keys, all admitted (${ROUNDS} rounds of ${OPS})`,
       `${pad('variant', 62)}${pad('ops/s', 12)}${pad('p50 µs', 10)}p99 µs`,
       ...Object.entries(limiter.results).map(([n, x]) => `${pad(n, 62)}${pad(x.opsPerSec.toLocaleString('en-US'), 12)}${pad(x.p50Us, 10)}${x.p99Us}`),
-      `  bulwark: ${limiter.store.batches} batches in ${limiter.store.roundTrips} round trips for ${limiter.store.commands} decisions`,
+      `  bulwark: ${limiter.store.batches} batches sent in ${limiter.store.roundTrips} round trips (${limiter.store.commands} script calls)`,
       '',
       'refusal of a key known refused (no round trip)',
       ...Object.entries(refusal.results).map(([n, x]) => `${pad(n, 62)}${pad(x.nsPerOp + ' ns', 12)}`),
-      `  round trips during the run: ${refusal.roundTripsDuring}; local refusals ${refusal.localRefusals}`,
+      `  ${refusal.localRefusals.toLocaleString('en-US')} local refusals and ${refusal.roundTripsDuring} round trips in ${refusal.seconds.toFixed(1)} s (one per round, to renew the refusal)`,
       '',
       `consume vs rlf (ioredis default)      ${report.targets.consumeVsRlf.value}x  target >= 1.5  ${report.targets.consumeVsRlf.met ? 'met' : 'NOT met'}`,
       `consume vs rlf (best: ${bestRlf.replace('rlf RateLimiterRedis consume ', '')})  ${report.targets.consumeVsBestRlf.value}x`,
