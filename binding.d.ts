@@ -175,6 +175,30 @@ export type QueryOptimizerBinding = QueryOptimizer
 export declare class RateLimiter {
   /** Creates a limiter; every option is validated and unknown options are refused. */
   constructor(options: RateLimiterOptions)
+  /** Whether the buckets live in a remote store (Redis). */
+  get _remote(): boolean
+  /**
+   * Internal (used by the facade's constructor): the remote fast path,
+   * `{ submit, decision }`, where `submit(key, cost)` returns 1 (allowed), 0 (refused) or -1
+   * (blocked) when decided here, with the figures in `decision`, and 2 when queued for the
+   * next batch.
+   */
+  _remoteFastPath(): { submit(key: string, cost?: number): number; decision: Float64Array }
+  /** Internal: the function the store thread calls (with `id`) when batches complete. */
+  _attachStore(wake: (id: number) => void, id: number): void
+  /** Internal: sends the requests queued this tick as one batch; its id (0 when none). */
+  _flush(): number
+  /**
+   * Internal: every completed batch as `[id, n, ...n x (code, limit, remaining, resetMs,
+   * retryAfterMs)]`, batch after batch (code: 1 allowed, 0 refused, -1 blocked).
+   */
+  _take(): Float64Array
+  /** Internal: queues `reset` / `block` / `unblock` of a key for Redis and applies it here. */
+  _storeCommand(op: string, key: string, ms?: number): void
+  /** Internal (used by `close`): stops the store thread once it has answered what was sent. */
+  _closeStore(): void
+  /** Counters of the remote store; absent for an in-memory limiter. */
+  _storeStats(): StoreStats | null
   /**
    * Internal (used by the facade's constructor): the hot-path functions bound to this
    * limiter, `{ tryConsume, decide, decision }`, where `decide(key, cost)` returns whether
@@ -558,6 +582,32 @@ export interface SpanNameMetrics {
    * shape of a Prometheus histogram).
    */
   buckets: Array<number>
+}
+
+/** Counters of a Redis store. */
+export interface StoreStats {
+  /** `redis`. */
+  kind: string
+  /** Batches sent (each tick's decisions form one). */
+  batches: number
+  /** Pipelines sent to Redis (batches queued while one was out share the next). */
+  roundTrips: number
+  /** Script calls sent (one decides a whole batch, up to 512 requests). */
+  commands: number
+  /** Refusals made in this process from the refusal cache, without a round trip. */
+  localRefusals: number
+  /** Decisions made by the `onStoreError` policy because Redis failed or the breaker was open. */
+  fallbackDecisions: number
+  /** Requests whose batch or reply failed. */
+  errors: number
+  /** Times the script was loaded again after a `NOSCRIPT` reply. */
+  scriptReloads: number
+  /** Connections made to Redis. */
+  connects: number
+  /** Whether the breaker is open (decisions go to the policy without trying Redis). */
+  breakerOpen: boolean
+  /** The last error, if any. */
+  lastError?: string
 }
 
 /** The tracer's counters and per-name span metrics. */

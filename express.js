@@ -234,6 +234,16 @@ function rateLimit(options) {
   // the fast path of a bulwark RateLimiter; other limiters (anything with `check`) use `check`
   const decide = limiter instanceof RateLimiter ? limiter[kDecide] : null
   const figures = decide !== null ? limiter[kDecision] : null
+  // a limiter whose buckets are in Redis answers through a promise (`consume`)
+  const remote = limiter instanceof RateLimiter && limiter.remote
+
+  function decided(req, res, next, decision) {
+    if (decision.allowed) {
+      if (writeHeaders !== null) writeHeaders(res, decision.limit, decision.remaining, decision.resetMs)
+      return next()
+    }
+    refuse(req, res, next, decision)
+  }
 
   function refuse(req, res, next, decision) {
     const retryAfterMs = decision.retryAfterMs
@@ -298,6 +308,10 @@ function rateLimit(options) {
       return next(error)
     }
     if (wait) return waitFor(req, res, next, key, cost)
+    if (remote) {
+      limiter.consume(key, cost).then((decision) => decided(req, res, next, decision), next)
+      return
+    }
     if (figures !== null) {
       // a bulwark RateLimiter: one crossing, the figures left in a shared array, no object
       let allowed

@@ -39,6 +39,49 @@ export interface RateLimiterOptions {
   maxKeys?: number
   /** A TestClock, to drive time by hand in tests. */
   clock?: TestClock
+  /** Where the buckets live: in this process (the default), or in Redis, shared by every process using the same `keyPrefix`. */
+  store?: { redis: RedisStoreOptions }
+  /** What decides while Redis cannot be reached (remote store only). @default 'local' */
+  onStoreError?: 'deny' | 'allow' | 'local'
+}
+
+/** Options of a RateLimiter's Redis store. */
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host[:port][/db]`. @default 'redis://127.0.0.1:6379' */
+  url?: string
+  /** Prefix of every key the limiter writes (no braces: a hash tag is added). @default 'bulwark:rl:' */
+  keyPrefix?: string
+  /** Longest wait for a connection, in ms. @default 500 */
+  connectTimeoutMs?: number
+  /** Longest wait for one read or write to Redis, in ms. @default 1000 */
+  commandTimeoutMs?: number
+  /** After a failure, how long decisions go to `onStoreError` without trying Redis, in ms. @default 1000 */
+  retryMs?: number
+}
+
+/** Counters of a RateLimiter's Redis store (`stats().store`). */
+export interface RateLimiterStoreStats {
+  kind: 'redis'
+  /** Batches sent (each tick's decisions form one). */
+  batches: number
+  /** Pipelines sent to Redis (batches queued while one was out share the next). */
+  roundTrips: number
+  /** Script calls sent (one decides a whole batch, up to 512 requests). */
+  commands: number
+  /** Refusals made in this process for keys Redis had refused, without a round trip. */
+  localRefusals: number
+  /** Decisions made by `onStoreError` because Redis failed or the breaker was open. */
+  fallbackDecisions: number
+  /** Requests whose batch or reply failed. */
+  errors: number
+  /** Times the script was loaded again after a NOSCRIPT reply. */
+  scriptReloads: number
+  /** Connections made to Redis. */
+  connects: number
+  /** Whether the breaker is open: decisions go to `onStoreError` without trying Redis. */
+  breakerOpen: boolean
+  /** The last error, if any. */
+  lastError?: string
 }
 
 /** One rate-limit decision. */
@@ -67,6 +110,8 @@ export interface RateLimiterStats {
   evicted: number
   /** Wait of granted `acquire` calls, in ms. */
   waitMs: { p50: number; p95: number; p99: number; max: number }
+  /** The Redis store's counters (absent with the in-memory store). */
+  store?: RateLimiterStoreStats
 }
 
 /** Options of `acquire`. */
@@ -84,6 +129,13 @@ export declare class RateLimiter {
   tryConsume(key: string, cost?: number): number
   /** The same decision as an object. */
   check(key: string, cost?: number): RateLimitDecision
+  /**
+   * The decision as a promise: at once with the in-memory store; with a Redis store the
+   * decisions of one tick share one round trip. Rejects only on invalid arguments.
+   */
+  consume(key: string, cost?: number): Promise<RateLimitDecision>
+  /** Whether the buckets are in Redis (then `tryConsume`, `check` and `peek` throw StoreAsyncError). */
+  readonly remote: boolean
   /** Waits for the tokens in fair order; rejects with RateLimitError. */
   acquire(key: string, cost?: number, options?: AcquireOptions): Promise<RateLimitDecision>
   /** Whole tokens the key holds now, without taking any. */
@@ -139,6 +191,7 @@ export declare const codes: {
   readonly POOL_CLOSED: 'ERR_POOL_CLOSED'
   readonly POOL_QUEUE_FULL: 'ERR_POOL_QUEUE_FULL'
   readonly POOL_FOREIGN_RESOURCE: 'ERR_POOL_FOREIGN_RESOURCE'
+  readonly STORE_ASYNC: 'ERR_STORE_ASYNC'
 }
 
 /** Base class of the package's own errors. */
@@ -165,6 +218,12 @@ export declare class RateLimitError extends BulwarkError {
   readonly retryAfterMs: number
   readonly reason: RateLimitReason
   readonly key?: string
+}
+
+/** A synchronous call (`tryConsume`, `check`, `peek`) on a RateLimiter whose buckets are in Redis: use `consume`. */
+export declare class StoreAsyncError extends BulwarkError {
+  constructor(message: string, options?: ErrorOptions)
+  readonly code: 'ERR_STORE_ASYNC'
 }
 
 /** The code of a CacheError. */

@@ -9,7 +9,7 @@ const { ConnectionPool } = require('./lib/pool')
 const { Observability } = require('./lib/observability')
 const { TestClock } = require('./lib/test-clock')
 const { QueryOptimizer, Loader } = require('./lib/query')
-const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, codes } = require('./lib/errors')
+const { BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, StoreAsyncError, codes } = require('./lib/errors')
 
 module.exports = {
   RateLimiter,
@@ -30,5 +30,6 @@ module.exports = {
   BreakerTimeoutError,
   PoolError,
   PoolTimeoutError,
+  StoreAsyncError,
   codes,
 }

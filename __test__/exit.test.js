@@ -158,3 +158,18 @@ test('a script with a QueryOptimizer (records waiting to be flushed, a loader) e
   assert.match(output, /loaded 42/)
   assert.match(output, /nplusone 2/)
 })
+
+test('a script with Redis-backed limiters (reachable, and unreachable) exits within 2 s of its last decision', async () => {
+  const { REDIS_URL } = require('./helpers/services')
+  const { code, signal, output } = await runScript(`
+    const { RateLimiter } = require('.')
+    const up = new RateLimiter({ capacity: 2, refillPerSecond: 1, store: { redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: 'bulwark-test:exit:' + process.pid + ':' } } })
+    const down = new RateLimiter({ capacity: 2, refillPerSecond: 1, onStoreError: 'deny', store: { redis: { url: 'redis://127.0.0.1:1', keyPrefix: 'exit:' } } })
+    // a pending decision keeps the process alive until it is answered, then nothing does
+    Promise.all([up.consume('a'), down.consume('a')]).then(([a, b]) => console.log('decided', typeof a.allowed, b.allowed))
+    up.reset('a')
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /decided boolean false/)
+})

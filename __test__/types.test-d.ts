@@ -301,3 +301,24 @@ new QueryOptimizer({ dialect: 'oracle' })
 // @ts-expect-error sortBy is one of four
 qo.stats({ sortBy: 'name' })
 void [printed, findings, top, repeated, measured, user, swapped]
+// RateLimiter with a Redis store
+import { StoreAsyncError, type RedisStoreOptions, type RateLimiterStoreStats } from '..'
+const redisOptions: RedisStoreOptions = { url: 'redis://127.0.0.1:6379', keyPrefix: 'app:rl:', connectTimeoutMs: 200, commandTimeoutMs: 500, retryMs: 1000 }
+const shared = new RateLimiter({ capacity: 10, refillPerSecond: 1, store: { redis: redisOptions }, onStoreError: 'local' })
+const consumed: Promise<RateLimitDecision> = shared.consume('k', 2)
+const isRemote: boolean = shared.remote
+const storeStats: RateLimiterStoreStats | undefined = shared.stats().store
+const asyncCode: 'ERR_STORE_ASYNC' = codes.STORE_ASYNC
+try {
+  shared.tryConsume('k')
+} catch (error) {
+  if (error instanceof StoreAsyncError) {
+    const code: 'ERR_STORE_ASYNC' = error.code
+    void code
+  }
+}
+// @ts-expect-error the policies are deny, allow and local
+new RateLimiter({ capacity: 1, refillPerSecond: 1, store: { redis: {} }, onStoreError: 'retry' })
+// @ts-expect-error a store names its kind
+new RateLimiter({ capacity: 1, refillPerSecond: 1, store: { url: 'redis://x' } })
+void [consumed, isRemote, storeStats, asyncCode]

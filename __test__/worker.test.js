@@ -53,6 +53,25 @@ test('a worker that exits while holding limiters does not crash the process', as
   assert.equal(code, 0)
 })
 
+test('a worker with a Redis-backed limiter decides, then exits without waiting on the store thread', async () => {
+  const { REDIS_URL } = require('./helpers/services')
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const { RateLimiter } = require(${JSON.stringify(root)})
+    const l = new RateLimiter({ capacity: 1, refillPerSecond: 1, onStoreError: 'deny', store: { redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: 'bulwark-test:worker:' + process.pid + ':' + Math.random() + ':' } } })
+    Promise.all([l.consume('a'), l.consume('a')]).then((d) => {
+      parentPort.postMessage(d.map((x) => x.allowed))
+      l.consume('b') // left pending: the worker exits anyway
+      process.exit(0)
+    })
+  `, { eval: true })
+  const decided = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+  // with Redis down the policy refuses both; with Redis up exactly one of two is admitted
+  assert.ok(decided.filter((x) => x).length <= 1)
+  const code = await new Promise((resolve) => worker.once('exit', resolve))
+  assert.equal(code, 0)
+})
+
 const tracerWorkerSource = `
   const { parentPort, workerData } = require('node:worker_threads')
   const { DistributedTracer } = require(${JSON.stringify(root)})

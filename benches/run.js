@@ -3,7 +3,7 @@
 // `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
 // the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
 //
-//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|pool|observability|query] [--quick] [--no-build] [--write]
+//   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|pool|observability|query|redis] [--quick] [--no-build] [--write]
 //
 // A full run (no --only, no --quick) rewrites BENCHMARKS.md; a partial or quick run prints the
 // figures and leaves it alone unless --write is given. Raw results go to benches/results/.
@@ -24,7 +24,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const onlyArg = args.find((a) => a.startsWith('--only='))
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : null
-const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'pool', 'observability', 'query']
+const JS_PARTS = ['limiter', 'memory', 'express', 'tracer', 'express-tracing', 'cache', 'breaker', 'pool', 'observability', 'query', 'redis']
 const wants = (part) => !only || only.includes(part) || (only.includes('js') && JS_PARTS.includes(part))
 const write = args.includes('--write') || (!only && !quick)
 
@@ -310,6 +310,17 @@ function targetRows(r) {
   } else {
     rows.push(['QueryOptimizer (fingerprint, analyze, instrument, loader)', 'see the query issue', 'not run', undefined])
   }
+  const rd = r.redis
+  if (rd) {
+    const b = rd.limiter.results['bulwark consume (Redis store)']
+    const rlf = rd.limiter.results['rlf RateLimiterRedis consume (ioredis)']
+    rows.push([`RateLimiter \`consume\` through Redis vs rate-limiter-flexible \`RateLimiterRedis\` (ioredis), ${rd.callers} concurrent callers`, 'at least 1.5x its throughput; report p50/p99',
+      `${fmt(rd.targets.consumeVsRlf.value, 2)}x (${fmt(b.opsPerSec, 0)} vs ${fmt(rlf.opsPerSec, 0)} ops/s); p50 ${fmt(b.p50Us, 0)} µs vs ${fmt(rlf.p50Us, 0)} µs, p99 ${fmt(b.p99Us, 0)} µs vs ${fmt(rlf.p99Us, 0)} µs`, rd.targets.consumeVsRlf.met])
+    rows.push(['refusal of a locally known refused key', 'no round trip; at most 1 µs',
+      `${fmt(rd.targets.localRefusalNs.value)} ns per awaited \`consume\`; ${fmt(rd.refusal.roundTripsDuring, 0)} round trips for ${fmt(rd.refusal.localRefusals, 0)} refusals (one per round, renewing the refusal)`, rd.targets.localRefusalNs.met])
+  } else {
+    rows.push(['RateLimiter through Redis vs rate-limiter-flexible RateLimiterRedis', '1.5x; refusal at most 1 µs', 'not run', undefined])
+  }
   const cr = r.criterion && r.criterion.benches['limiter/bucket check']
   rows.push(['criterion: core bucket check, one thread', 'at most 50 ns', cr ? `${fmt(cr.ns, 1)} ns [${fmt(cr.lowNs, 1)} – ${fmt(cr.highNs, 1)}]` : 'not run', cr ? cr.ns <= 50 : undefined])
   return rows
@@ -447,6 +458,16 @@ function markdown(r) {
     out.push(`**Memory per idle slot**: ${fmt(po.idleSlots, 0)} resources acquired at once and released, V8 heap after GC in a fresh process per pool, the resources themselves excluded: bulwark ${fmt(po.memory.bulwark.bytesPerSlot, 0)} bytes, generic-pool ${fmt(po.memory['generic-pool'].bytesPerSlot, 0)}, tarn ${fmt(po.memory.tarn.bytesPerSlot, 0)}.`)
   }
 
+  const rd = r.redis
+  if (rd) {
+    out.push('', '## RateLimiter through Redis beside rate-limiter-flexible', '')
+    out.push(`Redis at ${rd.redis}, one process; ${rd.callers} callers each awaiting \`consume\` before the next, over ${fmt(rd.keys, 0)} keys, every request admitted (so each is decided by Redis); ${rd.rounds} rounds of ${fmt(rd.opsPerRound, 0)} after ${rd.warmupRounds} warmup rounds, rotating order, medians. Latency is each call's own, from the call to its await returning.`, '')
+    out.push(table(['variant', 'ops/s', 'p50 (µs)', 'p99 (µs)'], Object.entries(rd.limiter.results).map(([n, x]) => [n, fmt(x.opsPerSec, 0), fmt(x.p50Us, 0), fmt(x.p99Us, 0)])), '')
+    out.push(`bulwark sent ${fmt(rd.limiter.store.batches, 0)} batches in ${fmt(rd.limiter.store.roundTrips, 0)} round trips (${fmt(rd.limiter.store.commands, 0)} script calls).`, '')
+    out.push('**Refusal of a key known refused** (the local refusal cache)', '')
+    out.push(table(['operation', 'ns/op', 'ops/s'], Object.entries(rd.refusal.results).map(([n, x]) => [n, fmt(x.nsPerOp), fmt(x.opsPerSec, 0)])))
+  }
+
   const cr = r.criterion
   if (cr) {
     out.push('', '## Criterion: the limiter core, one thread', '')
@@ -491,6 +512,7 @@ function main() {
   if (wants('pool')) results.pool = runJs('pool', env)
   if (wants('observability')) results.observability = runJs('observability', env)
   if (wants('query')) results.query = runJs('query', env)
+  if (wants('redis')) results.redis = runJs('redis', env)
 
   fs.mkdirSync(resultsDir, { recursive: true })
   fs.writeFileSync(path.join(resultsDir, 'summary.json'), JSON.stringify(results, null, 2) + '\n')

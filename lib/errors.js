@@ -17,6 +17,7 @@ const codes = Object.freeze({
   POOL_CLOSED: 'ERR_POOL_CLOSED',
   POOL_QUEUE_FULL: 'ERR_POOL_QUEUE_FULL',
   POOL_FOREIGN_RESOURCE: 'ERR_POOL_FOREIGN_RESOURCE',
+  STORE_ASYNC: 'ERR_STORE_ASYNC',
 })
 
 /** Base class of the package's own errors; `code` is stable across versions. */
@@ -112,6 +113,17 @@ class PoolTimeoutError extends BulwarkError {
   }
 }
 
+/**
+ * A synchronous call (`tryConsume`, `check`, `peek`) on a RateLimiter whose buckets are in a
+ * remote store (Redis), which can only answer asynchronously: use `consume`.
+ */
+class StoreAsyncError extends BulwarkError {
+  constructor(message, options) {
+    super(message, codes.STORE_ASYNC, options)
+    this.name = 'StoreAsyncError'
+  }
+}
+
 /** An invalid argument in JS glue, shaped like the native ones. */
 function invalidArgument(ErrorClass, message) {
   const error = new ErrorClass(message)
@@ -138,4 +150,4 @@ function describe(value) {
   return `${Array.isArray(value) ? 'an array' : 'an ' + typeof value}`
 }
 
-module.exports = { codes, BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, invalidArgument, invalidOption, describe }
+module.exports = { codes, BulwarkError, RateLimitError, CacheError, BreakerOpenError, BreakerTimeoutError, PoolError, PoolTimeoutError, StoreAsyncError, invalidArgument, invalidOption, describe }

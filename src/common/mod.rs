@@ -6,6 +6,7 @@ pub(crate) mod binding;
 pub mod clock;
 pub mod error;
 pub mod histogram;
+pub mod redis;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{ErrorCode, InvalidInput, InvalidKind};

@@ -7,15 +7,29 @@
 //! shared `Float64Array` so that JS builds the result object, which it does far faster than
 //! N-API. The queue methods (`_enqueue`, `_pump`, `_cancel`, `_close`) are the internal
 //! interface of the facade's promise-based `acquire`.
+//!
+//! With `store: { redis }` the buckets live in Redis (see `remote`): `_submit` (a fast-path
+//! function) decides at once what this process already knows and queues the rest, `_flush`
+//! sends the tick's queue as one batch, and the store thread wakes the facade through a weak
+//! ThreadsafeFunction, referenced only while a batch is out (so a pending decision keeps Node
+//! alive and an idle limiter never does); `_take` then hands over every completed batch's
+//! figures in one `Float64Array`.
 
 use std::cell::{RefCell, UnsafeCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, Unknown};
 use napi_derive::napi;
 
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+
 use super::rate_limiter::{block_millis, ceil_ms, Decision, Enqueued, LimiterConfig, RateLimiter};
+use super::redis_store::{Completion, KeyNaming, Op};
+use super::remote::{Flushed, OnStoreError, RemoteLimiter, Submitted};
 use super::Limits;
 use crate::common::binding::{
     raw, read_clock, read_cost, throw_coded, throw_invalid, JsCost, JsKey, OptionsReader,
@@ -23,6 +37,7 @@ use crate::common::binding::{
 use crate::common::clock::NANOS_PER_MS;
 use crate::common::error::ErrorCode;
 use crate::common::error::{integer_at_least, positive_finite, InvalidInput};
+use crate::common::redis::{check_url, RedisSettings};
 
 const LIMITER_OPTIONS: &[&str] = &[
     "capacity",
@@ -34,6 +49,16 @@ const LIMITER_OPTIONS: &[&str] = &[
     "queue",
     "maxKeys",
     "clock",
+    "store",
+    "onStoreError",
+];
+const STORE_OPTIONS: &[&str] = &["redis"];
+const REDIS_OPTIONS: &[&str] = &[
+    "url",
+    "keyPrefix",
+    "connectTimeoutMs",
+    "commandTimeoutMs",
+    "retryMs",
 ];
 const LIMITS_OPTIONS: &[&str] = &["capacity", "refillPerSecond", "weight"];
 const GLOBAL_OPTIONS: &[&str] = &["capacity", "refillPerSecond"];
@@ -68,10 +93,83 @@ fn read_limits(
     Ok(Limits::new(capacity, refill, weight))
 }
 
-fn read_config(
-    env: Env,
-    options: Unknown,
-) -> std::result::Result<(LimiterConfig, crate::common::Clock), InvalidInput> {
+/// The Redis store as configured: where, how keys are named, and the failure policy.
+struct RemoteConfig {
+    settings: RedisSettings,
+    prefix: String,
+    on_error: OnStoreError,
+}
+
+fn read_millis(
+    reader: &OptionsReader,
+    name: &str,
+    default: u64,
+) -> std::result::Result<Duration, InvalidInput> {
+    match reader.number(name)? {
+        None => Ok(Duration::from_millis(default)),
+        Some(ms) if (1.0..=3_600_000.0).contains(&ms) => {
+            Ok(Duration::from_micros((ms * 1_000.0).round() as u64))
+        }
+        Some(ms) => Err(InvalidInput::option_range(format!(
+            "{} must be a number of milliseconds from 1 to 3600000, received {}",
+            reader.path_of(name),
+            crate::common::error::describe_number(ms)
+        ))),
+    }
+}
+
+fn read_remote(reader: &OptionsReader) -> std::result::Result<Option<RemoteConfig>, InvalidInput> {
+    let on_error = match reader.string("onStoreError")? {
+        None => None,
+        Some(name) => Some(OnStoreError::parse(&name).ok_or_else(|| {
+            InvalidInput::option_range(format!(
+                "options.onStoreError must be 'deny', 'allow' or 'local', received string \"{name}\""
+            ))
+        })?),
+    };
+    let Some(store) = reader.object("store", STORE_OPTIONS)? else {
+        if on_error.is_some() {
+            return Err(InvalidInput::option_type(
+                "options.onStoreError applies to a remote store: set options.store.redis too",
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(redis) = store.object("redis", REDIS_OPTIONS)? else {
+        return Err(InvalidInput::option_type(
+            "options.store must name a store: { redis: { url, keyPrefix } }, received an object without redis",
+        ));
+    };
+    let url = redis
+        .string("url")?
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
+    check_url(&url).map_err(|e| {
+        InvalidInput::option_range(format!(
+            "options.store.redis.url must be a Redis URL (redis://host:port), received string \"{url}\": {e}"
+        ))
+    })?;
+    let prefix = redis
+        .string("keyPrefix")?
+        .unwrap_or_else(|| "bulwark:rl:".to_string());
+    if prefix.contains('{') || prefix.contains('}') {
+        return Err(InvalidInput::option_range(format!(
+            "options.store.redis.keyPrefix must not contain braces (the limiter adds the hash tag itself), received string \"{prefix}\""
+        )));
+    }
+    let mut settings = RedisSettings::new(url);
+    settings.connect_timeout = read_millis(&redis, "connectTimeoutMs", 500)?;
+    settings.command_timeout = read_millis(&redis, "commandTimeoutMs", 1_000)?;
+    settings.retry = read_millis(&redis, "retryMs", 1_000)?;
+    Ok(Some(RemoteConfig {
+        settings,
+        prefix,
+        on_error: on_error.unwrap_or(OnStoreError::Local),
+    }))
+}
+
+type Config = (LimiterConfig, crate::common::Clock, Option<RemoteConfig>);
+
+fn read_config(env: Env, options: Unknown) -> std::result::Result<Config, InvalidInput> {
     let Some(reader) = OptionsReader::open(env.raw(), options.raw(), "options", LIMITER_OPTIONS)?
     else {
         return Err(InvalidInput::option_type(
@@ -104,7 +202,8 @@ fn read_config(
         config.max_keys = integer_at_least("options.maxKeys", n, 1)? as usize;
     }
     let clock = read_clock(&reader)?;
-    Ok((config, clock))
+    let remote = read_remote(&reader)?;
+    Ok((config, clock, remote))
 }
 
 /// Validates a wait in milliseconds (finite, >= 0) and converts it to nanoseconds.
@@ -227,11 +326,122 @@ pub struct PumpOutcome {
     pub next_wake_ms: Option<f64>,
 }
 
+/// The facade's wake-up call, made on the store thread with the limiter's id. Weak: it keeps
+/// Node alive only while referenced (a batch is out).
+type WakeFn = ThreadsafeFunction<u32, (), u32, Status, false, true>;
+
+/// Where the store thread leaves completed batches for `_take`.
+#[derive(Default)]
+struct Mailbox {
+    completions: Mutex<VecDeque<Completion>>,
+    wake: Mutex<Option<(WakeFn, u32)>>,
+}
+
+impl Mailbox {
+    fn post(&self, completion: Completion) {
+        self.completions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(completion);
+        if let Some((wake, id)) = &*self.wake.lock().unwrap_or_else(|e| e.into_inner()) {
+            wake.call_with_return_value(
+                *id,
+                ThreadsafeFunctionCallMode::NonBlocking,
+                |_, _| Ok(()),
+            );
+        }
+    }
+}
+
+/// The remote half and its plumbing.
+struct Remote {
+    core: RefCell<RemoteLimiter>,
+    mailbox: Arc<Mailbox>,
+    /// Whether the wake-up function is referenced now.
+    referenced: std::cell::Cell<bool>,
+}
+
 /// What the class and its fast-path functions share.
 struct Shared {
     limiter: RefCell<RateLimiter>,
     /// The figures of the last `_decide`: limit, remaining, resetMs, retryAfterMs.
     decision: UnsafeCell<[f64; 4]>,
+    /// The Redis half, when the store is remote.
+    remote: Option<Remote>,
+}
+
+/// Figures per request in what `_take` returns: allowed, limit, remaining, resetMs,
+/// retryAfterMs.
+const TAKE_FIGURES: usize = 5;
+
+/// 1 allowed, 0 refused, -1 refused because the key is blocked.
+fn outcome_code(decision: &Decision) -> f64 {
+    if decision.allowed {
+        1.0
+    } else if decision.refusal == Some(super::Refusal::Blocked) {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+fn push_figures(out: &mut Vec<f64>, decision: Decision) {
+    let code = outcome_code(&decision);
+    let d: RateLimitDecision = decision.into();
+    out.extend_from_slice(&[code, d.limit, d.remaining, d.reset_ms, d.retry_after_ms]);
+}
+
+/// Counters of a Redis store.
+#[napi(object)]
+pub struct StoreStats {
+    /// `redis`.
+    pub kind: String,
+    /// Batches sent (each tick's decisions form one).
+    pub batches: f64,
+    /// Pipelines sent to Redis (batches queued while one was out share the next).
+    pub round_trips: f64,
+    /// Script calls sent (one decides a whole batch, up to 512 requests).
+    pub commands: f64,
+    /// Refusals made in this process from the refusal cache, without a round trip.
+    pub local_refusals: f64,
+    /// Decisions made by the `onStoreError` policy because Redis failed or the breaker was open.
+    pub fallback_decisions: f64,
+    /// Requests whose batch or reply failed.
+    pub errors: f64,
+    /// Times the script was loaded again after a `NOSCRIPT` reply.
+    pub script_reloads: f64,
+    /// Connections made to Redis.
+    pub connects: f64,
+    /// Whether the breaker is open (decisions go to the policy without trying Redis).
+    pub breaker_open: bool,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// `_submit(key, cost = 1)`: decided here and now, 1 allowed, 0 refused or -1 blocked (the
+/// figures in the shared array); 2 queued for the next batch.
+unsafe extern "C" fn submit(
+    env: napi::sys::napi_env,
+    info: napi::sys::napi_callback_info,
+) -> napi::sys::napi_value {
+    unsafe {
+        with_limiter(env, info, |shared, limiter, key, cost| {
+            let Some(remote) = &shared.remote else {
+                return Err(InvalidInput::argument_type(
+                    "the limiter has no remote store",
+                ));
+            };
+            match remote.core.borrow_mut().submit(limiter, key, cost)? {
+                Submitted::Pending => Ok(raw::number(env, 2.0)),
+                Submitted::Now(decision) => {
+                    let code = outcome_code(&decision);
+                    let d: RateLimitDecision = decision.into();
+                    *shared.decision.get() = [d.limit, d.remaining, d.reset_ms, d.retry_after_ms];
+                    Ok(raw::number(env, code))
+                }
+            }
+        })
+    }
 }
 
 /// A token-bucket rate limiter keyed by client (the native class; see `index.d.ts`).
@@ -324,12 +534,227 @@ impl RateLimiterBinding {
     /// Creates a limiter; every option is validated and unknown options are refused.
     #[napi(constructor, ts_args_type = "options: RateLimiterOptions")]
     pub fn new(env: Env, options: Unknown) -> Result<Self> {
-        let (config, clock) = read_config(env, options).map_err(|e| throw_invalid(env.raw(), e))?;
-        Ok(RateLimiterBinding {
-            shared: Rc::new(Shared {
-                limiter: RefCell::new(RateLimiter::new(config, clock)),
-                decision: UnsafeCell::new([0.0; 4]),
-            }),
+        let (config, clock, remote) =
+            read_config(env, options).map_err(|e| throw_invalid(env.raw(), e))?;
+        let remote = remote.map(|remote| {
+            let mailbox = Arc::new(Mailbox::default());
+            let sink = mailbox.clone();
+            Remote {
+                core: RefCell::new(RemoteLimiter::new(
+                    remote.settings,
+                    KeyNaming {
+                        prefix: remote.prefix,
+                        shared_budget: config.global.is_some(),
+                    },
+                    config.global,
+                    remote.on_error,
+                    config.max_keys,
+                    Arc::new(move |completion| sink.post(completion)),
+                )),
+                mailbox,
+                referenced: std::cell::Cell::new(false),
+            }
+        });
+        let is_remote = remote.is_some();
+        let shared = Rc::new(Shared {
+            limiter: RefCell::new(RateLimiter::new(config, clock)),
+            decision: UnsafeCell::new([0.0; 4]),
+            remote,
+        });
+        if is_remote {
+            // a worker that exits stops the store thread even if the limiter was never closed
+            let weak = Rc::downgrade(&shared);
+            env.add_env_cleanup_hook(weak, |weak| {
+                if let Some(shared) = weak.upgrade() {
+                    if let Some(remote) = &shared.remote {
+                        remote.core.borrow_mut().close();
+                        remote
+                            .mailbox
+                            .wake
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .take();
+                    }
+                }
+            })?;
+        }
+        Ok(RateLimiterBinding { shared })
+    }
+
+    /// Whether the buckets live in a remote store (Redis).
+    #[napi(getter, js_name = "_remote")]
+    pub fn is_remote(&self) -> bool {
+        self.shared.remote.is_some()
+    }
+
+    /// Internal (used by the facade's constructor): the remote fast path,
+    /// `{ submit, decision }`, where `submit(key, cost)` returns 1 (allowed), 0 (refused) or -1
+    /// (blocked) when decided here, with the figures in `decision`, and 2 when queued for the
+    /// next batch.
+    #[napi(
+        js_name = "_remoteFastPath",
+        ts_return_type = "{ submit(key: string, cost?: number): number; decision: Float64Array }"
+    )]
+    pub fn remote_fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let decision = self.shared.decision.get() as *mut f64;
+        // SAFETY: the callback reads its data as `Rc<Shared>`; `decision` is owned by it.
+        unsafe {
+            raw::fast_path_object(
+                env,
+                &self.shared,
+                &[("submit", submit)],
+                ("decision", decision, 4),
+            )
+        }
+    }
+
+    /// Internal: the function the store thread calls (with `id`) when batches complete.
+    #[napi(
+        js_name = "_attachStore",
+        ts_args_type = "wake: (id: number) => void, id: number"
+    )]
+    pub fn attach_store(&self, wake: Function<u32, ()>, id: u32) -> Result<()> {
+        let Some(remote) = &self.shared.remote else {
+            return Ok(());
+        };
+        let wake: WakeFn = wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        *remote
+            .mailbox
+            .wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((wake, id));
+        Ok(())
+    }
+
+    /// Internal: sends the requests queued this tick as one batch; its id (0 when none).
+    #[napi(js_name = "_flush")]
+    pub fn flush(&self, env: Env) -> f64 {
+        let Some(remote) = &self.shared.remote else {
+            return 0.0;
+        };
+        let flushed = remote.core.borrow_mut().flush();
+        match flushed {
+            Flushed::Empty => 0.0,
+            Flushed::Sent(id) => {
+                self.reference(&env, remote, true);
+                id as f64
+            }
+            Flushed::Failed(completion) => {
+                let id = completion.batch as f64;
+                self.reference(&env, remote, true);
+                remote.mailbox.post(completion);
+                id
+            }
+        }
+    }
+
+    #[allow(deprecated)] // napi-rs keeps `refer`/`unref` for exactly this toggle
+    fn reference(&self, env: &Env, remote: &Remote, on: bool) {
+        if remote.referenced.get() == on {
+            return;
+        }
+        if let Some((wake, _)) = &mut *remote
+            .mailbox
+            .wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            let done = if on { wake.refer(env) } else { wake.unref(env) };
+            if done.is_ok() {
+                remote.referenced.set(on);
+            }
+        }
+    }
+
+    /// Internal: every completed batch as `[id, n, ...n x (code, limit, remaining, resetMs,
+    /// retryAfterMs)]`, batch after batch (code: 1 allowed, 0 refused, -1 blocked).
+    #[napi(js_name = "_take")]
+    pub fn take(&self, env: Env) -> Float64Array {
+        let Some(remote) = &self.shared.remote else {
+            return Float64Array::new(Vec::new());
+        };
+        let completions: Vec<Completion> = remote
+            .mailbox
+            .completions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let mut out = Vec::new();
+        let mut limiter = self.shared.limiter.borrow_mut();
+        let mut core = remote.core.borrow_mut();
+        for completion in completions {
+            out.push(completion.batch as f64);
+            out.push(completion.requests.len() as f64);
+            out.reserve(completion.requests.len() * TAKE_FIGURES);
+            for decision in core.complete(&mut limiter, completion) {
+                push_figures(&mut out, decision);
+            }
+        }
+        let idle = core.in_flight() == 0;
+        drop(core);
+        if idle {
+            self.reference(&env, remote, false);
+        }
+        Float64Array::new(out)
+    }
+
+    /// Internal: queues `reset` / `block` / `unblock` of a key for Redis and applies it here.
+    #[napi(
+        js_name = "_storeCommand",
+        ts_args_type = "op: string, key: string, ms?: number"
+    )]
+    pub fn store_command(&self, env: Env, op: String, key: JsKey, ms: Option<f64>) -> Result<()> {
+        let Some(remote) = &self.shared.remote else {
+            return Ok(());
+        };
+        let (op, ms) = match op.as_str() {
+            "reset" => (Op::Reset, 0),
+            "unblock" => (Op::Block, 0),
+            _ => (
+                Op::Block,
+                block_millis("ms", ms.unwrap_or(0.0), false)
+                    .map_err(|e| throw_invalid(env.raw(), e))?,
+            ),
+        };
+        let mut limiter = self.shared.limiter.borrow_mut();
+        remote
+            .core
+            .borrow_mut()
+            .command(&mut limiter, op, key.as_str(), ms);
+        Ok(())
+    }
+
+    /// Internal (used by `close`): stops the store thread once it has answered what was sent.
+    #[napi(js_name = "_closeStore")]
+    pub fn close_store(&self) {
+        if let Some(remote) = &self.shared.remote {
+            remote.core.borrow_mut().close();
+        }
+    }
+
+    /// Counters of the remote store; absent for an in-memory limiter.
+    #[napi(js_name = "_storeStats")]
+    pub fn store_stats(&self) -> Option<StoreStats> {
+        let remote = self.shared.remote.as_ref()?;
+        let now = self.shared.limiter.borrow().now();
+        let s = remote.core.borrow().stats(now);
+        Some(StoreStats {
+            kind: "redis".into(),
+            batches: s.batches as f64,
+            round_trips: s.round_trips as f64,
+            commands: s.commands as f64,
+            local_refusals: s.local_refusals as f64,
+            fallback_decisions: s.fallback_decisions as f64,
+            errors: s.store_errors as f64,
+            script_reloads: s.script_reloads as f64,
+            connects: s.connects as f64,
+            breaker_open: s.breaker_open,
+            last_error: s.last_error,
         })
     }
 
@@ -432,7 +857,13 @@ impl RateLimiterBinding {
     /// A snapshot of the counters.
     #[napi]
     pub fn stats(&self) -> RateLimiterStats {
-        let s = self.shared.limiter.borrow_mut().stats();
+        let mut s = self.shared.limiter.borrow_mut().stats();
+        if let Some(remote) = &self.shared.remote {
+            let r = remote.core.borrow().stats(0);
+            s.allowed += r.allowed;
+            s.rejected += r.rejected;
+            s.blocked += r.blocked;
+        }
         let ms = |micros: u64| micros as f64 / 1_000.0;
         RateLimiterStats {
             allowed: s.allowed as f64,

@@ -3,12 +3,16 @@
 //!
 //! Read in this order: `bucket` (one bucket as one timestamp), `store` (where buckets live and
 //! how memory stays bounded), `fair_queue` (the order in which waiters are served),
-//! `rate_limiter` (the decisions), and last `binding` (the JS class).
+//! `rate_limiter` (the decisions), and last `binding` (the JS class). A limiter shared by many
+//! processes keeps its buckets in Redis: `redis_store` (the script and the I/O thread) and
+//! `remote` (batching, the refusal cache, and what happens while Redis is away).
 
 pub(crate) mod binding;
 pub mod bucket;
 pub mod fair_queue;
 pub mod rate_limiter;
+pub mod redis_store;
+pub mod remote;
 pub mod store;
 
 pub use bucket::{Bucket, Limits};

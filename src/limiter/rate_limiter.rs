@@ -310,6 +310,14 @@ impl<S: BucketStore> RateLimiter<S> {
         Ok(())
     }
 
+    /// The limits of `key` when a request of `cost` could ever be served under them (and under
+    /// the shared budget); the error a decision would give otherwise.
+    pub fn admissible(&self, key: &str, cost: f64) -> Result<Limits, InvalidInput> {
+        let limits = self.limits_for(key);
+        self.check_cost(&limits, cost)?;
+        Ok(limits)
+    }
+
     /// Decides one request now: takes `cost` tokens from the key (and the shared budget) when
     /// both hold them, and otherwise takes nothing.
     #[inline]
