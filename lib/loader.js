@@ -43,11 +43,6 @@ class Batch {
     this.keys = []
     /** resolve, reject, resolve, reject... in the order of `keys`. */
     this.settlers = []
-    const settlers = this.settlers
-    /** The executor of every promise of the batch (one closure per batch, not per key). */
-    this.capture = (resolve, reject) => {
-      settlers.push(resolve, reject)
-    }
   }
 }
 
@@ -174,7 +169,11 @@ class Loader {
       batch = this.#newBatch()
     }
     batch.keys.push(key)
-    const promise = new Promise(batch.capture)
+    const settlers = batch.settlers
+    // a function literal here, not one executor per batch: V8 inlines a literal executor
+    const promise = new Promise((resolve, reject) => {
+      settlers.push(resolve, reject)
+    })
     if (cache !== null) {
       cache.set(cacheKey, promise)
       if (this.#maxCacheSize !== Infinity && cache.size > this.#maxCacheSize) cache.delete(cache.keys().next().value)
