@@ -152,9 +152,9 @@ export declare class QueryOptimizer {
   /** Creates an optimizer; every option is validated and unknown options are refused. */
   constructor(options?: QueryOptimizerOptions)
   /**
-   * Internal: fingerprints `sql` (and analyzes it in the same parse when `analyzeToo`);
-   * returns the fingerprint, rules, operation and normalized text in one string (see
-   * [`LEARNED_HEADER`]).
+   * Internal: fingerprints `sql` from its tokens and, when `analyzeToo`, parses it for the
+   * rules it breaks; returns the fingerprint, rules, operation and normalized text in one
+   * string (see `LEARNED_HEADER`).
    */
   _learn(sql: string, analyzeToo: boolean): string
   /**

@@ -283,9 +283,9 @@ impl QueryOptimizerBinding {
         })
     }
 
-    /// Internal: fingerprints `sql` (and analyzes it in the same parse when `analyzeToo`);
-    /// returns the fingerprint, rules, operation and normalized text in one string (see
-    /// [`LEARNED_HEADER`]).
+    /// Internal: fingerprints `sql` from its tokens and, when `analyzeToo`, parses it for the
+    /// rules it breaks; returns the fingerprint, rules, operation and normalized text in one
+    /// string (see `LEARNED_HEADER`).
     #[napi(js_name = "_learn")]
     pub fn learn(&self, sql: String, analyze_too: bool) -> String {
         if !analyze_too {

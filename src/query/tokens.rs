@@ -1,14 +1,15 @@
 //! Token-level SQL: a small iterative scanner that every statement can go through, whatever its
 //! size, depth or syntax.
 //!
-//! It serves two purposes. Before the real parser runs, [`scan`] measures a statement (paren
-//! depth, the longest chain of binary operators, the token count) so that a statement whose
-//! syntax tree would be too deep to walk safely is kept away from the parser. And for every
-//! statement the parser rejects (or that is kept away from it), [`normalize`] gives the
-//! normalized text from the tokens alone: literals and placeholders become `?`, comments and
-//! extra whitespace go, keywords are upper case and unquoted identifiers lower case, and IN lists
-//! and VALUES rows of placeholders collapse to one. Nothing here recurses, so 10 MB of SQL or
-//! 10,000 nested parentheses cost time linear in their length and no stack.
+//! It serves two purposes. Every fingerprint comes from it: [`normalize_pieces`] gives the
+//! normalized text from the tokens (of [`scan`], or of sqlparser's lexer, which the tests
+//! compare): literals and placeholders become `?`, comments and extra whitespace go, keywords
+//! are upper case and unquoted identifiers lower case, and IN lists, ARRAYs of values and VALUES
+//! rows of values collapse to one. And before the real parser runs, [`scan`] measures a
+//! statement (paren depth, the longest chain of binary operators, the token count) so that a
+//! statement whose syntax tree would be too deep to walk safely is kept away from the parser.
+//! Nothing here recurses, so 10 MB of SQL or 10,000 nested parentheses cost time linear in their
+//! length and no stack.
 
 use std::borrow::Cow;
 
