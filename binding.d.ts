@@ -151,8 +151,18 @@ export type PersistentCacheBinding = PersistentCache
 export declare class QueryOptimizer {
   /** Creates an optimizer; every option is validated and unknown options are refused. */
   constructor(options?: QueryOptimizerOptions)
-  /** Internal: fingerprints `sql` (and analyzes it in the same parse when `analyzeToo`). */
-  _learn(sql: string, analyzeToo: boolean): LearnedStatement
+  /**
+   * Internal: fingerprints `sql` from its tokens and, when `analyzeToo`, parses it for the
+   * rules it breaks; returns the fingerprint, rules, operation and normalized text in one
+   * string (see `LEARNED_HEADER`).
+   */
+  _learn(sql: string, analyzeToo: boolean): string
+  /**
+   * Internal: what `_learn(sql, false)` returns, for the dialect of code `dialect` (see
+   * `Dialect::from_code`). Static: a fingerprint needs nothing of an optimizer's state, and
+   * a static call skips unwrapping and borrowing the instance.
+   */
+  static _fingerprint(sql: string, dialect: number): string
   /** The anti-pattern findings of `sql` (see the README's rules table). */
   _analyze(sql: string): Array<QueryFinding>
   /**
@@ -419,24 +429,6 @@ export interface GrantedWaiter {
   id: number
   /** Its decision. */
   decision: RateLimitDecision
-}
-
-/** What the facade keeps about a statement it saw for the first time. */
-export interface LearnedStatement {
-  /** 16 hex digits. */
-  fingerprint: string
-  /** The statement with every literal as `?`. */
-  normalized: string
-  /** High 32 bits of the fingerprint. */
-  hi: number
-  /** Low 32 bits of the fingerprint. */
-  lo: number
-  /** The rules the statement broke, as a bit set (-1 when not analyzed). */
-  rules: number
-  /** Its operation (`SELECT`, `INSERT`, ...), empty when unknown. */
-  operation: string
-  /** Whether the SQL parser read it (false: normalized from its tokens). */
-  parsed: boolean
 }
 
 /** One N+1 finding. */

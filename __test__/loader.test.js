@@ -74,6 +74,50 @@ test('maxBatchSize, batch: false, cache: false, cacheKeyFn, prime, clear, clearA
   assert.deepEqual(order, ['scheduled', 'scheduled'])
 })
 
+test('several loaders: batches dispatch and settle in the order DataLoader gives, around promise jobs and ticks', async () => {
+  /** The log of batches and settled loads of a script over three loaders made by `Make`. */
+  async function log(Make) {
+    const events = []
+    const make = (name, options) => new Make(async (keys) => {
+      events.push(`batch ${name} [${keys}]`)
+      // a batch function that loads from another loader while it runs
+      if (name === 'a' && keys.includes(9)) events.push(`nested ${await other.load(99)}`)
+      return keys.map((k) => `${name}${k}`)
+    }, options)
+    const a = make('a')
+    const b = make('b')
+    const c = make('c', { batchScheduleFn: (fn) => setTimeout(fn, 0) })
+    const other = make('o')
+    const track = (p) => p.then((v) => events.push(`got ${v}`))
+    const loads = [track(a.load(1)), track(b.load(1)), track(c.load(1))]
+    process.nextTick(() => loads.push(track(b.load(2))))
+    Promise.resolve().then(() => loads.push(track(a.load(2))))
+    await null
+    loads.push(track(a.load(3)), track(c.load(2)))
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    loads.push(track(b.load(3)), track(a.load(9)))
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    await Promise.all(loads)
+    return events
+  }
+  const reference = await log(DataLoader)
+  assert.deepEqual(await log(Loader), reference)
+  assert.ok(reference.includes('nested o99'))
+})
+
+test('a batch function whose values cannot be read, or whose thenable throws, rejects the batch', async () => {
+  const badValue = new Loader(async (keys) => {
+    const values = keys.map((k) => k)
+    Object.defineProperty(values, 1, { get() { throw new Error('unreadable value') } })
+    return values
+  })
+  const results = await Promise.all([settle(badValue.load(1)), settle(badValue.load(2))])
+  assert.deepEqual(results, [{ ok: 1 }, { error: 'unreadable value' }])
+  const badThen = new Loader(() => ({ then() { throw new Error('then threw') } }))
+  assert.deepEqual(await settle(badThen.load(1)), { error: 'then threw' })
+  assert.equal(badThen.stats().failedBatches, 1)
+})
+
 test('a batch function with the wrong number of values rejects the batch with a clear error, and caches nothing', async () => {
   let calls = 0
   const loader = new Loader(async (keys) => {

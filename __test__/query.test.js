@@ -36,6 +36,8 @@ describe('fingerprint', () => {
       ['SELECT * FROM t WHERE id = 1', 'select *   from t\n -- x\n where id = 42', 'SELECT * FROM t /* c */ WHERE id = $1', "SELECT * FROM t WHERE id = 'z'"],
       ['SELECT a FROM t WHERE b IN (1, 2, 3)', 'SELECT a FROM t WHERE b IN ($1)', 'select a from t where b in (7,8,9,10,11)'],
       ['INSERT INTO t (a, b) VALUES (1, 2)', 'INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)'],
+      ['SELECT a FROM t WHERE b != 1', 'SELECT a FROM t WHERE b <> -2.5', "select A from T where B<>E'x'"],
+      ['SELECT a FROM t WHERE b = ANY(ARRAY[1, 2, 3])', 'SELECT a FROM t WHERE b = ANY(ARRAY[$1])'],
     ]
     for (const group of groups) {
       const prints = new Set(group.map((sql) => qo.fingerprint(sql).fingerprint))
@@ -52,6 +54,11 @@ describe('fingerprint', () => {
       'SELECT a FROM t WHERE id = 1 ORDER BY a',
       'SELECT a FROM t WHERE id = 1 AND b = 2',
       'SELECT a FROM t WHERE id = 1 OR b = 2',
+      'SELECT a FROM t WHERE id IS NULL',
+      'SELECT a FROM t WHERE id IS NOT NULL',
+      'SELECT a FROM t WHERE id = 1 AND (b = 2 OR c = 3)',
+      'SELECT a FROM t WHERE (id = 1 AND b = 2) OR c = 3',
+      'SELECT "A" FROM t WHERE id = 1',
     ]
     const prints = new Set(shapes.map((sql) => qo.fingerprint(sql).fingerprint))
     assert.equal(prints.size, shapes.length)

@@ -11,18 +11,38 @@ const { invalidArgument, invalidOption, describe } = require('./errors')
 const LOADER_OPTIONS = new Set(['batch', 'maxBatchSize', 'batchScheduleFn', 'cache', 'cacheKeyFn', 'cacheMap', 'name', 'maxCacheSize'])
 const resolved = Promise.resolve()
 
-/** Runs `fn` after the promise jobs already queued, on the next tick. */
-function afterPromiseJobs(fn) {
-  resolved.then(() => process.nextTick(fn))
+// The default schedule, shared by every loader: batches wait in `pending` in the order they were
+// scheduled, and each one queues a promise job that queues a tick that dispatches the oldest
+// pending batch. That is the same order and the same turn as a callback per batch (a resolved
+// promise, then process.nextTick), without two closures per batch.
+// `pending` keeps its length (the most batches ever pending at once) so that a batch per turn
+// reuses a slot instead of growing and trimming the array.
+const pending = []
+let pendingHead = 0
+let pendingTail = 0
+function dispatchOldest() {
+  const batch = pending[pendingHead]
+  pending[pendingHead++] = undefined
+  if (pendingHead === pendingTail) {
+    pendingHead = 0
+    pendingTail = 0
+  }
+  dispatchBatch(batch.loader, batch)
+}
+/** `loader.#dispatch(batch)`, for the shared schedule (set in the class's static block). */
+let dispatchBatch
+function tickThenDispatch() {
+  process.nextTick(dispatchOldest)
 }
 
-/** One batch being collected: keys and, per key, its promise's settle functions. */
+/** One batch being collected: its keys and, per key, its promise's resolve and reject. */
 class Batch {
-  constructor() {
+  constructor(loader) {
+    this.loader = loader
     this.dispatched = false
     this.keys = []
-    this.resolves = []
-    this.rejects = []
+    /** resolve, reject, resolve, reject... in the order of `keys`. */
+    this.settlers = []
   }
 }
 
@@ -31,8 +51,13 @@ function isArrayLike(value) {
 }
 
 class Loader {
+  static {
+    dispatchBatch = (loader, batch) => loader.#dispatch(batch)
+  }
+
   #batchFn
   #maxBatchSize
+  /** options.batchScheduleFn, or null for the shared default schedule. */
   #schedule
   #cacheKeyFn
   #cache
@@ -55,7 +80,7 @@ class Loader {
       // the common case (a loader per request): no option to read
       this.#batchFn = batchFn
       this.#maxBatchSize = Infinity
-      this.#schedule = afterPromiseJobs
+      this.#schedule = null
       this.#cacheKeyFn = null
       this.#cache = new Map()
       this.#maxCacheSize = Infinity
@@ -119,7 +144,7 @@ class Loader {
     }
     this.#batchFn = batchFn
     this.#maxBatchSize = maxBatchSize
-    this.#schedule = opts.batchScheduleFn || afterPromiseJobs
+    this.#schedule = opts.batchScheduleFn || null
     this.#cacheKeyFn = opts.cacheKeyFn || null
     this.#cache = cache
     this.#maxCacheSize = maxCacheSize
@@ -144,13 +169,14 @@ class Loader {
       batch = this.#newBatch()
     }
     batch.keys.push(key)
+    const settlers = batch.settlers
+    // a function literal here, not one executor per batch: V8 inlines a literal executor
     const promise = new Promise((resolve, reject) => {
-      batch.resolves.push(resolve)
-      batch.rejects.push(reject)
+      settlers.push(resolve, reject)
     })
     if (cache !== null) {
       cache.set(cacheKey, promise)
-      if (cache.size > this.#maxCacheSize) cache.delete(cache.keys().next().value)
+      if (this.#maxCacheSize !== Infinity && cache.size > this.#maxCacheSize) cache.delete(cache.keys().next().value)
     }
     return promise
   }
@@ -209,9 +235,14 @@ class Loader {
   }
 
   #newBatch() {
-    const batch = new Batch()
+    const batch = new Batch(this)
     this.#batch = batch
-    this.#schedule(() => this.#dispatch(batch))
+    if (this.#schedule === null) {
+      pending[pendingTail++] = batch
+      resolved.then(tickThenDispatch)
+    } else {
+      this.#schedule(() => this.#dispatch(batch))
+    }
     return batch
   }
 
@@ -224,41 +255,49 @@ class Loader {
     this.#batches++
     this.#keys += keys.length
     if (keys.length > this.#largestBatch) this.#largestBatch = keys.length
-    let returned
     try {
-      returned = this.#batchFn(keys)
+      const returned = this.#batchFn(keys)
+      if (returned === null || typeof returned !== 'object' || typeof returned.then !== 'function') {
+        this.#fail(batch, invalidArgument(TypeError, `the loader's batch function must return a promise of an array of values, but it returned ${describe(returned)}`))
+        return
+      }
+      returned.then(
+        (values) => this.#settle(batch, values),
+        (error) => this.#fail(batch, error),
+      )
     } catch (error) {
       this.#fail(batch, error)
-      return
     }
-    if (returned === null || typeof returned !== 'object' || typeof returned.then !== 'function') {
-      this.#fail(batch, invalidArgument(TypeError, `the loader's batch function must return a promise of an array of values, but it returned ${describe(returned)}`))
-      return
-    }
-    returned.then(
-      (values) => {
-        if (!isArrayLike(values)) {
-          throw invalidArgument(TypeError, `the loader's batch function must resolve to an array of values, one per key, but it resolved to ${describe(values)}`)
-        }
-        if (values.length !== keys.length) {
-          throw invalidArgument(TypeError, `the loader's batch function returned ${values.length} values for ${keys.length} keys: it must return exactly one value (or Error) per key, in the order of the keys`)
-        }
-        const { resolves, rejects } = batch
-        for (let i = 0; i < keys.length; i++) {
-          const value = values[i]
-          if (value instanceof Error) rejects[i](value)
-          else resolves[i](value)
-        }
-      },
-    ).catch((error) => this.#fail(batch, error))
   }
 
-  /** A failed batch rejects every key and caches none of them. */
+  /** Settles every key of `batch` with its value; a value that is an Error rejects its key only. */
+  #settle(batch, values) {
+    const keys = batch.keys
+    try {
+      if (!isArrayLike(values)) {
+        throw invalidArgument(TypeError, `the loader's batch function must resolve to an array of values, one per key, but it resolved to ${describe(values)}`)
+      }
+      if (values.length !== keys.length) {
+        throw invalidArgument(TypeError, `the loader's batch function returned ${values.length} values for ${keys.length} keys: it must return exactly one value (or Error) per key, in the order of the keys`)
+      }
+      const settlers = batch.settlers
+      for (let i = 0; i < keys.length; i++) {
+        const value = values[i]
+        if (value instanceof Error) settlers[2 * i + 1](value)
+        else settlers[2 * i](value)
+      }
+    } catch (error) {
+      this.#fail(batch, error)
+    }
+  }
+
+  /** A failed batch rejects every key not settled yet and caches none of them. */
   #fail(batch, error) {
     this.#failedBatches++
+    const settlers = batch.settlers
     for (let i = 0; i < batch.keys.length; i++) {
       this.clear(batch.keys[i])
-      batch.rejects[i](error)
+      settlers[2 * i + 1](error)
     }
   }
 }

@@ -7,13 +7,16 @@
 // references into arrays; the buffer crosses into the addon once per 256 calls or once per
 // event-loop turn (a setImmediate), whichever comes first, and anything that reads
 // the figures (stats, nPlusOne) flushes it first. Only the first sight of a statement crosses on
-// its own: one parse gives the fingerprint, the normalized text and the rules it breaks.
+// its own, and comes back as one string: the fingerprint, the rules it breaks (when recorded),
+// its operation and its normalized text.
 const { EventEmitter } = require('node:events')
 const binding = require('../binding.js')
 const { Loader } = require('./loader')
 const { invalidArgument, invalidOption, describe } = require('./errors')
 
 const RECORD_WIDTH = 6
+/** Where the operation starts in what `_learn` returns (`LEARNED_HEADER` in src/query/binding.rs). */
+const LEARNED_HEADER = 24
 const BATCH = 256
 const DEFAULT_CACHE_SIZE = 5000
 const DEFAULT_CACHE_BYTES = 16 << 20
@@ -21,19 +24,29 @@ const SORT_BY = new Set(['totalMs', 'calls', 'p95Ms', 'errors'])
 const STATS_OPTIONS = new Set(['top', 'sortBy'])
 const RECORD_OPTIONS = new Set(['traceId', 'rows', 'error'])
 const INSTRUMENT_OPTIONS = new Set(['tracer'])
+/** Dialect codes of the addon's static `_fingerprint` (`Dialect::from_code`). */
+const DIALECT_CODES = { postgres: 0, mysql: 1, sqlite: 2, generic: 3 }
+const nativeFingerprint = binding.QueryOptimizer._fingerprint
 const DB_SYSTEM = { postgres: 'postgresql', mysql: 'mysql', sqlite: 'sqlite', generic: 'other_sql' }
 
 /** What the optimizer keeps about a statement text it has seen. */
 class Statement {
+  /**
+   * @param {string} learned what the addon's `_learn` returns: 16 hex digits of fingerprint, 8 of
+   * rule bit set (`--------` when not analyzed), the operation, a space, the normalized text.
+   */
   constructor(learned) {
+    const space = learned.indexOf(' ', LEARNED_HEADER)
+    const fingerprint = learned.slice(0, 16)
+    const normalized = learned.slice(space + 1)
     /** What `fingerprint()` returns (frozen, shared by every call). */
-    this.result = Object.freeze({ fingerprint: learned.fingerprint, normalized: learned.normalized })
-    this.normalized = learned.normalized
-    this.hi = learned.hi
-    this.lo = learned.lo
+    this.result = Object.freeze({ fingerprint, normalized })
+    this.normalized = normalized
+    this.hi = parseInt(learned.slice(0, 8), 16)
+    this.lo = parseInt(learned.slice(8, 16), 16)
     /** Rule bit set; -1 until analyzed. */
-    this.rules = learned.rules
-    this.operation = learned.operation
+    this.rules = learned.charCodeAt(16) === 45 /* - */ ? -1 : parseInt(learned.slice(16, LEARNED_HEADER), 16)
+    this.operation = learned.slice(LEARNED_HEADER, space)
   }
 }
 
@@ -48,6 +61,7 @@ function readCount(opts, name, fallback) {
 class QueryOptimizer extends EventEmitter {
   #native
   #dialect
+  #dialectCode
   #cache = new Map()
   #cacheSize
   #cacheBytes
@@ -70,6 +84,7 @@ class QueryOptimizer extends EventEmitter {
     this.#native = new binding.QueryOptimizer(options)
     const opts = options || {}
     this.#dialect = opts.dialect === undefined ? 'postgres' : opts.dialect
+    this.#dialectCode = DIALECT_CODES[this.#dialect]
     this.#cacheSize = readCount(opts, 'cacheSize', DEFAULT_CACHE_SIZE)
     this.#cacheBytes = readCount(opts, 'cacheBytes', DEFAULT_CACHE_BYTES)
     this.#slowMs = opts.slowQueryMs === undefined ? Infinity : opts.slowQueryMs
@@ -214,7 +229,7 @@ class QueryOptimizer extends EventEmitter {
   }
 
   #learn(sql, analyze) {
-    const statement = new Statement(this.#native._learn(sql, analyze))
+    const statement = new Statement(analyze ? this.#native._learn(sql, true) : nativeFingerprint(sql, this.#dialectCode))
     const cache = this.#cache
     if (this.#cacheSize > 0 && sql.length <= this.#cacheBytes >>> 3) {
       if (cache.has(sql)) {

@@ -2,11 +2,11 @@
 //! the record buffer, events, `instrument` and `loader`).
 //!
 //! The facade crosses into this class only when the work pays for it: the first sight of a
-//! statement (`_learn`: parse, analyze, normalize, hash, in one parse), `analyze`, and one
-//! `_flush` per batch of recorded calls. A batch is a `Float64Array` of [`RECORD_WIDTH`] numbers
-//! per call, beside two arrays of the calls' normalized texts and trace ids; a text is read only
-//! when its fingerprint is new to the statistics table, so a batch of known statements converts
-//! no string but the trace ids.
+//! statement (`_learn`: lex, normalize and hash, and parse for the rules when asked; one string
+//! back), `analyze`, and one `_flush` per batch of recorded calls. A batch is a `Float64Array`
+//! of [`RECORD_WIDTH`] numbers per call, beside two arrays of the calls' normalized texts and
+//! trace ids; a text is read only when its fingerprint is new to the statistics table, so a
+//! batch of known statements converts no string but the trace ids.
 
 use std::cell::RefCell;
 
@@ -14,7 +14,9 @@ use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, Unknown};
 use napi_derive::napi;
 
-use super::fingerprint::{fingerprint_with, hex, parse_with, Dialect, Limits, NotParsed};
+use super::fingerprint::{
+    fingerprint, fingerprint_with, hex, parse_with, Dialect, Fingerprint, Limits, NotParsed,
+};
 use super::nplusone::{NPlusOne, NPlusOneConfig};
 use super::optimizer::{Record, Recorder};
 use super::rules::{analyze, parse_error, Finding, RuleConfig};
@@ -135,24 +137,13 @@ fn read_config(env: Env, options: Unknown) -> std::result::Result<Config, Invali
     Ok(config)
 }
 
-/// What the facade keeps about a statement it saw for the first time.
-#[napi(object)]
-pub struct LearnedStatement {
-    /// 16 hex digits.
-    pub fingerprint: String,
-    /// The statement with every literal as `?`.
-    pub normalized: String,
-    /// High 32 bits of the fingerprint.
-    pub hi: u32,
-    /// Low 32 bits of the fingerprint.
-    pub lo: u32,
-    /// The rules the statement broke, as a bit set (-1 when not analyzed).
-    pub rules: i64,
-    /// Its operation (`SELECT`, `INSERT`, ...), empty when unknown.
-    pub operation: String,
-    /// Whether the SQL parser read it (false: normalized from its tokens).
-    pub parsed: bool,
-}
+/// Where the normalized text starts in what `_learn` returns: 16 hex digits of the
+/// fingerprint, then 8 hex digits of the rule bit set (`--------` when not analyzed), then the
+/// operation (`SELECT`, `INSERT`, ..., ASCII letters, possibly none) and one space.
+///
+/// One string, because a statement's first sight crosses back with everything the facade keeps
+/// about it: an object of seven properties cost more to build than the rest of the crossing.
+pub const LEARNED_HEADER: usize = 24;
 
 /// One anti-pattern finding.
 #[napi(object)]
@@ -250,6 +241,24 @@ pub struct QueryOptimizerBinding {
     recorder: RefCell<Recorder>,
 }
 
+/// The string `_learn` returns (see [`LEARNED_HEADER`]).
+fn learned(fp: &Fingerprint, rules: Option<u32>) -> String {
+    use std::fmt::Write;
+    let mut out =
+        String::with_capacity(LEARNED_HEADER + fp.operation.len() + 1 + fp.normalized.len());
+    let _ = write!(out, "{:016x}", fp.id);
+    match rules {
+        Some(mask) => {
+            let _ = write!(out, "{mask:08x}");
+        }
+        None => out.push_str("--------"),
+    }
+    out.push_str(&fp.operation);
+    out.push(' ');
+    out.push_str(&fp.normalized);
+    out
+}
+
 /// Reads a JS string element of `array`, or `None`.
 fn string_at(array: &Array, index: u32) -> Option<String> {
     array.get::<String>(index).ok().flatten()
@@ -274,32 +283,34 @@ impl QueryOptimizerBinding {
         })
     }
 
-    /// Internal: fingerprints `sql` (and analyzes it in the same parse when `analyzeToo`).
+    /// Internal: fingerprints `sql` from its tokens and, when `analyzeToo`, parses it for the
+    /// rules it breaks; returns the fingerprint, rules, operation and normalized text in one
+    /// string (see `LEARNED_HEADER`).
     #[napi(js_name = "_learn")]
-    pub fn learn(&self, sql: String, analyze_too: bool) -> LearnedStatement {
-        let rules = &self.rules;
-        let (fp, findings, not_parsed) =
-            fingerprint_with(&sql, self.dialect, &self.limits, |statements| {
-                if analyze_too {
-                    analyze(statements, rules)
-                } else {
-                    Vec::new()
-                }
-            });
-        let mask = match (analyze_too, findings, not_parsed) {
-            (false, _, _) => -1,
-            (true, Some(findings), _) => rule_mask(findings.iter().map(|f| f.rule)) as i64,
-            (true, None, _) => rule_mask(["parse-error"]) as i64,
-        };
-        LearnedStatement {
-            fingerprint: hex(fp.id),
-            hi: (fp.id >> 32) as u32,
-            lo: fp.id as u32,
-            normalized: fp.normalized,
-            rules: mask,
-            operation: fp.operation,
-            parsed: fp.parsed,
+    pub fn learn(&self, sql: String, analyze_too: bool) -> String {
+        if !analyze_too {
+            return learned(&fingerprint(&sql, self.dialect), None);
         }
+        let rules = &self.rules;
+        let (fp, findings, _) = fingerprint_with(&sql, self.dialect, &self.limits, |statements| {
+            analyze(statements, rules)
+        });
+        let mask = match findings {
+            Some(findings) => rule_mask(findings.iter().map(|f| f.rule)),
+            None => rule_mask(["parse-error"]),
+        };
+        learned(&fp, Some(mask))
+    }
+
+    /// Internal: what `_learn(sql, false)` returns, for the dialect of code `dialect` (see
+    /// `Dialect::from_code`). Static: a fingerprint needs nothing of an optimizer's state, and
+    /// a static call skips unwrapping and borrowing the instance.
+    #[napi(js_name = "_fingerprint")]
+    pub fn fingerprint_in(sql: String, dialect: u32) -> String {
+        learned(
+            &fingerprint(&sql, Dialect::from_code(dialect).unwrap_or_default()),
+            None,
+        )
     }
 
     /// The anti-pattern findings of `sql` (see the README's rules table).

@@ -1,26 +1,34 @@
 //! Fingerprints: one stable 64-bit id per statement shape, and the shape itself as normalized
 //! text.
 //!
-//! A statement is parsed by `sqlparser` for its dialect; the syntax tree is normalized (every
-//! literal and placeholder becomes `?`, unquoted identifiers are lower-cased, an IN list or an
-//! ARRAY of values keeps one value, VALUES rows that are all alike keep one row) and printed
-//! back, which also settles keyword case, whitespace and comments. The fingerprint is the 64-bit
-//! FNV-1a hash of that text, so it is the same across processes, machines and versions of the
-//! package for as long as the normalized text is.
+//! A statement's tokens are read by the scanner of [`super::tokens`] for its dialect (strings,
+//! quoted identifiers, comments, dollar quotes, placeholders and operators as that dialect
+//! writes them) and normalized: every literal and placeholder becomes `?`, comments and
+//! whitespace go, reserved words are upper case and unquoted identifiers lower case, an IN list
+//! or an ARRAY of values keeps one value, VALUES rows that are all alike keep one row. The
+//! fingerprint is the 64-bit FNV-1a hash of that text, so it is the same across processes,
+//! machines and versions of the package for as long as the normalized text is.
 //!
-//! Statements the parser rejects, and statements it is kept away from (see [`Limits`]), are
-//! normalized from their tokens instead (see [`super::tokens`]): they still get a fingerprint,
-//! never an error.
+//! Why tokens and not the syntax tree: on the benchmark corpus of OLTP statements (see
+//! `benches/query.rs` and the README), sqlparser's parse alone costs about twice the time
+//! allowed for a first-sight fingerprint, and its lexer alone more than half of it; the scanner
+//! with the normalization costs a fraction. A statement's shape is its token sequence once
+//! literals, lists and rows are folded, which the tree printed back gave no more precisely.
+//! The scanner is checked against sqlparser's lexer: [`normalize_lexed`] gives the same text
+//! from the lexer's tokens, and the tests compare the two on the whole corpus. The full parse
+//! stays for what needs the tree, the anti-pattern rules ([`fingerprint_with`] runs both).
+//!
+//! The scanner never fails and never recurses: every statement gets a fingerprint, whatever its
+//! size, depth or syntax, and never an error.
 
-use std::ops::ControlFlow;
+use std::borrow::Cow;
 
-use sqlparser::ast::{
-    Expr, InTarget, SetExpr, Statement, UnaryOperator, Value, ValueWithSpan, VisitMut, VisitorMut,
-};
+use sqlparser::ast::Statement;
 use sqlparser::dialect::{GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::tokens;
+use super::tokens::{self, Normalized, TokenKind};
 
 /// The SQL dialects the parser reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -48,6 +56,17 @@ impl Dialect {
         }
     }
 
+    /// The dialect of a code: 0 postgres, 1 mysql, 2 sqlite, 3 generic (the order of
+    /// [`Dialect::NAMES`]).
+    pub fn from_code(code: u32) -> Option<Dialect> {
+        Self::NAMES
+            .get(code as usize)
+            .and_then(|name| Self::from_name(name))
+    }
+
+    /// The dialect names, in the order of their codes.
+    pub const NAMES: [&'static str; 4] = ["postgres", "mysql", "sqlite", "generic"];
+
     fn parser_dialect(self) -> &'static dyn sqlparser::dialect::Dialect {
         match self {
             Dialect::Postgres => &PostgreSqlDialect {},
@@ -61,9 +80,9 @@ impl Dialect {
 /// Where the parser stops and the token-level normalization takes over.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Statements longer than this (in bytes) are not parsed: parsing 10 MB takes far longer
-    /// than normalizing its tokens, and such statements are bulk loads whose shape the tokens
-    /// give as well.
+    /// Statements longer than this (in bytes) are not parsed (their fingerprint never needs the
+    /// parser): parsing 10 MB takes far longer than scanning it, and such statements are bulk
+    /// loads that no rule is about.
     pub max_parse_bytes: usize,
     /// The parser's recursion limit (nested subqueries, parentheses, expressions).
     pub recursion_limit: usize,
@@ -98,8 +117,6 @@ pub struct Fingerprint {
     pub id: u64,
     /// The statement with every literal as `?`.
     pub normalized: String,
-    /// Whether the parser read it (false: normalized from its tokens).
-    pub parsed: bool,
     /// The statement's operation in upper case (`SELECT`, `INSERT`, ...), empty when unknown.
     pub operation: String,
 }
@@ -181,40 +198,29 @@ pub fn parse_with<T>(
     result.map_err(|message| (NotParsed::Rejected(message), scanned))
 }
 
-/// Parses `sql` and runs `inspect` on the statements, then normalizes and prints them; falls
-/// back to the tokens when the statement is not parsed. Returns the fingerprint, what
-/// `inspect` returned (`None` when not parsed), and why it was not parsed.
+/// The fingerprint of `sql`, and `inspect` run on its parsed statements: `None` when they are
+/// not parsed, with why.
 pub fn fingerprint_with<T>(
     sql: &str,
     dialect: Dialect,
     limits: &Limits,
     inspect: impl FnOnce(&[Statement]) -> T,
 ) -> (Fingerprint, Option<T>, Option<NotParsed>) {
-    let parsed = parse_with(sql, dialect, limits, |mut statements| {
-        let inspected = inspect(&statements);
-        let _ = statements.visit(&mut Normalizer);
-        let normalized = print(&statements);
-        let operation = operation_of(&statements[0]);
-        let id = fnv1a(normalized.as_bytes());
-        (
-            Fingerprint {
-                id,
-                normalized,
-                parsed: true,
-                operation,
-            },
-            inspected,
-        )
-    });
-    match parsed {
-        Ok((fingerprint, inspected)) => (fingerprint, Some(inspected), None),
-        Err((why, scan)) => (from_tokens(sql, dialect, scan), None, Some(why)),
+    let fingerprint = fingerprint(sql, dialect);
+    match parse_with(sql, dialect, limits, |statements| inspect(&statements)) {
+        Ok(inspected) => (fingerprint, Some(inspected), None),
+        Err((why, _)) => (fingerprint, None, Some(why)),
     }
 }
 
 /// The fingerprint of `sql` (see the module documentation).
-pub fn fingerprint(sql: &str, dialect: Dialect, limits: &Limits) -> Fingerprint {
-    fingerprint_with(sql, dialect, limits, |_| ()).0
+pub fn fingerprint(sql: &str, dialect: Dialect) -> Fingerprint {
+    let normalized = scan_normalized(sql, dialect);
+    Fingerprint {
+        id: fnv1a(normalized.text.as_bytes()),
+        normalized: normalized.text,
+        operation: normalized.operation,
+    }
 }
 
 /// Runs `f` on a fresh stack segment: for statements whose tree is large, so that walking,
@@ -223,128 +229,109 @@ fn with_big_stack<R>(f: impl FnOnce() -> R) -> R {
     stacker::grow(BIG_STACK_BYTES, f)
 }
 
-/// The token-level fingerprint.
-fn from_tokens(sql: &str, dialect: Dialect, scan: Option<tokens::Scan>) -> Fingerprint {
-    let scan = scan.unwrap_or_else(|| tokens::scan(sql, dialect));
-    let normalized = tokens::normalize(sql, &scan);
-    let operation = normalized
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .filter(|w| !w.is_empty() && tokens::is_keyword(w))
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    Fingerprint {
-        id: fnv1a(normalized.as_bytes()),
-        normalized,
-        parsed: false,
-        operation,
-    }
+/// The normalization of the token scanner's tokens.
+fn scan_normalized(sql: &str, dialect: Dialect) -> Normalized {
+    let scan = tokens::scan(sql, dialect);
+    tokens::normalize_pieces(
+        scan.tokens
+            .iter()
+            .map(|t| (t.kind, Cow::Borrowed(&sql[t.start..t.end]))),
+    )
 }
 
-fn print(statements: &[Statement]) -> String {
-    use std::fmt::Write;
-    let mut text = String::new();
-    for (i, statement) in statements.iter().enumerate() {
-        if i > 0 {
-            text.push_str("; ");
-        }
-        let _ = write!(text, "{statement}");
-    }
-    text
+/// The normalization of sqlparser's lexer's tokens, or `None` when the lexer rejects `sql`: the
+/// same text as the fingerprint's for what both read alike (the tests compare them), at several
+/// times the cost (`benches/query.rs` measures both).
+pub fn normalize_lexed(sql: &str, dialect: Dialect) -> Option<Normalized> {
+    let lexed = Tokenizer::new(dialect.parser_dialect(), sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .ok()?;
+    Some(tokens::normalize_pieces(pieces(&lexed)))
 }
 
-fn operation_of(statement: &Statement) -> String {
-    let op = match statement {
-        Statement::Query(query) => match query.body.as_ref() {
-            SetExpr::Insert(_) => "INSERT",
-            SetExpr::Update(_) => "UPDATE",
-            SetExpr::Delete(_) => "DELETE",
-            SetExpr::Merge(_) => "MERGE",
-            SetExpr::Values(_) => "VALUES",
-            _ => "SELECT",
-        },
-        Statement::Insert(_) => "INSERT",
-        Statement::Update(_) => "UPDATE",
-        Statement::Delete(_) => "DELETE",
-        Statement::Merge(_) => "MERGE",
-        other => {
-            let text = other.to_string();
-            let word: String = text
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            return word.to_ascii_uppercase();
-        }
-    };
-    op.to_string()
-}
-
-fn placeholder() -> Value {
-    Value::Placeholder("?".to_string())
-}
-
-fn is_value(expr: &Expr) -> bool {
-    matches!(expr, Expr::Value(_))
-}
-
-/// Keeps the first of `items` when all of them are alike.
-fn collapse<T: PartialEq>(items: &mut Vec<T>) {
-    if items.len() > 1 && items[1..].iter().all(|item| *item == items[0]) {
-        items.truncate(1);
-    }
-}
-
-/// The syntax-tree normalization (see the module documentation).
-struct Normalizer;
-
-impl VisitorMut for Normalizer {
-    type Break = ();
-
-    fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
-        if !matches!(&value.value, Value::Placeholder(p) if p == "?") {
-            value.value = placeholder();
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn pre_visit_ident(&mut self, ident: &mut sqlparser::ast::Ident) -> ControlFlow<()> {
-        if ident.quote_style.is_none() && ident.value.bytes().any(|b| b.is_ascii_uppercase()) {
-            ident.value.make_ascii_lowercase();
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        match expr {
-            Expr::UnaryOp {
-                op: UnaryOperator::Minus | UnaryOperator::Plus,
-                expr: inner,
-            } if is_value(inner) => {
-                *expr = Expr::value(placeholder());
+/// The lexer's tokens as the normalization's pieces: whitespace and comments left out, a
+/// `:name` or `@name` written as one placeholder.
+fn pieces(lexed: &[TokenWithSpan]) -> impl Iterator<Item = (TokenKind, Cow<'_, str>)> {
+    let mut i = 0;
+    std::iter::from_fn(move || loop {
+        let token = &lexed.get(i)?.token;
+        i += 1;
+        let piece = match token {
+            Token::Whitespace(_) | Token::EOF => continue,
+            Token::Word(w) if w.quote_style.is_none() => {
+                if w.value.starts_with(['@', ':', '$']) && w.value.len() > 1 {
+                    (TokenKind::Placeholder, Cow::Borrowed("?"))
+                } else {
+                    (TokenKind::Word, Cow::Borrowed(w.value.as_str()))
+                }
             }
-            Expr::In {
-                target: InTarget::List(list),
-                ..
-            } => collapse(list),
-            Expr::Array(array) => collapse(&mut array.elem),
-            Expr::Tuple(items) if items.iter().all(is_value) => {}
-            _ => {}
-        }
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_query(&mut self, query: &mut sqlparser::ast::Query) -> ControlFlow<()> {
-        if let SetExpr::Values(values) = query.body.as_mut() {
-            if values.rows.len() > 1
-                && values.rows[1..]
-                    .iter()
-                    .all(|row| row.content == values.rows[0].content)
+            Token::Word(w) => (TokenKind::QuotedIdent, Cow::Owned(w.to_string())),
+            Token::Colon | Token::AtSign
+                if matches!(lexed.get(i).map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none())
+                    && !matches!(
+                        i.checked_sub(2).map(|j| &lexed[j].token),
+                        Some(Token::Colon | Token::DoubleColon)
+                    ) =>
             {
-                values.rows.truncate(1);
+                i += 1;
+                (TokenKind::Placeholder, Cow::Borrowed("?"))
             }
-        }
-        ControlFlow::Continue(())
-    }
+            Token::Placeholder(_) | Token::Question => (TokenKind::Placeholder, Cow::Borrowed("?")),
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::TripleSingleQuotedString(_)
+            | Token::TripleDoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::TripleSingleQuotedByteStringLiteral(_)
+            | Token::TripleDoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedRawStringLiteral(_)
+            | Token::DoubleQuotedRawStringLiteral(_)
+            | Token::TripleSingleQuotedRawStringLiteral(_)
+            | Token::TripleDoubleQuotedRawStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::QuoteDelimitedStringLiteral(_)
+            | Token::NationalQuoteDelimitedStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::CopyData { .. } => (TokenKind::Literal, Cow::Borrowed("?")),
+            other => (TokenKind::Punct, punct(other)),
+        };
+        return Some(piece);
+    })
+}
+
+/// The text of a punctuation or operator token (without formatting it, for the common ones).
+fn punct(token: &Token) -> Cow<'static, str> {
+    Cow::Borrowed(match token {
+        Token::Comma => ",",
+        Token::Eq => "=",
+        Token::Neq => "<>",
+        Token::Lt => "<",
+        Token::Gt => ">",
+        Token::LtEq => "<=",
+        Token::GtEq => ">=",
+        Token::Plus => "+",
+        Token::Minus => "-",
+        Token::Mul => "*",
+        Token::Div => "/",
+        Token::Mod => "%",
+        Token::StringConcat => "||",
+        Token::LParen => "(",
+        Token::RParen => ")",
+        Token::Period => ".",
+        Token::Colon => ":",
+        Token::DoubleColon => "::",
+        Token::SemiColon => ";",
+        Token::LBracket => "[",
+        Token::RBracket => "]",
+        Token::Whitespace(Whitespace::Space) => " ",
+        other => return Cow::Owned(other.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -352,7 +339,7 @@ mod tests {
     use super::*;
 
     fn fp(sql: &str) -> Fingerprint {
-        fingerprint(sql, Dialect::Postgres, &Limits::default())
+        fingerprint(sql, Dialect::Postgres)
     }
 
     fn same(a: &str, b: &str) {
@@ -370,10 +357,13 @@ mod tests {
         );
     }
 
+    fn parses(sql: &str) -> bool {
+        parse_with(sql, Dialect::Postgres, &Limits::default(), |_| ()).is_ok()
+    }
+
     #[test]
-    fn normalized_text_of_a_parsed_statement() {
+    fn normalized_text_of_a_statement() {
         let f = fp("select id, Name from Users where id = 42 and email = 'a@b.c' limit 10");
-        assert!(f.parsed);
         assert_eq!(
             f.normalized,
             "SELECT id, name FROM users WHERE id = ? AND email = ? LIMIT ?"
@@ -381,6 +371,14 @@ mod tests {
         assert_eq!(f.operation, "SELECT");
         assert_eq!(hex(f.id).len(), 16);
         assert_eq!(f.id, fnv1a(f.normalized.as_bytes()));
+        let f = fp("WITH recent AS (SELECT id FROM t WHERE a > 5) UPDATE u SET b = 1 FROM recent");
+        assert_eq!(f.operation, "UPDATE");
+        assert_eq!(fp("vacuum t").operation, "VACUUM");
+        assert_eq!(fp("users").operation, "");
+        assert_eq!(
+            fp("SELECT x::int, \"Q\".\"Col\" FROM t WHERE y IS NOT NULL AND z = NULL").normalized,
+            "SELECT x::int, \"Q\".\"Col\" FROM t WHERE y IS NOT NULL AND z = ?"
+        );
     }
 
     #[test]
@@ -392,6 +390,10 @@ mod tests {
         same(
             "SELECT * FROM t WHERE id = $1",
             "SELECT * FROM t WHERE id = 'x' /* c */",
+        );
+        same(
+            "SELECT * FROM t WHERE id = E'it\\'s' AND b = $$x$$ AND c = B'01'",
+            "SELECT * FROM t WHERE id = ? AND b = ? AND c = ?",
         );
         same(
             "SELECT * FROM t WHERE id IN (1, 2, 3)",
@@ -413,6 +415,10 @@ mod tests {
             "SELECT * FROM t WHERE a = TRUE",
             "SELECT * FROM t WHERE a = 0",
         );
+        same(
+            "SELECT * FROM t WHERE a != 1",
+            "SELECT * FROM t WHERE a <> 1",
+        );
     }
 
     #[test]
@@ -432,70 +438,124 @@ mod tests {
             "SELECT * FROM t WHERE a IN (1, b)",
         );
         different("SELECT * FROM t", "SELECT * FROM t ORDER BY a");
+        different("SELECT a - 1 FROM t", "SELECT a + 1 FROM t");
+        different(
+            "SELECT * FROM t WHERE a IS NULL",
+            "SELECT * FROM t WHERE a IS NOT NULL",
+        );
+        different("SELECT \"A\" FROM t", "SELECT a FROM t");
+        different(
+            "SELECT * FROM t WHERE a = 1 AND (b = 2 OR c = 3)",
+            "SELECT * FROM t WHERE (a = 1 AND b = 2) OR c = 3",
+        );
+    }
+
+    /// The fingerprint's text, checked against the one from sqlparser's lexer.
+    fn checked(sql: &str, dialect: Dialect) -> String {
+        let f = fingerprint(sql, dialect);
+        let lexed = normalize_lexed(sql, dialect).expect("the lexer reads it");
+        assert_eq!(f.normalized, lexed.text, "{sql}");
+        assert_eq!(f.operation, lexed.operation, "{sql}");
+        f.normalized
     }
 
     #[test]
-    fn every_dialect_parses_its_own_syntax() {
-        let mysql = fingerprint(
-            "SELECT `id` FROM `t` WHERE a = ? LIMIT 5, 10",
-            Dialect::MySql,
-            &Limits::default(),
+    fn every_dialect_reads_its_own_syntax() {
+        assert_eq!(
+            checked(
+                "SELECT `id` FROM `t` WHERE a = ? AND b = \"x\" # note\n LIMIT 5, 10",
+                Dialect::MySql
+            ),
+            "SELECT `id` FROM `t` WHERE a = ? AND b = ? LIMIT ?, ?"
         );
-        assert!(mysql.parsed, "{mysql:?}");
-        let sqlite = fingerprint(
-            "SELECT id FROM t WHERE a = ?1",
-            Dialect::Sqlite,
-            &Limits::default(),
+        assert_eq!(
+            checked(
+                "SELECT id FROM t WHERE a = ?1 AND b = :b AND c = @c",
+                Dialect::Sqlite
+            ),
+            "SELECT id FROM t WHERE a = ? AND b = ? AND c = ?"
         );
-        assert!(sqlite.parsed, "{sqlite:?}");
-        let generic = fingerprint(
-            "SELECT id FROM t WHERE a = :name",
-            Dialect::Generic,
-            &Limits::default(),
+        assert_eq!(
+            checked("SELECT id FROM t WHERE a = :name", Dialect::Generic),
+            "SELECT id FROM t WHERE a = ?"
         );
-        assert!(generic.parsed, "{generic:?}");
-        assert_eq!(generic.normalized, "SELECT id FROM t WHERE a = ?");
+        assert_eq!(
+            checked(
+                "SELECT data->>'k', a::text FROM t WHERE tags @> $1 AND b = $name AND c = $$x$$",
+                Dialect::Postgres
+            ),
+            "SELECT data ->> ?, a::text FROM t WHERE tags @> ? AND b = ? AND c = ?"
+        );
+        assert_eq!(
+            checked(
+                "select E'it\\'s', U&'x', X'ff', B'01', 1.5e3, .5 from \"T\" /* a /* nested */ c */",
+                Dialect::Postgres
+            ),
+            "SELECT ?, ?, ?, ?, ?, ? FROM \"T\""
+        );
     }
 
     #[test]
-    fn rejected_statements_fall_back_to_tokens() {
+    fn the_lexer_and_the_scanner_agree_on_the_corpus() {
+        let corpus = include_str!("../../benches/fixtures/oltp.sql");
+        let mut count = 0;
+        for sql in corpus
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        {
+            checked(sql, Dialect::Postgres);
+            count += 1;
+        }
+        assert!(count >= 200);
+    }
+
+    #[test]
+    fn rejected_statements_still_get_a_fingerprint() {
         let (f, inspected, why) = fingerprint_with(
             "SELEC * FRM t WHERE id = 5",
             Dialect::Postgres,
             &Limits::default(),
             |_| (),
         );
-        assert!(!f.parsed);
         assert!(inspected.is_none());
         assert!(matches!(why, Some(NotParsed::Rejected(_))));
         assert_eq!(f.normalized, "selec * frm t WHERE id = ?");
+        assert_eq!(f.operation, "");
+        // the lexer rejects an unterminated string; the scanner reads it
+        let f = fp("SELECT * FROM t WHERE a = 'open");
+        assert!(normalize_lexed("SELECT * FROM t WHERE a = 'open", Dialect::Postgres).is_none());
+        assert_eq!(f.normalized, "SELECT * FROM t WHERE a = ?");
         assert_eq!(fp("").normalized, "");
-        assert!(!fp("").parsed);
+        assert!(!parses(""));
     }
 
     #[test]
     fn hostile_input_returns() {
         let deep = format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000));
         let f = fp(&deep);
-        assert!(!f.parsed);
+        assert_eq!(f.normalized.len(), "SELECT ".len() + 20_001);
+        assert!(!parses(&deep));
         let deep_query = format!(
             "SELECT * FROM t WHERE a IN {} 1 {}",
             "(SELECT a FROM t WHERE a IN ".repeat(200),
             ")".repeat(200)
         );
-        assert!(!fp(&deep_query).parsed);
+        let _ = fp(&deep_query);
+        assert!(!parses(&deep_query));
         let chain = format!("SELECT 1{} FROM t", " + 1".repeat(100_000));
-        assert!(!fp(&chain).parsed);
+        assert_eq!(fp(&chain).normalized.matches('+').count(), 100_000);
+        assert!(!parses(&chain));
         let medium_chain = format!("SELECT * FROM t WHERE a = 1{}", " OR a = 1".repeat(500));
-        assert!(fp(&medium_chain).parsed);
+        assert!(parses(&medium_chain));
         let nested_not = format!("SELECT * FROM t WHERE {} a", "NOT ".repeat(10_000));
         let _ = fp(&nested_not);
+        let _ = parses(&nested_not);
         let mut big = String::from("INSERT INTO t (a, b) VALUES (1, 'x')");
         while big.len() < 10 << 20 {
             big.push_str(", (123456, 'some text here')");
         }
         let f = fp(&big);
-        assert!(!f.parsed);
         assert_eq!(f.normalized, "INSERT INTO t (a, b) VALUES (?, ?)");
+        assert!(!parses(&big));
     }
 }

@@ -1,10 +1,11 @@
 //! The query block: SQL fingerprints, anti-pattern rules, N+1 detection and per-query
 //! statistics.
 //!
-//! Read in this order: `fingerprint` (parse, normalize, hash; the token-level fallback is in
-//! `tokens`), `rules` (the anti-pattern rules over the syntax tree), `stats` (per-fingerprint
-//! figures), `nplusone` (the same statement repeated within one trace), `optimizer` (the three
-//! together, fed by batches of records), and last `binding` (the JS class).
+//! Read in this order: `fingerprint` (normalize a statement's tokens and hash them; the
+//! scanner and the normalization are in `tokens`; the parse the rules need), `rules` (the
+//! anti-pattern rules over the syntax tree), `stats` (per-fingerprint figures), `nplusone` (the
+//! same statement repeated within one trace), `optimizer` (the three together, fed by batches
+//! of records), and last `binding` (the JS class).
 
 pub(crate) mod binding;
 pub mod fingerprint;

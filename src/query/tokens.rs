@@ -1,14 +1,15 @@
 //! Token-level SQL: a small iterative scanner that every statement can go through, whatever its
 //! size, depth or syntax.
 //!
-//! It serves two purposes. Before the real parser runs, [`scan`] measures a statement (paren
-//! depth, the longest chain of binary operators, the token count) so that a statement whose
-//! syntax tree would be too deep to walk safely is kept away from the parser. And for every
-//! statement the parser rejects (or that is kept away from it), [`normalize`] gives the
-//! normalized text from the tokens alone: literals and placeholders become `?`, comments and
-//! extra whitespace go, keywords are upper case and unquoted identifiers lower case, and IN lists
-//! and VALUES rows of placeholders collapse to one. Nothing here recurses, so 10 MB of SQL or
-//! 10,000 nested parentheses cost time linear in their length and no stack.
+//! It serves two purposes. Every fingerprint comes from it: [`normalize_pieces`] gives the
+//! normalized text from the tokens (of [`scan`], or of sqlparser's lexer, which the tests
+//! compare): literals and placeholders become `?`, comments and extra whitespace go, keywords
+//! are upper case and unquoted identifiers lower case, and IN lists, ARRAYs of values and VALUES
+//! rows of values collapse to one. And before the real parser runs, [`scan`] measures a
+//! statement (paren depth, the longest chain of binary operators, the token count) so that a
+//! statement whose syntax tree would be too deep to walk safely is kept away from the parser.
+//! Nothing here recurses, so 10 MB of SQL or 10,000 nested parentheses cost time linear in their
+//! length and no stack.
 
 use std::borrow::Cow;
 
@@ -57,6 +58,17 @@ const OPERATOR_WORDS: &[&str] = &[
     "AND", "BETWEEN", "COLLATE", "DIV", "ILIKE", "IN", "IS", "LIKE", "MOD", "NOT", "OR", "REGEXP",
     "RLIKE", "SIMILAR", "XOR",
 ];
+
+/// The [`OPERATOR_WORDS`] packed (see [`pack`]).
+const OPERATOR_CODES: [u128; OPERATOR_WORDS.len()] = {
+    let mut codes = [0; OPERATOR_WORDS.len()];
+    let mut i = 0;
+    while i < OPERATOR_WORDS.len() {
+        codes[i] = pack(OPERATOR_WORDS[i].as_bytes());
+        i += 1;
+    }
+    codes
+};
 
 fn is_word_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
@@ -316,10 +328,8 @@ pub fn scan(sql: &str, dialect: Dialect) -> Scan {
             (TokenKind::Punct, b"." | b"$") => {}
             (TokenKind::Punct, _) => bump(&mut chains, &mut longest_chain),
             (TokenKind::Word, word)
-                if word.len() <= 7
-                    && OPERATOR_WORDS
-                        .iter()
-                        .any(|w| w.as_bytes().eq_ignore_ascii_case(word)) =>
+                if (2..=7).contains(&word.len())
+                    && OPERATOR_CODES.binary_search(&pack(word)).is_ok() =>
             {
                 bump(&mut chains, &mut longest_chain);
             }
@@ -434,18 +444,36 @@ const KEYWORDS: &[&str] = &[
     "WITH",
 ];
 
+/// `word` in upper case, packed big-endian into a `u128` (zero padded), so that the order of
+/// the codes of words of at most 16 bytes is the order of the words.
+const fn pack(word: &[u8]) -> u128 {
+    let mut code = 0u128;
+    let mut i = 0;
+    while i < 16 {
+        code <<= 8;
+        if i < word.len() {
+            code |= word[i].to_ascii_uppercase() as u128;
+        }
+        i += 1;
+    }
+    code
+}
+
+/// The [`KEYWORDS`] packed: a lookup is one binary search over integers.
+const KEYWORD_CODES: [u128; KEYWORDS.len()] = {
+    let mut codes = [0; KEYWORDS.len()];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        codes[i] = pack(KEYWORDS[i].as_bytes());
+        i += 1;
+    }
+    codes
+};
+
 /// Whether `word` (any case) is one of the reserved words the normalization upper-cases.
 pub fn is_keyword(word: &str) -> bool {
-    if word.len() > 12 || !word.is_ascii() {
-        return false;
-    }
-    let mut upper = [0u8; 12];
-    let upper = &mut upper[..word.len()];
-    upper.copy_from_slice(word.as_bytes());
-    upper.make_ascii_uppercase();
-    KEYWORDS
-        .binary_search_by(|k| k.as_bytes().cmp(upper))
-        .is_ok()
+    let bytes = word.as_bytes();
+    (2..=16).contains(&bytes.len()) && KEYWORD_CODES.binary_search(&pack(bytes)).is_ok()
 }
 
 /// Literal words: they are values, so they become `?` like any literal.
@@ -457,40 +485,114 @@ fn is_literal_word(word: &str) -> bool {
 
 /// The normalized text of a statement from its tokens alone (see the module documentation).
 pub fn normalize(sql: &str, scan: &Scan) -> String {
-    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(scan.tokens.len().min(1 << 16));
+    normalize_pieces(
+        scan.tokens
+            .iter()
+            .map(|t| (t.kind, Cow::Borrowed(&sql[t.start..t.end]))),
+    )
+    .text
+}
+
+/// A normalized statement: its text and its operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Normalized {
+    /// The normalized text.
+    pub text: String,
+    /// The statement's operation in upper case (`SELECT`, `INSERT`, ...; the main statement's
+    /// after `WITH`), empty when the first word is not a statement verb.
+    pub operation: String,
+}
+
+/// Words that begin statements, beside the [`KEYWORDS`], for the operation.
+const VERBS: &[&str] = &[
+    "ANALYZE",
+    "COPY",
+    "DEALLOCATE",
+    "DECLARE",
+    "DESCRIBE",
+    "EXECUTE",
+    "GRANT",
+    "LISTEN",
+    "MERGE",
+    "NOTIFY",
+    "PREPARE",
+    "RELEASE",
+    "RESET",
+    "REVOKE",
+    "SHOW",
+    "START",
+    "UPSERT",
+    "VACUUM",
+];
+
+/// The statements a `WITH` can lead to.
+const MAIN_VERBS: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUES"];
+
+/// The normalization of any token stream (this module's scanner or the SQL parser's lexer):
+/// `pieces` are the tokens in order, comments and whitespace left out, each with its kind and
+/// its text as written.
+pub fn normalize_pieces<'a>(pieces: impl Iterator<Item = (TokenKind, Cow<'a, str>)>) -> Normalized {
+    let mut out: Vec<Cow<'a, str>> = Vec::with_capacity(pieces.size_hint().0.min(1 << 16));
     // For each open group in `out`: the index of its `(` and whether the word before it is `IN`
     // or it is a VALUES row (the first row after VALUES, or a row following one).
     let mut groups: Vec<(usize, Opener)> = Vec::new();
     // The first VALUES row of the current list (its range in `out`) while `out` ends with a row
     // of that list.
     let mut values_row: Option<(usize, usize)> = None;
-    for token in &scan.tokens {
-        let text = &sql[token.start..token.end];
-        match token.kind {
+    // The operation: the first word, or after `WITH` the first statement verb at its depth.
+    let mut operation: Option<Cow<'static, str>> = None;
+    let mut with_depth: Option<usize> = None;
+    for (kind, text) in pieces {
+        match kind {
             TokenKind::Literal | TokenKind::Placeholder => {
                 push_value(&mut out);
             }
-            TokenKind::Word if is_literal_word(text) => push_value(&mut out),
+            TokenKind::Word if is_literal_word(&text) && !null_after_is(&text, &out) => {
+                push_value(&mut out)
+            }
             TokenKind::Word => {
-                let keyword = is_keyword(text);
+                // (a literal word here is the NULL of IS NULL)
+                let keyword = is_keyword(&text) || is_literal_word(&text);
                 let cased = if keyword {
                     if text.bytes().any(|b| b.is_ascii_lowercase()) {
                         Cow::Owned(text.to_ascii_uppercase())
                     } else {
-                        Cow::Borrowed(text)
+                        text
                     }
                 } else if text.bytes().any(|b| b.is_ascii_uppercase()) {
                     Cow::Owned(text.to_ascii_lowercase())
                 } else {
-                    Cow::Borrowed(text)
+                    text
                 };
+                if operation.is_none() {
+                    operation = Some(if keyword || is_verb(&cased) {
+                        Cow::Owned(cased.to_ascii_uppercase())
+                    } else {
+                        Cow::Borrowed("")
+                    });
+                    if cased == "WITH" {
+                        with_depth = Some(groups.len());
+                    }
+                } else if with_depth == Some(groups.len()) && MAIN_VERBS.contains(&cased.as_ref()) {
+                    operation = Some(Cow::Owned(cased.to_string()));
+                    with_depth = None;
+                }
                 out.push(cased);
             }
-            TokenKind::QuotedIdent => out.push(Cow::Borrowed(text)),
-            TokenKind::Punct => match text {
-                "(" => {
+            TokenKind::QuotedIdent => {
+                operation.get_or_insert(Cow::Borrowed(""));
+                out.push(text)
+            }
+            TokenKind::Punct => match text.as_ref() {
+                "(" | "[" => {
                     let before = out.last().map(|t| t.as_ref());
-                    let opener = if before == Some("IN") {
+                    let opener = if text == "[" {
+                        if before == Some("ARRAY") {
+                            Opener::In
+                        } else {
+                            Opener::Other
+                        }
+                    } else if before == Some("IN") {
                         Opener::In
                     } else if before == Some("VALUES") || before == Some("VALUE") {
                         values_row = None;
@@ -503,10 +605,10 @@ pub fn normalize(sql: &str, scan: &Scan) -> String {
                         Opener::Other
                     };
                     groups.push((out.len(), opener));
-                    out.push(Cow::Borrowed("("));
+                    out.push(text);
                 }
-                ")" => {
-                    out.push(Cow::Borrowed(")"));
+                ")" | "]" => {
+                    out.push(text);
                     let Some((open, opener)) = groups.pop() else {
                         continue;
                     };
@@ -526,11 +628,32 @@ pub fn normalize(sql: &str, scan: &Scan) -> String {
                         Opener::Other => {}
                     }
                 }
-                _ => out.push(Cow::Borrowed(text)),
+                // the same operator in every dialect, written as the parser prints it
+                "!=" => out.push(Cow::Borrowed("<>")),
+                _ => out.push(text),
             },
         }
     }
-    join(&out)
+    Normalized {
+        text: join(&out),
+        operation: operation.map(Cow::into_owned).unwrap_or_default(),
+    }
+}
+
+fn is_verb(word: &str) -> bool {
+    VERBS.iter().any(|v| v.eq_ignore_ascii_case(word))
+}
+
+/// `NULL` after `IS` or `IS NOT` is part of the operator, not a value.
+fn null_after_is(word: &str, out: &[Cow<'_, str>]) -> bool {
+    if !word.eq_ignore_ascii_case("null") {
+        return false;
+    }
+    match out {
+        [.., is] if is == "IS" => true,
+        [.., is, not] if is == "IS" && not == "NOT" => true,
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -563,7 +686,7 @@ fn push_value(out: &mut Vec<Cow<'_, str>>) {
     out.push(Cow::Borrowed("?"));
 }
 
-/// `( ? , ? , ... )` from `open` to the end of `out` becomes `( ? )`.
+/// `( ? , ? , ... )` (or `[ ? , ? ]`) from `open` to the end of `out` becomes `( ? )`.
 fn collapse_list(out: &mut Vec<Cow<'_, str>>, open: usize) {
     let inner = &out[open + 1..out.len() - 1];
     if inner.len() < 3 || inner.len().is_multiple_of(2) {
@@ -574,8 +697,9 @@ fn collapse_list(out: &mut Vec<Cow<'_, str>>, open: usize) {
         .enumerate()
         .all(|(i, t)| if i % 2 == 0 { t == "?" } else { t == "," });
     if all_values {
+        let close = out.pop().unwrap_or(Cow::Borrowed(")"));
         out.truncate(open + 2);
-        out.push(Cow::Borrowed(")"));
+        out.push(close);
     }
 }
 
@@ -683,6 +807,22 @@ mod tests {
     #[test]
     fn keywords_are_sorted() {
         assert!(KEYWORDS.windows(2).all(|w| w[0] < w[1]));
+        assert!(KEYWORD_CODES.windows(2).all(|w| w[0] < w[1]));
+        assert!(OPERATOR_CODES.windows(2).all(|w| w[0] < w[1]));
+        assert!(KEYWORDS
+            .iter()
+            .all(|k| is_keyword(k) && is_keyword(&k.to_lowercase())));
+        for word in [
+            "",
+            "A",
+            "ASX",
+            "SELECTS",
+            "users",
+            "é",
+            "selectselectselectselect",
+        ] {
+            assert!(!is_keyword(word), "{word}");
+        }
     }
 
     #[test]
