@@ -70,6 +70,7 @@ async function measure(table, ops) {
   for (let round = 0; round < WARMUP_ROUNDS + ROUNDS; round++) {
     for (let j = 0; j < names.length; j++) {
       const name = names[(round + j) % names.length]
+      progress(`${name}, round ${round}`)
       const { ns, latencies } = await table[name](ops)
       if (round < WARMUP_ROUNDS) continue
       samples[name].nsPerOp.push(ns / ops)
@@ -149,6 +150,7 @@ async function refusalPart() {
 }
 
 async function cleanup(client) {
+  progress('cleanup')
   let cursor = '0'
   do {
     const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)
@@ -171,6 +173,21 @@ function loadedAddon() {
   if (!file) return { file: null, build: 'unknown' }
   return { file: path.relative(root, file), build: isDebugBuild(file) ? 'debug' : 'release' }
 }
+
+/** Fails the run (instead of hanging) when a phase makes no progress for a minute. */
+let phase = 'start'
+let lastProgress = Date.now()
+const progress = (name) => {
+  phase = name
+  lastProgress = Date.now()
+}
+const watchdog = setInterval(() => {
+  if (Date.now() - lastProgress > 60_000) {
+    console.error(`benches/js/redis.js: no progress for 60 s in ${phase}`)
+    process.exit(2)
+  }
+}, 5_000)
+watchdog.unref()
 
 async function main() {
   const addon = loadedAddon()
