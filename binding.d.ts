@@ -7,6 +7,29 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Internal: the Redis tier of a `PersistentCache` (created by the facade for `redis`). */
+export declare class CacheRedisTier {
+  /** Validates the `redis` options of a PersistentCache; connects on first use. */
+  constructor(options: object)
+  /** Starts the threads (subscribing at once); `wake(id)` is called when events are ready. */
+  _start(wake: (id: number) => void, id: number): void
+  /** Queues a lookup of `key`; its id. */
+  get(key: string): number
+  /** Queues a write-through: `kind` (the value's kind) and its payload. */
+  set(key: string, kind: number, payload: string | Uint8Array, ttlMs?: number, tags?: string[]): void
+  /** Queues an invalidation (`delete`, `tag`, `prefix`, `clear`) for Redis and the others. */
+  invalidate(op: string, arg: string): void
+  /** Sends what was queued this tick as one batch. */
+  _flush(): void
+  /** Every event ready, in order. */
+  _take(): Array<CacheTierEvent>
+  /** Stops both threads (what was queued is still sent). */
+  close(): void
+  /** The counters. */
+  stats(): CacheRedisStats
+}
+export type CacheRedisTierBinding = CacheRedisTier
+
 /** A circuit breaker (the native class; see `index.d.ts`). */
 export declare class CircuitBreaker {
   /** Creates a closed breaker; every option is validated and unknown options are refused. */
@@ -315,6 +338,47 @@ export interface CacheNativeStats {
   memory: CacheMemoryStats
   disk: CacheDiskStats
   compression: CacheCompressionStats
+}
+
+/** Counters of the Redis tier. */
+export interface CacheRedisStats {
+  /** Pipelines sent. */
+  roundTrips: number
+  /** Lookups that found a value in Redis. */
+  hits: number
+  /** Lookups that found nothing (or failed). */
+  misses: number
+  /** Values written through. */
+  sets: number
+  /** Invalidations published. */
+  published: number
+  /** Invalidations received from other instances. */
+  received: number
+  /** Times the local tiers were dropped because messages may have been missed. */
+  flushes: number
+  /** Pipelines (or removals) that failed. */
+  errors: number
+  /** Whether the subscription is up. */
+  subscribed: boolean
+}
+
+/**
+ * One event for the facade: `got` (with `id`, and `value`/`ttlMs` on a hit), `invalidated`
+ * (with `op` and `arg`) or `flush` (with `reason`).
+ */
+export interface CacheTierEvent {
+  /** `got`, `invalidated` or `flush`. */
+  kind: string
+  /** The lookup's id (`got`). */
+  id?: number
+  /** Kind byte and payload (`got`, on a hit). */
+  value?: Buffer
+  /** Remaining time to live in ms (`got`, when the entry expires). */
+  ttlMs?: number
+  /** `delete`, `tag`, `prefix` or `clear` (`invalidated`). */
+  op?: string
+  /** The key, tag or prefix (`invalidated`); the reason (`flush`). */
+  arg?: string
 }
 
 /**
