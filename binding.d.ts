@@ -371,7 +371,7 @@ export interface CacheTierEvent {
   kind: string
   /** The lookup's id (`got`). */
   id?: number
-  /** Kind byte and payload (`got`, on a hit). */
+  /** Kind byte, tags and payload (`got`, on a hit; see `redis_tier`). */
   value?: Buffer
   /** Remaining time to live in ms (`got`, when the entry expires). */
   ttlMs?: number

@@ -203,9 +203,12 @@ class PersistentCache extends binding.PersistentCache {
       waiter.resolve(MISS)
       return
     }
+    // kind byte, tags (16-bit length, NUL-separated), payload (src/cache/redis_tier.rs)
     const bytes = event.value
     const kind = bytes[0]
-    const payload = bytes.subarray(1)
+    const tagsLength = bytes.length >= 3 ? bytes.readUInt16LE(1) : 0
+    const tags = tagsLength > 0 ? bytes.toString('utf8', 3, 3 + tagsLength).split('\0') : undefined
+    const payload = bytes.subarray(3 + tagsLength)
     let value
     let local
     switch (kind) {
@@ -231,7 +234,8 @@ class PersistentCache extends binding.PersistentCache {
     io[KIND] = kind
     io[TTL] = event.ttlMs == null ? -1 : Math.max(1, Math.ceil(event.ttlMs))
     io[KEEP_STALE] = 0
-    this.#set(waiter.key, local)
+    if (tags === undefined) this.#set(waiter.key, local)
+    else this.#set(waiter.key, local, tags)
     if (this.#hot !== null) this.#hot.delete(waiter.key)
     waiter.resolve(value)
   }

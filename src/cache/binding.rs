@@ -893,7 +893,7 @@ pub struct CacheTierEvent {
     pub kind: String,
     /// The lookup's id (`got`).
     pub id: Option<f64>,
-    /// Kind byte and payload (`got`, on a hit).
+    /// Kind byte, tags and payload (`got`, on a hit; see `redis_tier`).
     pub value: Option<Buffer>,
     /// Remaining time to live in ms (`got`, when the entry expires).
     pub ttl_ms: Option<f64>,
@@ -1066,14 +1066,19 @@ impl CacheRedisTierBinding {
             Either::A(text) => text.as_bytes(),
             Either::B(data) => data,
         };
-        let mut value = Vec::with_capacity(bytes.len() + 1);
+        let tags = tags.unwrap_or_default();
+        let joined = tags.join("\0");
+        let tags_len = joined.len().min(u16::MAX as usize);
+        let mut value = Vec::with_capacity(bytes.len() + 3 + tags_len);
         value.push(kind as u8);
+        value.extend_from_slice(&(tags_len as u16).to_le_bytes());
+        value.extend_from_slice(&joined.as_bytes()[..tags_len]);
         value.extend_from_slice(bytes);
         self.pending.borrow_mut().push(Command::Set {
             key,
             value,
             ttl_ms: ttl_ms.filter(|t| *t > 0.0).map(|t| t.ceil() as u64),
-            tags: tags.unwrap_or_default(),
+            tags,
         });
     }
 

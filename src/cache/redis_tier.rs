@@ -4,8 +4,10 @@
 //!
 //! - the command thread takes everything queued since its last round trip (lookups, write-
 //!   throughs, invalidations) and sends it as one pipeline. A value is stored under
-//!   `<prefix>v:<key>` as one kind byte followed by the payload, with the entry's TTL; a tag is a
-//!   set `<prefix>t:<tag>` of the keys set with it. An invalidation removes the entries from
+//!   `<prefix>v:<key>` as one kind byte, the entry's tags (a 16-bit little-endian length, then
+//!   the tags separated by NUL) and the payload, with the entry's TTL, so that an instance that
+//!   fills its local tiers from Redis keeps the tags; a tag is also a set `<prefix>t:<tag>` of
+//!   the keys set with it, for removing them from Redis. An invalidation removes the entries from
 //!   Redis first and then publishes it, in the same pipeline (or script), so that an instance
 //!   that hears of it and reloads never reads the old value back from Redis;
 //! - the subscriber thread listens on the channel. A message is
@@ -400,18 +402,32 @@ impl CommandWorker {
         }
     }
 
+    /// One attempt; the error says whether the connection was found dropped.
+    fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<Value>, (bool, StoreError)> {
+        let connection = self.link.connection().map_err(|e| (false, e))?;
+        self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+        pipe.query(connection).map_err(|e| {
+            let dropped = e.is_connection_dropped() || e.is_io_error();
+            (dropped, StoreError::from(e))
+        })
+    }
+
     /// Sends the pipeline (when it holds anything) and answers its lookups.
     fn send(&mut self, pipe: &mut redis::Pipeline, gets: &mut Vec<u64>, notify: &Notify) {
         if pipe.is_empty() {
             return;
         }
-        let result: Result<Vec<Value>, StoreError> = match self.link.connection() {
-            Ok(connection) => {
-                self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
-                pipe.query(connection).map_err(StoreError::from)
+        // a connection idle since Redis restarted is found dead on its first use: that use is
+        // made again once on a new connection (the commands here are safe to repeat)
+        let was_connected = self.link.is_connected();
+        let mut result = self.query(pipe);
+        if let Err((true, _)) = &result {
+            if was_connected {
+                self.link.reconnect_now();
+                result = self.query(pipe);
             }
-            Err(e) => Err(e),
-        };
+        }
+        let result = result.map_err(|(_, e)| e);
         pipe.clear();
         let values = match result {
             Ok(values) => values,
@@ -477,10 +493,17 @@ impl Sequences {
         if publisher == me {
             return None;
         }
-        let previous = self.last.insert(publisher.to_string(), seq);
-        match previous {
-            Some(last) if seq != last + 1 => Some(Event::Flush { reason: "gap" }),
-            _ => Some(Event::Invalidated { op, arg }),
+        match self.last.get(publisher).copied() {
+            // a message sent again (a retried pipeline) was applied already
+            Some(last) if seq <= last => None,
+            Some(last) if seq != last + 1 => {
+                self.last.insert(publisher.to_string(), seq);
+                Some(Event::Flush { reason: "gap" })
+            }
+            _ => {
+                self.last.insert(publisher.to_string(), seq);
+                Some(Event::Invalidated { op, arg })
+            }
         }
     }
 
@@ -575,6 +598,8 @@ mod tests {
                 arg: "news".into()
             })
         );
+        // the same message twice is applied once
+        assert_eq!(seq.on_message("me", "other 8 t news"), None);
         assert_eq!(
             seq.on_message("me", "other 10 p a:"),
             Some(Event::Flush { reason: "gap" })
