@@ -21,8 +21,11 @@ export declare class CacheRedisTier {
   invalidate(op: string, arg: string): void
   /** Sends what was queued this tick as one batch. */
   _flush(): void
-  /** Every event ready, in order. */
-  _take(): Array<CacheTierEvent>
+  /**
+   * Every event ready: the lookups' answers packed (`got`: id, ttlMs or -1, and the value's
+   * start and end in `data`, -1 for a miss), then the invalidations and flushes in order.
+   */
+  _take(): TierTake
   /** Stops both threads (what was queued is still sent). */
   close(): void
   /** The counters. */
@@ -363,18 +366,12 @@ export interface CacheRedisStats {
 }
 
 /**
- * One event for the facade: `got` (with `id`, and `value`/`ttlMs` on a hit), `invalidated`
- * (with `op` and `arg`) or `flush` (with `reason`).
+ * An invalidation from another instance (`invalidated`, with `op` and `arg`) or a flush of the
+ * local tiers (`flush`, with the reason in `arg`).
  */
 export interface CacheTierEvent {
-  /** `got`, `invalidated` or `flush`. */
+  /** `invalidated` or `flush`. */
   kind: string
-  /** The lookup's id (`got`). */
-  id?: number
-  /** Kind byte, tags and payload (`got`, on a hit; see `redis_tier`). */
-  value?: Buffer
-  /** Remaining time to live in ms (`got`, when the entry expires). */
-  ttlMs?: number
   /** `delete`, `tag`, `prefix` or `clear` (`invalidated`). */
   op?: string
   /** The key, tag or prefix (`invalidated`); the reason (`flush`). */
@@ -563,6 +560,20 @@ export interface StoreStats {
   breakerOpen: boolean
   /** The last error, if any. */
   lastError?: string
+}
+
+/**
+ * What `_take` hands over: lookups packed in `got` (id, ttlMs or -1, start and end in `data`
+ * or -1 for a miss; a value is its kind byte, tags and payload, see `redis_tier`), then the
+ * other events.
+ */
+export interface TierTake {
+  /** Four numbers per lookup answered. */
+  got: Float64Array
+  /** The values found, end to end. */
+  data: Buffer
+  /** Invalidations and flushes, in order. */
+  events: Array<CacheTierEvent>
 }
 
 /** The tracer's counters and per-name span metrics. */

@@ -112,6 +112,8 @@ class PersistentCache extends binding.PersistentCache {
   #tierWaiters = new Map()
   #tierFlushQueued = false
   #tierFlush = null
+  /** Invalidations applied here (local or remote), to tell a lookup that one passed it by. */
+  #invalidations = 0
 
   constructor(options) {
     // the Redis tier's options are checked before the local tiers open (and lock `dir`)
@@ -164,6 +166,7 @@ class PersistentCache extends binding.PersistentCache {
   /** Tells Redis and the other instances (no-op without `redis`). */
   #publish(op, arg) {
     if (this.#tier === null) return
+    this.#invalidations++
     this.#tier.invalidate(op, arg)
     this.#queueTierFlush()
   }
@@ -172,39 +175,47 @@ class PersistentCache extends binding.PersistentCache {
   #fetch(key) {
     return new Promise((resolve) => {
       const id = this.#tier.get(key)
-      this.#tierWaiters.set(id, { key, resolve })
+      this.#tierWaiters.set(id, { key, resolve, epoch: this.#invalidations })
       this.#queueTierFlush()
     })
   }
 
   [kTierDrain]() {
-    let events
+    let taken
     try {
-      events = this.#tier._take()
+      taken = this.#tier._take()
     } catch {
       return
     }
+    // answers first, then invalidations: a value read before an invalidation that arrives in
+    // the same batch is then removed again, never left behind
+    const { got, data, events } = taken
+    for (let i = 0; i < got.length; i += 4) {
+      try {
+        this.#gotFromTier(got[i], got[i + 1], got[i + 2] < 0 ? null : data.subarray(got[i + 2], got[i + 3]))
+      } catch (error) {
+        process.emitWarning(error)
+      }
+    }
     for (const event of events) {
       try {
-        if (event.kind === 'got') this.#gotFromTier(event)
-        else if (event.kind === 'invalidated') this.#applyRemote(event.op, event.arg)
-        else if (event.kind === 'flush') this.#applyRemote('clear', '')
+        if (event.kind === 'invalidated') this.#applyRemote(event.op, event.arg)
+        else this.#applyRemote('clear', '')
       } catch (error) {
         process.emitWarning(error)
       }
     }
   }
 
-  #gotFromTier(event) {
-    const waiter = this.#tierWaiters.get(event.id)
+  #gotFromTier(id, ttlMs, bytes) {
+    const waiter = this.#tierWaiters.get(id)
     if (waiter === undefined) return
-    this.#tierWaiters.delete(event.id)
-    if (event.value == null || this.#closed) {
+    this.#tierWaiters.delete(id)
+    if (bytes === null || this.#closed) {
       waiter.resolve(MISS)
       return
     }
     // kind byte, tags (16-bit length, NUL-separated), payload (src/cache/redis_tier.rs)
-    const bytes = event.value
     const kind = bytes[0]
     const tagsLength = bytes.length >= 3 ? bytes.readUInt16LE(1) : 0
     const tags = tagsLength > 0 ? bytes.toString('utf8', 3, 3 + tagsLength).split('\0') : undefined
@@ -229,20 +240,24 @@ class PersistentCache extends binding.PersistentCache {
         waiter.resolve(MISS)
         return
     }
-    // fill the local tiers for the entry's remaining time (no write-through: it came from there)
-    const io = this.#io
-    io[KIND] = kind
-    io[TTL] = event.ttlMs == null ? -1 : Math.max(1, Math.ceil(event.ttlMs))
-    io[KEEP_STALE] = 0
-    if (tags === undefined) this.#set(waiter.key, local)
-    else this.#set(waiter.key, local, tags)
-    if (this.#hot !== null) this.#hot.delete(waiter.key)
+    // Fill the local tiers for the entry's remaining time (no write-through: it came from
+    // there), unless something was invalidated since the lookup left: the answer may predate it.
+    if (waiter.epoch === this.#invalidations) {
+      const io = this.#io
+      io[KIND] = kind
+      io[TTL] = ttlMs < 0 ? -1 : Math.max(1, Math.ceil(ttlMs))
+      io[KEEP_STALE] = 0
+      if (tags === undefined) this.#set(waiter.key, local)
+      else this.#set(waiter.key, local, tags)
+      if (this.#hot !== null) this.#hot.delete(waiter.key)
+    }
     waiter.resolve(value)
   }
 
   /** An invalidation from another instance (or a flush): local tiers only, nothing published. */
   #applyRemote(op, arg) {
     if (this.#closed) return
+    this.#invalidations++
     if (op === 'delete') this.#localDelete(arg)
     else if (op === 'tag') this.#localInvalidateTag(arg)
     else if (op === 'prefix') this.#localInvalidatePrefix(arg)

@@ -885,22 +885,29 @@ impl TierMailbox {
     }
 }
 
-/// One event for the facade: `got` (with `id`, and `value`/`ttlMs` on a hit), `invalidated`
-/// (with `op` and `arg`) or `flush` (with `reason`).
+/// An invalidation from another instance (`invalidated`, with `op` and `arg`) or a flush of the
+/// local tiers (`flush`, with the reason in `arg`).
 #[napi(object)]
 pub struct CacheTierEvent {
-    /// `got`, `invalidated` or `flush`.
+    /// `invalidated` or `flush`.
     pub kind: String,
-    /// The lookup's id (`got`).
-    pub id: Option<f64>,
-    /// Kind byte, tags and payload (`got`, on a hit; see `redis_tier`).
-    pub value: Option<Buffer>,
-    /// Remaining time to live in ms (`got`, when the entry expires).
-    pub ttl_ms: Option<f64>,
     /// `delete`, `tag`, `prefix` or `clear` (`invalidated`).
     pub op: Option<String>,
     /// The key, tag or prefix (`invalidated`); the reason (`flush`).
     pub arg: Option<String>,
+}
+
+/// What `_take` hands over: lookups packed in `got` (id, ttlMs or -1, start and end in `data`
+/// or -1 for a miss; a value is its kind byte, tags and payload, see `redis_tier`), then the
+/// other events.
+#[napi(object)]
+pub struct TierTake {
+    /// Four numbers per lookup answered.
+    pub got: Float64Array,
+    /// The values found, end to end.
+    pub data: Buffer,
+    /// Invalidations and flushes, in order.
+    pub events: Vec<CacheTierEvent>,
 }
 
 /// Counters of the Redis tier.
@@ -1135,9 +1142,10 @@ impl CacheRedisTierBinding {
         }
     }
 
-    /// Every event ready, in order.
+    /// Every event ready: the lookups' answers packed (`got`: id, ttlMs or -1, and the value's
+    /// start and end in `data`, -1 for a miss), then the invalidations and flushes in order.
     #[napi(js_name = "_take")]
-    pub fn take(&self, env: Env) -> Vec<CacheTierEvent> {
+    pub fn take(&self, env: Env) -> TierTake {
         let events: Vec<Event> = self
             .mailbox
             .events
@@ -1145,47 +1153,48 @@ impl CacheRedisTierBinding {
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect();
-        let mut out = Vec::with_capacity(events.len());
+        let mut got = Vec::new();
+        let mut data = Vec::new();
+        let mut others = Vec::new();
         for event in events {
-            out.push(match event {
+            match event {
                 Event::Got { id, value } => {
                     self.lookups_out
                         .set(self.lookups_out.get().saturating_sub(1));
-                    let (value, ttl_ms) = match value {
-                        Some((bytes, ttl)) => (Some(Buffer::from(bytes)), ttl.map(|t| t as f64)),
-                        None => (None, None),
-                    };
-                    CacheTierEvent {
-                        kind: "got".into(),
-                        id: Some(id as f64),
-                        value,
-                        ttl_ms,
-                        op: None,
-                        arg: None,
+                    match value {
+                        Some((bytes, ttl)) => {
+                            let start = data.len();
+                            data.extend_from_slice(&bytes);
+                            got.extend_from_slice(&[
+                                id as f64,
+                                ttl.map_or(-1.0, |t| t as f64),
+                                start as f64,
+                                data.len() as f64,
+                            ]);
+                        }
+                        None => got.extend_from_slice(&[id as f64, -1.0, -1.0, -1.0]),
                     }
                 }
-                Event::Invalidated { op, arg } => CacheTierEvent {
+                Event::Invalidated { op, arg } => others.push(CacheTierEvent {
                     kind: "invalidated".into(),
-                    id: None,
-                    value: None,
-                    ttl_ms: None,
                     op: Some(op.name().into()),
                     arg: Some(arg),
-                },
-                Event::Flush { reason } => CacheTierEvent {
+                }),
+                Event::Flush { reason } => others.push(CacheTierEvent {
                     kind: "flush".into(),
-                    id: None,
-                    value: None,
-                    ttl_ms: None,
                     op: None,
                     arg: Some(reason.into()),
-                },
-            });
+                }),
+            }
         }
         if self.lookups_out.get() == 0 {
             self.reference(&env, false);
         }
-        out
+        TierTake {
+            got: Float64Array::new(got),
+            data: Buffer::from(data),
+            events: others,
+        }
     }
 
     /// Stops both threads (what was queued is still sent).
