@@ -192,7 +192,8 @@ async function invalidationPart() {
   peer.send({ op: 'exit' })
   await cache.close()
   const sorted = delays.sort((a, b) => a - b)
-  return { count, p50Ms: round1(percentile(sorted, 0.5) * 10) / 10, p99Ms: round1(percentile(sorted, 0.99) * 10) / 10, maxMs: round1(sorted[sorted.length - 1] * 10) / 10 }
+  const ms = (x) => Math.round(x * 100) / 100
+  return { count, p50Ms: ms(percentile(sorted, 0.5)), p99Ms: ms(percentile(sorted, 0.99)), maxMs: ms(sorted[sorted.length - 1]) }
 }
 
 /** getAsync answered by the Redis tier beside keyv with @keyv/redis, over 10,000 keys. */
