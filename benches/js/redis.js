@@ -106,6 +106,7 @@ async function limiterPart(client, autoPipelined) {
   // every request admitted: capacity far above what a run takes from one key
   const capacity = 1e9
   const bulwark = new RateLimiter({ capacity, refillPerSecond: 1e6, store: { redis: { url: REDIS_URL, keyPrefix: `${PREFIX}bulwark:` } } })
+  stuckDetail = () => JSON.stringify(bulwark.stats().store)
   const rlf = new RateLimiterRedis({ storeClient: client, points: capacity, duration: 3600, keyPrefix: `${PREFIX}rlf` })
   const rlfPipelined = new RateLimiterRedis({ storeClient: autoPipelined, points: capacity, duration: 3600, keyPrefix: `${PREFIX}rlfp` })
   const table = {
@@ -249,6 +250,7 @@ function loadedAddon() {
 }
 
 /** Fails the run (instead of hanging) when a phase makes no progress for a minute. */
+let stuckDetail = () => ''
 let phase = 'start'
 let lastProgress = Date.now()
 const progress = (name) => {
@@ -257,7 +259,14 @@ const progress = (name) => {
 }
 const watchdog = setInterval(() => {
   if (Date.now() - lastProgress > 60_000) {
-    console.error(`benches/js/redis.js: no progress for 60 s in ${phase}`)
+    const threads = fs.readdirSync('/proc/self/task').map((t) => {
+      try {
+        return fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()
+      } catch {
+        return '?'
+      }
+    })
+    console.error(`benches/js/redis.js: no progress for 60 s in ${phase}; threads: ${threads.join(',')}; ${stuckDetail()}`)
     process.exit(2)
   }
 }, 5_000)

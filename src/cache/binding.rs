@@ -1035,10 +1035,12 @@ impl CacheRedisTierBinding {
         let mailbox = self.mailbox.clone();
         let tier = RedisTier::start(self.settings.clone(), Arc::new(move |e| mailbox.post(e)))
             .map_err(|e| Error::from_reason(format!("cannot start the Redis threads: {e}")))?;
+        let stop = tier.stop_flag();
         *self.tier.borrow_mut() = Some(tier);
         // a worker that exits stops the threads even if the cache was never closed
         let mailbox = self.mailbox.clone();
-        env.add_env_cleanup_hook(mailbox, |mailbox| {
+        env.add_env_cleanup_hook((mailbox, stop), |(mailbox, stop)| {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             mailbox
                 .wake
                 .lock()

@@ -202,6 +202,7 @@ impl RedisTier {
             publisher: publisher.clone(),
             seq: 0,
             counters: counters.clone(),
+            stop: stop.clone(),
         };
         let notify_commands = notify.clone();
         thread::Builder::new()
@@ -234,6 +235,12 @@ impl RedisTier {
     /// The counters.
     pub fn counters(&self) -> &TierCounters {
         &self.counters
+    }
+
+    /// A flag that stops both threads when set (for the environment's cleanup hook, which
+    /// cannot reach the tier itself).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     /// Stops both threads (the command thread once it has sent what was queued); never waits.
@@ -280,6 +287,7 @@ struct CommandWorker {
     publisher: String,
     seq: u64,
     counters: Arc<TierCounters>,
+    stop: Arc<AtomicBool>,
 }
 
 impl CommandWorker {
@@ -288,7 +296,16 @@ impl CommandWorker {
     }
 
     fn run(mut self, receiver: Receiver<Vec<Command>>, notify: Notify) {
-        while let Ok(first) = receiver.recv() {
+        loop {
+            // the channel closes when the tier is stopped or dropped; the flag is set when the
+            // environment goes away without either
+            let first = match receiver.recv_timeout(POLL) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) if !self.stop.load(Ordering::Relaxed) => {
+                    continue
+                }
+                Err(_) => return,
+            };
             let mut commands = first;
             while let Ok(more) = receiver.try_recv() {
                 commands.extend(more);
