@@ -7,6 +7,32 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Internal: the Redis tier of a `PersistentCache` (created by the facade for `redis`). */
+export declare class CacheRedisTier {
+  /** Validates the `redis` options of a PersistentCache; connects on first use. */
+  constructor(options: object)
+  /** Starts the threads (subscribing at once); `wake(id)` is called when events are ready. */
+  _start(wake: (id: number) => void, id: number): void
+  /** Queues a lookup of `key`; its id. */
+  get(key: string): number
+  /** Queues a write-through: `kind` (the value's kind) and its payload. */
+  set(key: string, kind: number, payload: string | Uint8Array, ttlMs?: number, tags?: string[]): void
+  /** Queues an invalidation (`delete`, `tag`, `prefix`, `clear`) for Redis and the others. */
+  invalidate(op: string, arg: string): void
+  /** Sends what was queued this tick as one batch. */
+  _flush(): void
+  /**
+   * Every event ready: the lookups' answers packed (`got`: id, ttlMs or -1, and the value's
+   * start and end in `data`, -1 for a miss), then the invalidations and flushes in order.
+   */
+  _take(): TierTake
+  /** Stops both threads (what was queued is still sent). */
+  close(): void
+  /** The counters. */
+  stats(): CacheRedisStats
+}
+export type CacheRedisTierBinding = CacheRedisTier
+
 /** A circuit breaker (the native class; see `index.d.ts`). */
 export declare class CircuitBreaker {
   /** Creates a closed breaker; every option is validated and unknown options are refused. */
@@ -351,6 +377,41 @@ export interface CacheNativeStats {
   compression: CacheCompressionStats
 }
 
+/** Counters of the Redis tier. */
+export interface CacheRedisStats {
+  /** Pipelines sent. */
+  roundTrips: number
+  /** Lookups that found a value in Redis. */
+  hits: number
+  /** Lookups that found nothing (or failed). */
+  misses: number
+  /** Values written through. */
+  sets: number
+  /** Invalidations published. */
+  published: number
+  /** Invalidations received from other instances. */
+  received: number
+  /** Times the local tiers were dropped because messages may have been missed. */
+  flushes: number
+  /** Pipelines (or removals) that failed. */
+  errors: number
+  /** Whether the subscription is up. */
+  subscribed: boolean
+}
+
+/**
+ * An invalidation from another instance (`invalidated`, with `op` and `arg`) or a flush of the
+ * local tiers (`flush`, with the reason in `arg`).
+ */
+export interface CacheTierEvent {
+  /** `invalidated` or `flush`. */
+  kind: string
+  /** `delete`, `tag`, `prefix` or `clear` (`invalidated`). */
+  op?: string
+  /** The key, tag or prefix (`invalidated`); the reason (`flush`). */
+  arg?: string
+}
+
 /**
  * What `_enqueue` did: `granted` (with `decision`), `queued` (with `id`) or `rejected` (with
  * `reason` and `retryAfterMs`).
@@ -600,6 +661,20 @@ export interface StoreStats {
   breakerOpen: boolean
   /** The last error, if any. */
   lastError?: string
+}
+
+/**
+ * What `_take` hands over: lookups packed in `got` (id, ttlMs or -1, start and end in `data`
+ * or -1 for a miss; a value is its kind byte, tags and payload, see `redis_tier`), then the
+ * other events.
+ */
+export interface TierTake {
+  /** Four numbers per lookup answered. */
+  got: Float64Array
+  /** The values found, end to end. */
+  data: Buffer
+  /** Invalidations and flushes, in order. */
+  events: Array<CacheTierEvent>
 }
 
 /** The tracer's counters and per-name span metrics. */

@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CacheRedisTier = nativeBinding.CacheRedisTier
+module.exports.CacheRedisTierBinding = nativeBinding.CacheRedisTierBinding
 module.exports.CircuitBreaker = nativeBinding.CircuitBreaker
 module.exports.CircuitBreakerBinding = nativeBinding.CircuitBreakerBinding
 module.exports.DistributedTracer = nativeBinding.DistributedTracer

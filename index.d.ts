@@ -273,6 +273,46 @@ export interface PersistentCacheOptions {
   serveStaleOnError?: boolean
   /** A TestClock, to drive time by hand in tests. */
   clock?: TestClock
+  /** Redis as a shared tier below memory and disk, and the channel invalidations travel on between instances. */
+  redis?: CacheRedisOptions
+}
+
+/** Options of a PersistentCache's Redis tier. */
+export interface CacheRedisOptions {
+  /** `redis://[user:password@]host[:port][/db]`. @default 'redis://127.0.0.1:6379' */
+  url?: string
+  /** Prefix of every key written; instances share entries when they share it. @default 'bulwark:cache:' */
+  keyPrefix?: string
+  /** The pub/sub channel of invalidations. @default keyPrefix + 'invalidate' */
+  channel?: string
+  /** Longest wait for a connection, in ms. @default 500 */
+  connectTimeoutMs?: number
+  /** Longest wait for one read or write, in ms. @default 1000 */
+  commandTimeoutMs?: number
+  /** After a failure, how long Redis is not tried (lookups miss, writes are dropped), in ms. @default 1000 */
+  retryMs?: number
+}
+
+/** Counters of a PersistentCache's Redis tier (`stats().redis`). */
+export interface CacheRedisStats {
+  /** Pipelines sent. */
+  roundTrips: number
+  /** Lookups that found a value in Redis. */
+  hits: number
+  /** Lookups that found nothing (or failed). */
+  misses: number
+  /** Values written through. */
+  sets: number
+  /** Invalidations published. */
+  published: number
+  /** Invalidations received from other instances. */
+  received: number
+  /** Times the local tiers were dropped because invalidations may have been missed. */
+  flushes: number
+  /** Pipelines or removals that failed. */
+  errors: number
+  /** Whether the subscription is up. */
+  subscribed: boolean
 }
 
 /** Options of `cache.set(key, value, options)`. */
@@ -311,6 +351,8 @@ export interface PersistentCacheStats {
   compression: { rawBytes: number; storedBytes: number; ratio: number }
   /** getOrSet calls, those that joined a load already running, and loader failures. */
   loads: { calls: number; coalesced: number; errors: number }
+  /** The Redis tier's counters (with `redis` only). */
+  redis?: CacheRedisStats
 }
 
 /**
@@ -321,6 +363,8 @@ export declare class PersistentCache<V extends CacheValue = CacheValue> {
   constructor(options: PersistentCacheOptions)
   /** The value (memory, then disk), or undefined; an expired entry is never returned. */
   get(key: string): V | undefined
+  /** The value from memory, then disk, then (with `redis`) Redis, filling the local tiers; undefined when none has it. */
+  getAsync(key: string): Promise<V | undefined>
   /** Stores a value; returns the cache. */
   set(key: string, value: V, options?: CacheSetOptions): this
   /** Whether a live value is held; counts neither a hit nor a miss. */

@@ -173,3 +173,18 @@ test('a script with Redis-backed limiters (reachable, and unreachable) exits wit
   assert.equal(code, 0, output)
   assert.match(output, /decided boolean false/)
 })
+
+test('a script with a Redis-backed cache (reachable, and unreachable) exits within 2 s of its last lookup', async () => {
+  const { REDIS_URL } = require('./helpers/services')
+  const { code, signal, output } = await runScript(`
+    const { PersistentCache } = require('.')
+    const up = new PersistentCache({ maxEntries: 10, redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: 'bulwark-test:exit:' + process.pid + ':' } })
+    const down = new PersistentCache({ maxEntries: 10, redis: { url: 'redis://127.0.0.1:1', keyPrefix: 'exit:' } })
+    up.set('k', 'v'); down.set('k', 'v'); up.delete('k')
+    // a pending lookup keeps the process alive until it is answered; the subscriptions never do
+    Promise.all([up.getAsync('other'), down.getAsync('other')]).then((r) => console.log('looked up', r.join(',')))
+  `)
+  assert.equal(signal, null, `killed: did not exit in time\n${output}`)
+  assert.equal(code, 0, output)
+  assert.match(output, /looked up ,/)
+})

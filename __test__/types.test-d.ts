@@ -322,3 +322,13 @@ new RateLimiter({ capacity: 1, refillPerSecond: 1, store: { redis: {} }, onStore
 // @ts-expect-error a store names its kind
 new RateLimiter({ capacity: 1, refillPerSecond: 1, store: { url: 'redis://x' } })
 void [consumed, isRemote, storeStats, asyncCode]
+
+// PersistentCache with a Redis tier
+import { type CacheRedisOptions, type CacheRedisStats } from '..'
+const cacheRedis: CacheRedisOptions = { url: 'redis://127.0.0.1:6379', keyPrefix: 'app:cache:', channel: 'app:inv', connectTimeoutMs: 200, commandTimeoutMs: 500, retryMs: 1000 }
+const shared2 = new PersistentCache<{ id: number }>({ maxEntries: 100, redis: cacheRedis })
+const fromRedis: Promise<{ id: number } | undefined> = shared2.getAsync('k')
+const tierStats: CacheRedisStats | undefined = shared2.stats().redis
+// @ts-expect-error the channel is a string
+new PersistentCache({ maxEntries: 1, redis: { channel: 1 } })
+void [fromRedis, tierStats]

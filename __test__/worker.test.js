@@ -72,6 +72,25 @@ test('a worker with a Redis-backed limiter decides, then exits without waiting o
   assert.equal(code, 0)
 })
 
+test('a worker with a Redis-backed cache looks up, then exits while subscribed', async () => {
+  const { REDIS_URL } = require('./helpers/services')
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const { PersistentCache } = require(${JSON.stringify(root)})
+    const cache = new PersistentCache({ maxEntries: 10, redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: 'bulwark-test:worker:' + process.pid + ':' + Math.random() + ':' } })
+    cache.set('k', 'v')
+    cache.getAsync('k').then((v) => {
+      parentPort.postMessage(v)
+      cache.getAsync('pending') // left pending: the worker exits anyway
+      process.exit(0)
+    })
+  `, { eval: true })
+  const value = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+  assert.equal(value, 'v')
+  const code = await new Promise((resolve) => worker.once('exit', resolve))
+  assert.equal(code, 0)
+})
+
 const tracerWorkerSource = `
   const { parentPort, workerData } = require('node:worker_threads')
   const { DistributedTracer } = require(${JSON.stringify(root)})

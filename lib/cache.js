@@ -9,6 +9,20 @@
 const binding = require('../binding.js')
 const { CacheError, codes, invalidArgument, describe } = require('./errors')
 
+// With `redis`, Redis is a shared tier below memory and disk and carries invalidations to the
+// other instances (src/cache/redis_tier.rs). Its threads wake this file by id: caches are held
+// weakly here, so a cache nobody holds any more can still be collected.
+const tiers = new Map()
+const forgetTier = new FinalizationRegistry((id) => tiers.delete(id))
+let nextTierId = 1
+const kTierDrain = Symbol('bulwark.tierDrain')
+
+function wakeTier(id) {
+  const ref = tiers.get(id)
+  const cache = ref && ref.deref()
+  if (cache) cache[kTierDrain]()
+}
+
 // slots of the shared Float64Array (src/cache/binding.rs, mod io)
 const KNOWN_VERSION = 0 // in: version of the decoded copy held in the hot objects, 0 for none
 const KIND = 1 // out of a lookup, in to set: the value's kind
@@ -93,8 +107,22 @@ class PersistentCache extends binding.PersistentCache {
   #dir
   #closed = false
   #closing = null
+  /** The Redis tier (null without `redis`), its lookups waiting by id, and the tick's flush. */
+  #tier = null
+  #tierWaiters = new Map()
+  #tierFlushQueued = false
+  #tierFlush = null
+  /** Invalidations applied here (local or remote), to tell a lookup that one passed it by. */
+  #invalidations = 0
 
   constructor(options) {
+    // the Redis tier's options are checked before the local tiers open (and lock `dir`)
+    let tier = null
+    if (options !== null && typeof options === 'object' && options.redis !== undefined) {
+      const { redis, ...local } = options
+      tier = new binding.CacheRedisTier(redis)
+      options = local
+    }
     try {
       super(options)
     } catch (error) {
@@ -115,6 +143,140 @@ class PersistentCache extends binding.PersistentCache {
     this.#serveStaleOnError = fast.serveStaleOnError
     this.#defaultTtl = options.ttlMs
     this.#dir = options.dir
+    if (tier !== null) {
+      this.#tier = tier
+      this.#tierFlush = () => {
+        this.#tierFlushQueued = false
+        this.#tier._flush()
+      }
+      const id = nextTierId++
+      tiers.set(id, new WeakRef(this))
+      forgetTier.register(this, id)
+      tier._start(wakeTier, id)
+    }
+  }
+
+  #queueTierFlush() {
+    if (this.#tierFlushQueued) return
+    this.#tierFlushQueued = true
+    // everything asked in this tick goes to Redis in one round trip
+    process.nextTick(this.#tierFlush)
+  }
+
+  /** Tells Redis and the other instances (no-op without `redis`). */
+  #publish(op, arg) {
+    if (this.#tier === null) return
+    this.#invalidations++
+    this.#tier.invalidate(op, arg)
+    this.#queueTierFlush()
+  }
+
+  /** Looks `key` up in Redis; resolves with the value (the local tiers filled) or MISS. */
+  #fetch(key) {
+    return new Promise((resolve) => {
+      const id = this.#tier.get(key)
+      this.#tierWaiters.set(id, { key, resolve, epoch: this.#invalidations })
+      this.#queueTierFlush()
+    })
+  }
+
+  [kTierDrain]() {
+    let taken
+    try {
+      taken = this.#tier._take()
+    } catch {
+      return
+    }
+    // answers first, then invalidations: a value read before an invalidation that arrives in
+    // the same batch is then removed again, never left behind
+    const { got, data, events } = taken
+    for (let i = 0; i < got.length; i += 4) {
+      try {
+        this.#gotFromTier(got[i], got[i + 1], got[i + 2] < 0 ? null : data.subarray(got[i + 2], got[i + 3]))
+      } catch (error) {
+        process.emitWarning(error)
+      }
+    }
+    for (const event of events) {
+      try {
+        if (event.kind === 'invalidated') this.#applyRemote(event.op, event.arg)
+        else this.#applyRemote('clear', '')
+      } catch (error) {
+        process.emitWarning(error)
+      }
+    }
+  }
+
+  #gotFromTier(id, ttlMs, bytes) {
+    const waiter = this.#tierWaiters.get(id)
+    if (waiter === undefined) return
+    this.#tierWaiters.delete(id)
+    if (bytes === null || this.#closed) {
+      waiter.resolve(MISS)
+      return
+    }
+    // kind byte, tags (16-bit length, NUL-separated), payload (src/cache/redis_tier.rs)
+    const kind = bytes[0]
+    const tagsLength = bytes.length >= 3 ? bytes.readUInt16LE(1) : 0
+    const tags = tagsLength > 0 ? bytes.toString('utf8', 3, 3 + tagsLength).split('\0') : undefined
+    const payload = bytes.subarray(3 + tagsLength)
+    let value
+    let local
+    switch (kind) {
+      case STRING:
+        value = local = payload.toString('utf8')
+        break
+      case JSON_KIND:
+        local = payload.toString('utf8')
+        value = JSON.parse(local)
+        break
+      case BYTES:
+        value = local = Buffer.from(payload)
+        break
+      case UINT8:
+        value = local = new Uint8Array(payload)
+        break
+      default:
+        waiter.resolve(MISS)
+        return
+    }
+    // Fill the local tiers for the entry's remaining time (no write-through: it came from
+    // there), unless something was invalidated since the lookup left: the answer may predate it.
+    if (waiter.epoch === this.#invalidations) {
+      const io = this.#io
+      io[KIND] = kind
+      io[TTL] = ttlMs < 0 ? -1 : Math.max(1, Math.ceil(ttlMs))
+      io[KEEP_STALE] = 0
+      if (tags === undefined) this.#set(waiter.key, local)
+      else this.#set(waiter.key, local, tags)
+      if (this.#hot !== null) this.#hot.delete(waiter.key)
+    }
+    waiter.resolve(value)
+  }
+
+  /** An invalidation from another instance (or a flush): local tiers only, nothing published. */
+  #applyRemote(op, arg) {
+    if (this.#closed) return
+    this.#invalidations++
+    if (op === 'delete') this.#localDelete(arg)
+    else if (op === 'tag') this.#localInvalidateTag(arg)
+    else if (op === 'prefix') this.#localInvalidatePrefix(arg)
+    else this.#localClear()
+  }
+
+  /**
+   * The value of `key` from memory, then disk, then (with `redis`) the shared Redis tier,
+   * filling the local tiers from Redis; undefined when none has it.
+   */
+  getAsync(key) {
+    let value
+    try {
+      value = this.get(key)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (value !== undefined || this.#tier === null) return Promise.resolve(value)
+    return this.#fetch(key).then((found) => (found === MISS ? undefined : found))
   }
 
   /**
@@ -141,6 +303,7 @@ class PersistentCache extends binding.PersistentCache {
     if (this.#closed) throw closedError()
     const payload = this.#encode(value)
     const io = this.#io
+    const kind = io[KIND]
     io[KEEP_STALE] = 0
     if (options === undefined) {
       io[TTL] = -1
@@ -154,7 +317,16 @@ class PersistentCache extends binding.PersistentCache {
     }
     if (this.#hot !== null) this.#hot.delete(key)
     if (this.#inflight.size !== 0) this.#supersede(key)
+    if (this.#tier !== null) this.#writeThrough(key, kind, payload, options)
     return this
+  }
+
+  /** Sends a set to Redis in the background. */
+  #writeThrough(key, kind, payload, options) {
+    const ttlMs = options !== undefined && options.ttlMs !== undefined ? options.ttlMs : this.#defaultTtl
+    const tags = options !== undefined ? options.tags : undefined
+    this.#tier.set(key, kind, payload, ttlMs, tags)
+    this.#queueTierFlush()
   }
 
   /** Whether `key` holds a live value (in either tier); counts neither a hit nor a miss. */
@@ -163,27 +335,45 @@ class PersistentCache extends binding.PersistentCache {
     return this.#has(key)
   }
 
-  /** Removes `key` from both tiers; returns whether it was there. */
+  /** Removes `key` from both tiers (and from Redis and every instance, with `redis`); returns whether it was here. */
   delete(key) {
     if (this.#closed) throw closedError()
+    const removed = this.#localDelete(key)
+    this.#publish('delete', key)
+    return removed
+  }
+
+  #localDelete(key) {
     const removed = this.#delete(key)
     if (this.#hot !== null) this.#hot.delete(key)
     if (this.#inflight.size !== 0) this.#supersede(key)
     return removed
   }
 
-  /** Removes everything from both tiers; returns how many entries there were. */
+  /** Removes everything from both tiers (and Redis and every instance); returns how many entries there were here. */
   clear() {
     if (this.#closed) throw closedError()
+    const removed = this.#localClear()
+    this.#publish('clear', '')
+    return removed
+  }
+
+  #localClear() {
     const removed = super.clear()
     if (this.#hot !== null) this.#hot.clear()
     this.#supersedeAll(() => true)
     return removed
   }
 
-  /** Removes every entry tagged `tag` from both tiers; returns how many. */
+  /** Removes every entry tagged `tag` from both tiers (and Redis and every instance); returns how many here. */
   invalidateTag(tag) {
     if (this.#closed) throw closedError()
+    const removed = this.#localInvalidateTag(tag)
+    this.#publish('tag', tag)
+    return removed
+  }
+
+  #localInvalidateTag(tag) {
     const removed = super.invalidateTag(tag)
     // the JS side does not know tags; hot copies of other keys are decoded again on their next get
     if (this.#hot !== null) this.#hot.clear()
@@ -191,9 +381,15 @@ class PersistentCache extends binding.PersistentCache {
     return removed
   }
 
-  /** Removes every entry whose key starts with `prefix` from both tiers; returns how many. */
+  /** Removes every entry whose key starts with `prefix` from both tiers (and Redis and every instance); returns how many here. */
   invalidatePrefix(prefix) {
     if (this.#closed) throw closedError()
+    const removed = this.#localInvalidatePrefix(prefix)
+    this.#publish('prefix', prefix)
+    return removed
+  }
+
+  #localInvalidatePrefix(prefix) {
     const removed = super.invalidatePrefix(prefix)
     if (this.#hot !== null) {
       for (const key of this.#hot.keys()) if (key.startsWith(prefix)) this.#hot.delete(key)
@@ -284,6 +480,7 @@ class PersistentCache extends binding.PersistentCache {
       disk: s.disk,
       compression: { rawBytes, storedBytes, ratio: storedBytes === 0 ? 1 : rawBytes / storedBytes },
       loads: { ...this.#loads },
+      ...(this.#tier !== null ? { redis: this.#tier.stats() } : {}),
     }
   }
 
@@ -304,6 +501,11 @@ class PersistentCache extends binding.PersistentCache {
     this.#closed = true
     if (this.#hot !== null) this.#hot.clear()
     this.#supersedeAll(() => true)
+    if (this.#tier !== null) {
+      this.#tier.close()
+      for (const waiter of this.#tierWaiters.values()) waiter.resolve(MISS)
+      this.#tierWaiters.clear()
+    }
     this.#closing = (async () => {
       let failure = null
       try {
@@ -423,6 +625,10 @@ class PersistentCache extends binding.PersistentCache {
 
   async #run(key, loader, flight, ttlMs, swrMs, tags) {
     try {
+      if (this.#tier !== null) {
+        const shared = await this.#fetch(key)
+        if (shared !== MISS) return shared
+      }
       const value = await loader(key)
       if (!flight.superseded && !this.#closed) this.#store(key, value, ttlMs, swrMs, tags)
       return value
@@ -438,12 +644,17 @@ class PersistentCache extends binding.PersistentCache {
   #store(key, value, ttlMs, swrMs, tags) {
     const payload = this.#encode(value)
     const io = this.#io
+    const kind = io[KIND]
     const ttl = ttlMs === undefined ? this.#defaultTtl : ttlMs
     io[TTL] = ttlMs === undefined ? -1 : ttlMs
     // with serveStaleOnError a failing loader may fall back on the value for one more TTL
     io[KEEP_STALE] = ttl === undefined ? 0 : swrMs + (this.#serveStaleOnError ? ttl : 0)
     this.#set(key, payload, tags)
     if (this.#hot !== null) this.#hot.delete(key)
+    if (this.#tier !== null) {
+      this.#tier.set(key, kind, payload, ttl, tags)
+      this.#queueTierFlush()
+    }
   }
 
   #supersede(key) {

@@ -8,7 +8,10 @@
 //   100 concurrent callers over 10,000 keys, every request admitted (so every one is a script
 //   run in Redis); throughput and the latency of each call (p50, p99);
 // - the refusal of a key this process already knows is refused (the local refusal cache): no
-//   round trip.
+//   round trip;
+// - PersistentCache with `redis`: how long an invalidation made in this process takes to be seen
+//   by another process (p50/p99), and `getAsync` answered by the Redis tier beside keyv with
+//   @keyv/redis, 100 concurrent callers.
 //
 //   node benches/js/redis.js [out.json] [--quick]
 //
@@ -20,7 +23,11 @@ const path = require('node:path')
 const Redis = require('ioredis')
 const { RateLimiterRedis } = require('rate-limiter-flexible')
 const { isDebugBuild, writeReport, median } = require('./common')
-const { RateLimiter } = require('../..')
+const { fork } = require('node:child_process')
+const { performance } = require('node:perf_hooks')
+const { Keyv } = require('keyv')
+const KeyvRedis = require('@keyv/redis').default
+const { RateLimiter, PersistentCache } = require('../..')
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -70,6 +77,7 @@ async function measure(table, ops) {
   for (let round = 0; round < WARMUP_ROUNDS + ROUNDS; round++) {
     for (let j = 0; j < names.length; j++) {
       const name = names[(round + j) % names.length]
+      progress(`${name}, round ${round}`)
       const { ns, latencies } = await table[name](ops)
       if (round < WARMUP_ROUNDS) continue
       samples[name].nsPerOp.push(ns / ops)
@@ -98,6 +106,7 @@ async function limiterPart(client, autoPipelined) {
   // every request admitted: capacity far above what a run takes from one key
   const capacity = 1e9
   const bulwark = new RateLimiter({ capacity, refillPerSecond: 1e6, store: { redis: { url: REDIS_URL, keyPrefix: `${PREFIX}bulwark:` } } })
+  stuckDetail = () => JSON.stringify(bulwark.stats().store)
   const rlf = new RateLimiterRedis({ storeClient: client, points: capacity, duration: 3600, keyPrefix: `${PREFIX}rlf` })
   const rlfPipelined = new RateLimiterRedis({ storeClient: autoPipelined, points: capacity, duration: 3600, keyPrefix: `${PREFIX}rlfp` })
   const table = {
@@ -148,7 +157,75 @@ async function refusalPart() {
   return { results, seconds: (Date.now() - started) / 1000, roundTripsDuring: after.roundTrips - before.roundTrips, localRefusals: after.localRefusals - before.localRefusals }
 }
 
+/** Invalidations made here, seen by a cache in another process: the delay, per invalidation. */
+async function invalidationPart() {
+  const keyPrefix = `${PREFIX}inv:`
+  const cache = new PersistentCache({ maxEntries: 10_000, redis: { url: REDIS_URL, keyPrefix } })
+  const peer = fork(path.join(__dirname, 'redis-cache-peer.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, REDIS_URL, PEER_PREFIX: keyPrefix } })
+  const next = (field) => new Promise((resolve, reject) => {
+    const on = (m) => {
+      if (m.error) reject(new Error(m.error))
+      else if (m[field] !== undefined) {
+        peer.off('message', on)
+        resolve(m)
+      }
+    }
+    peer.on('message', on)
+  })
+  await next('ready')
+  while (!cache.stats().redis.subscribed) await new Promise((resolve) => setTimeout(resolve, 5))
+  const count = quick ? 100 : 400
+  const delays = []
+  for (let i = 0; i < count; i++) {
+    progress(`invalidation ${i}`)
+    const key = `k${i}`
+    cache.set(key, { i, payload: 'x'.repeat(100) })
+    await new Promise((resolve) => setTimeout(resolve, 2)) // the write-through goes first
+    const filled = next('filled')
+    peer.send({ op: 'fill', key })
+    await filled
+    const seen = next('seen')
+    const t0 = performance.timeOrigin + performance.now()
+    cache.delete(key)
+    const { at } = await seen
+    delays.push(at - t0)
+  }
+  peer.send({ op: 'exit' })
+  await cache.close()
+  const sorted = delays.sort((a, b) => a - b)
+  const ms = (x) => Math.round(x * 100) / 100
+  return { count, p50Ms: ms(percentile(sorted, 0.5)), p99Ms: ms(percentile(sorted, 0.99)), maxMs: ms(sorted[sorted.length - 1]) }
+}
+
+/** getAsync answered by the Redis tier beside keyv with @keyv/redis, over 10,000 keys. */
+async function sharedTierPart() {
+  const keyPrefix = `${PREFIX}tier:`
+  const value = { id: 1, name: 'a report row', tags: ['a', 'b', 'c'], total: 12345.67, text: 'y'.repeat(120) }
+  // one instance writes every key through; the measured one holds 100 entries locally, so
+  // nearly every lookup goes to Redis
+  const writer = new PersistentCache({ maxEntries: KEYS, redis: { url: REDIS_URL, keyPrefix } })
+  const reader = new PersistentCache({ maxEntries: 100, redis: { url: REDIS_URL, keyPrefix } })
+  const store = new KeyvRedis(REDIS_URL)
+  const keyv = new Keyv({ store, namespace: `${PREFIX}keyv` })
+  for (let i = 0; i < KEYS; i++) {
+    writer.set(`k${i}`, value)
+    await keyv.set(`k${i}`, value)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const table = {
+    'bulwark getAsync (Redis tier, 100 local entries)': (ops) => concurrent(ops, async (key) => ((await reader.getAsync(key)).id)),
+    'keyv get (@keyv/redis)': (ops) => concurrent(ops, async (key) => ((await keyv.get(key)).id)),
+  }
+  const results = await measure(table, OPS)
+  const stats = reader.stats().redis
+  await writer.close()
+  await reader.close()
+  await store.disconnect()
+  return { results, reader: stats }
+}
+
 async function cleanup(client) {
+  progress('cleanup')
   let cursor = '0'
   do {
     const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)
@@ -172,6 +249,29 @@ function loadedAddon() {
   return { file: path.relative(root, file), build: isDebugBuild(file) ? 'debug' : 'release' }
 }
 
+/** Fails the run (instead of hanging) when a phase makes no progress for a minute. */
+let stuckDetail = () => ''
+let phase = 'start'
+let lastProgress = Date.now()
+const progress = (name) => {
+  phase = name
+  lastProgress = Date.now()
+}
+const watchdog = setInterval(() => {
+  if (Date.now() - lastProgress > 60_000) {
+    const threads = fs.readdirSync('/proc/self/task').map((t) => {
+      try {
+        return fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()
+      } catch {
+        return '?'
+      }
+    })
+    console.error(`benches/js/redis.js: no progress for 60 s in ${phase}; threads: ${threads.join(',')}; ${stuckDetail()}`)
+    process.exit(2)
+  }
+}, 5_000)
+watchdog.unref()
+
 async function main() {
   const addon = loadedAddon()
   if (addon.build === 'debug' && !args.includes('--allow-debug')) {
@@ -184,6 +284,11 @@ async function main() {
   try {
     const limiter = await limiterPart(client, autoPipelined)
     const refusal = await refusalPart()
+    const invalidation = await invalidationPart()
+    const tier = await sharedTierPart()
+    const bulwarkTier = tier.results['bulwark getAsync (Redis tier, 100 local entries)']
+    const keyvTier = tier.results['keyv get (@keyv/redis)']
+    const tierVsKeyv = bulwarkTier.opsPerSec / keyvTier.opsPerSec
     const b = limiter.results['bulwark consume (Redis store)']
     const rlfNames = Object.keys(limiter.results).filter((n) => n.startsWith('rlf'))
     const bestRlf = rlfNames.reduce((best, n) => (limiter.results[n].opsPerSec > limiter.results[best].opsPerSec ? n : best))
@@ -200,7 +305,11 @@ async function main() {
       keys: KEYS,
       limiter: { results: limiter.results, store: limiter.store, bestRlf },
       refusal,
+      invalidation,
+      tier,
       targets: {
+        invalidationP99Ms: { value: invalidation.p99Ms, target: 50, kind: 'max', met: invalidation.p99Ms <= 50 },
+        getAsyncVsKeyv: { value: Math.round(tierVsKeyv * 100) / 100, target: 1, kind: 'min', met: tierVsKeyv >= 1 },
         consumeVsRlf: { value: Math.round(vsDefault * 100) / 100, target: 1.5, kind: 'min', met: vsDefault >= 1.5 },
         consumeVsBestRlf: { value: Math.round(vsBest * 100) / 100, target: 1.5, kind: 'min', met: vsBest >= 1.5 },
         localRefusalNs: { value: refusalNs, target: 1000, kind: 'max', met: refusalNs <= 1000 && refusal.roundTripsDuring <= 2 * (WARMUP_ROUNDS + ROUNDS) },
@@ -220,6 +329,13 @@ async function main() {
       `consume vs rlf (ioredis default)      ${report.targets.consumeVsRlf.value}x  target >= 1.5  ${report.targets.consumeVsRlf.met ? 'met' : 'NOT met'}`,
       `consume vs rlf (best: ${bestRlf.replace('rlf RateLimiterRedis consume ', '')})  ${report.targets.consumeVsBestRlf.value}x`,
       `local refusal                          ${refusalNs} ns  target <= 1000  ${report.targets.localRefusalNs.met ? 'met' : 'NOT met'}`,
+      '',
+      `PersistentCache invalidation seen by another process (${invalidation.count}): p50 ${invalidation.p50Ms} ms, p99 ${invalidation.p99Ms} ms, max ${invalidation.maxMs} ms  target p99 <= 50 ms  ${report.targets.invalidationP99Ms.met ? 'met' : 'NOT met'}`,
+      '',
+      `getAsync answered by the Redis tier, ${CALLERS} concurrent callers, ${KEYS} keys`,
+      ...Object.entries(tier.results).map(([n, x]) => `${pad(n, 62)}${pad(x.opsPerSec.toLocaleString('en-US'), 12)}${pad(x.p50Us, 10)}${x.p99Us}`),
+      `  bulwark reader: ${tier.reader.hits} Redis hits, ${tier.reader.roundTrips} round trips`,
+      `getAsync vs keyv                      ${report.targets.getAsyncVsKeyv.value}x  target >= 1  ${report.targets.getAsyncVsKeyv.met ? 'met' : 'NOT met'}`,
     ]
     writeReport(outPath, report, lines)
   } finally {

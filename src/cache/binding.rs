@@ -838,3 +838,410 @@ impl PersistentCacheBinding {
         self.shared.cache.borrow_mut().close();
     }
 }
+
+// ---- the Redis tier and invalidation bus -----------------------------------------------------
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+
+use super::redis_tier::{Command, Event, InvalidateOp, RedisTier, TierSettings};
+use crate::common::redis::{check_url, RedisSettings};
+
+const REDIS_TIER_OPTIONS: &[&str] = &[
+    "url",
+    "keyPrefix",
+    "channel",
+    "connectTimeoutMs",
+    "commandTimeoutMs",
+    "retryMs",
+];
+
+/// The facade's wake-up call, made on the tier's threads. Weak: referenced only while lookups
+/// are out, so a pending `getAsync` keeps Node alive and the subscription never does.
+type TierWake = ThreadsafeFunction<u32, (), u32, Status, false, true>;
+
+#[derive(Default)]
+struct TierMailbox {
+    events: Mutex<VecDeque<Event>>,
+    wake: Mutex<Option<(TierWake, u32)>>,
+}
+
+impl TierMailbox {
+    fn post(&self, event: Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(event);
+        if let Some((wake, id)) = &*self.wake.lock().unwrap_or_else(|e| e.into_inner()) {
+            wake.call_with_return_value(
+                *id,
+                ThreadsafeFunctionCallMode::NonBlocking,
+                |_, _| Ok(()),
+            );
+        }
+    }
+}
+
+/// An invalidation from another instance (`invalidated`, with `op` and `arg`) or a flush of the
+/// local tiers (`flush`, with the reason in `arg`).
+#[napi(object)]
+pub struct CacheTierEvent {
+    /// `invalidated` or `flush`.
+    pub kind: String,
+    /// `delete`, `tag`, `prefix` or `clear` (`invalidated`).
+    pub op: Option<String>,
+    /// The key, tag or prefix (`invalidated`); the reason (`flush`).
+    pub arg: Option<String>,
+}
+
+/// What `_take` hands over: lookups packed in `got` (id, ttlMs or -1, start and end in `data`
+/// or -1 for a miss; a value is its kind byte, tags and payload, see `redis_tier`), then the
+/// other events.
+#[napi(object)]
+pub struct TierTake {
+    /// Four numbers per lookup answered.
+    pub got: Float64Array,
+    /// The values found, end to end.
+    pub data: Buffer,
+    /// Invalidations and flushes, in order.
+    pub events: Vec<CacheTierEvent>,
+}
+
+/// Counters of the Redis tier.
+#[napi(object)]
+pub struct CacheRedisStats {
+    /// Pipelines sent.
+    pub round_trips: f64,
+    /// Lookups that found a value in Redis.
+    pub hits: f64,
+    /// Lookups that found nothing (or failed).
+    pub misses: f64,
+    /// Values written through.
+    pub sets: f64,
+    /// Invalidations published.
+    pub published: f64,
+    /// Invalidations received from other instances.
+    pub received: f64,
+    /// Times the local tiers were dropped because messages may have been missed.
+    pub flushes: f64,
+    /// Pipelines (or removals) that failed.
+    pub errors: f64,
+    /// Whether the subscription is up.
+    pub subscribed: bool,
+}
+
+/// Internal: the Redis tier of a `PersistentCache` (created by the facade for `redis`).
+#[napi(js_name = "CacheRedisTier")]
+pub struct CacheRedisTierBinding {
+    tier: RefCell<Option<RedisTier>>,
+    settings: TierSettings,
+    mailbox: Arc<TierMailbox>,
+    pending: RefCell<Vec<Command>>,
+    next_id: std::cell::Cell<u64>,
+    lookups_out: std::cell::Cell<u64>,
+    referenced: std::cell::Cell<bool>,
+}
+
+fn tier_millis(
+    reader: &OptionsReader,
+    name: &str,
+    default: u64,
+) -> std::result::Result<Duration, InvalidInput> {
+    match reader.number(name)? {
+        None => Ok(Duration::from_millis(default)),
+        Some(ms) if (1.0..=3_600_000.0).contains(&ms) => Ok(Duration::from_millis(ms as u64)),
+        Some(ms) => Err(InvalidInput::option_range(format!(
+            "{} must be a number of milliseconds from 1 to 3600000, received {}",
+            reader.path_of(name),
+            crate::common::error::describe_number(ms)
+        ))),
+    }
+}
+
+fn read_tier(
+    env: sys::napi_env,
+    options: sys::napi_value,
+) -> std::result::Result<TierSettings, InvalidInput> {
+    let reader = OptionsReader::open(env, options, "options.redis", REDIS_TIER_OPTIONS)?
+        .ok_or_else(|| {
+            InvalidInput::option_type("options.redis must be an object, received undefined")
+        })?;
+    let url = reader
+        .string("url")?
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
+    check_url(&url).map_err(|e| {
+        InvalidInput::option_range(format!(
+            "options.redis.url must be a Redis URL (redis://host:port), received string \"{url}\": {e}"
+        ))
+    })?;
+    let prefix = reader
+        .string("keyPrefix")?
+        .unwrap_or_else(|| "bulwark:cache:".to_string());
+    let channel = reader
+        .string("channel")?
+        .unwrap_or_else(|| format!("{prefix}invalidate"));
+    if channel.is_empty() {
+        return Err(InvalidInput::option_range(
+            "options.redis.channel must be a non-empty string, received an empty string",
+        ));
+    }
+    let mut redis = RedisSettings::new(url);
+    redis.connect_timeout = tier_millis(&reader, "connectTimeoutMs", 500)?;
+    redis.command_timeout = tier_millis(&reader, "commandTimeoutMs", 1_000)?;
+    redis.retry = tier_millis(&reader, "retryMs", 1_000)?;
+    Ok(TierSettings {
+        redis,
+        prefix,
+        channel,
+    })
+}
+
+#[napi]
+impl CacheRedisTierBinding {
+    /// Validates the `redis` options of a PersistentCache; connects on first use.
+    #[napi(constructor, ts_args_type = "options: object")]
+    pub fn new(env: Env, options: Unknown) -> Result<Self> {
+        let settings =
+            read_tier(env.raw(), options.raw()).map_err(|e| throw_invalid(env.raw(), e))?;
+        Ok(CacheRedisTierBinding {
+            tier: RefCell::new(None),
+            settings,
+            mailbox: Arc::new(TierMailbox::default()),
+            pending: RefCell::new(Vec::new()),
+            next_id: std::cell::Cell::new(1),
+            lookups_out: std::cell::Cell::new(0),
+            referenced: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Starts the threads (subscribing at once); `wake(id)` is called when events are ready.
+    #[napi(
+        js_name = "_start",
+        ts_args_type = "wake: (id: number) => void, id: number"
+    )]
+    pub fn start(&self, env: Env, wake: Function<u32, ()>, id: u32) -> Result<()> {
+        if self.tier.borrow().is_some() {
+            return Ok(());
+        }
+        let wake: TierWake = wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        *self.mailbox.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some((wake, id));
+        let mailbox = self.mailbox.clone();
+        let tier = RedisTier::start(self.settings.clone(), Arc::new(move |e| mailbox.post(e)))
+            .map_err(|e| Error::from_reason(format!("cannot start the Redis threads: {e}")))?;
+        let stop = tier.stop_flag();
+        *self.tier.borrow_mut() = Some(tier);
+        // a worker that exits stops the threads even if the cache was never closed
+        let mailbox = self.mailbox.clone();
+        env.add_env_cleanup_hook((mailbox, stop), |(mailbox, stop)| {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            mailbox
+                .wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        })?;
+        Ok(())
+    }
+
+    /// Queues a lookup of `key`; its id.
+    #[napi]
+    pub fn get(&self, key: String) -> f64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.pending.borrow_mut().push(Command::Get { id, key });
+        id as f64
+    }
+
+    /// Queues a write-through: `kind` (the value's kind) and its payload.
+    #[napi(
+        ts_args_type = "key: string, kind: number, payload: string | Uint8Array, ttlMs?: number, tags?: string[]"
+    )]
+    pub fn set(
+        &self,
+        key: String,
+        kind: u32,
+        payload: Either<String, Uint8Array>,
+        ttl_ms: Option<f64>,
+        tags: Option<Vec<String>>,
+    ) {
+        let bytes: &[u8] = match &payload {
+            Either::A(text) => text.as_bytes(),
+            Either::B(data) => data,
+        };
+        let tags = tags.unwrap_or_default();
+        let joined = tags.join("\0");
+        let tags_len = joined.len().min(u16::MAX as usize);
+        let mut value = Vec::with_capacity(bytes.len() + 3 + tags_len);
+        value.push(kind as u8);
+        value.extend_from_slice(&(tags_len as u16).to_le_bytes());
+        value.extend_from_slice(&joined.as_bytes()[..tags_len]);
+        value.extend_from_slice(bytes);
+        self.pending.borrow_mut().push(Command::Set {
+            key,
+            value,
+            ttl_ms: ttl_ms.filter(|t| *t > 0.0).map(|t| t.ceil() as u64),
+            tags,
+        });
+    }
+
+    /// Queues an invalidation (`delete`, `tag`, `prefix`, `clear`) for Redis and the others.
+    #[napi]
+    pub fn invalidate(&self, op: String, arg: String) -> Result<()> {
+        let op = InvalidateOp::parse(&op)
+            .ok_or_else(|| Error::from_reason(format!("unknown invalidation {op}")))?;
+        self.pending
+            .borrow_mut()
+            .push(Command::Invalidate { op, arg });
+        Ok(())
+    }
+
+    /// Sends what was queued this tick as one batch.
+    #[napi(js_name = "_flush")]
+    pub fn flush(&self, env: Env) {
+        let commands = std::mem::take(&mut *self.pending.borrow_mut());
+        if commands.is_empty() {
+            return;
+        }
+        let lookups = commands
+            .iter()
+            .filter(|c| matches!(c, Command::Get { .. }))
+            .count() as u64;
+        let refused = match self.tier.borrow().as_ref() {
+            Some(tier) => tier.send(commands).err(),
+            None => Some(commands),
+        };
+        if let Some(commands) = refused {
+            // stopped: every lookup misses
+            for command in commands {
+                if let Command::Get { id, .. } = command {
+                    self.mailbox.post(Event::Got { id, value: None });
+                }
+            }
+        }
+        if lookups > 0 {
+            self.lookups_out.set(self.lookups_out.get() + lookups);
+            self.reference(&env, true);
+        }
+    }
+
+    #[allow(deprecated)] // napi-rs keeps `refer`/`unref` for exactly this toggle
+    fn reference(&self, env: &Env, on: bool) {
+        if self.referenced.get() == on {
+            return;
+        }
+        if let Some((wake, _)) = &mut *self.mailbox.wake.lock().unwrap_or_else(|e| e.into_inner()) {
+            let done = if on { wake.refer(env) } else { wake.unref(env) };
+            if done.is_ok() {
+                self.referenced.set(on);
+            }
+        }
+    }
+
+    /// Every event ready: the lookups' answers packed (`got`: id, ttlMs or -1, and the value's
+    /// start and end in `data`, -1 for a miss), then the invalidations and flushes in order.
+    #[napi(js_name = "_take")]
+    pub fn take(&self, env: Env) -> TierTake {
+        let events: Vec<Event> = self
+            .mailbox
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let mut got = Vec::new();
+        let mut data = Vec::new();
+        let mut others = Vec::new();
+        for event in events {
+            match event {
+                Event::Got { id, value } => {
+                    self.lookups_out
+                        .set(self.lookups_out.get().saturating_sub(1));
+                    match value {
+                        Some((bytes, ttl)) => {
+                            let start = data.len();
+                            data.extend_from_slice(&bytes);
+                            got.extend_from_slice(&[
+                                id as f64,
+                                ttl.map_or(-1.0, |t| t as f64),
+                                start as f64,
+                                data.len() as f64,
+                            ]);
+                        }
+                        None => got.extend_from_slice(&[id as f64, -1.0, -1.0, -1.0]),
+                    }
+                }
+                Event::Invalidated { op, arg } => others.push(CacheTierEvent {
+                    kind: "invalidated".into(),
+                    op: Some(op.name().into()),
+                    arg: Some(arg),
+                }),
+                Event::Flush { reason } => others.push(CacheTierEvent {
+                    kind: "flush".into(),
+                    op: None,
+                    arg: Some(reason.into()),
+                }),
+            }
+        }
+        if self.lookups_out.get() == 0 {
+            self.reference(&env, false);
+        }
+        TierTake {
+            got: Float64Array::new(got),
+            data: Buffer::from(data),
+            events: others,
+        }
+    }
+
+    /// Stops both threads (what was queued is still sent).
+    #[napi]
+    pub fn close(&self, env: Env) {
+        self.flush(env);
+        if let Some(tier) = &mut *self.tier.borrow_mut() {
+            tier.stop();
+        }
+        self.mailbox
+            .wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    /// The counters.
+    #[napi]
+    pub fn stats(&self) -> CacheRedisStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let tier = self.tier.borrow();
+        let Some(c) = tier.as_ref().map(|t| t.counters()) else {
+            return CacheRedisStats {
+                round_trips: 0.0,
+                hits: 0.0,
+                misses: 0.0,
+                sets: 0.0,
+                published: 0.0,
+                received: 0.0,
+                flushes: 0.0,
+                errors: 0.0,
+                subscribed: false,
+            };
+        };
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+        CacheRedisStats {
+            round_trips: n(&c.round_trips),
+            hits: n(&c.hits),
+            misses: n(&c.misses),
+            sets: n(&c.sets),
+            published: n(&c.published),
+            received: n(&c.received),
+            flushes: n(&c.flushes),
+            errors: n(&c.errors),
+            subscribed: c.subscribed.load(Relaxed),
+        }
+    }
+}

@@ -6,8 +6,9 @@
 //! seeded hash), `sketch` and `memory` (the memory tier and its policy, with the measured hit
 //! ratios), `disk` (the disk tier and its writer thread), and `persistent_cache` (the two tiers
 //! as one cache, its options and stats). `clock` turns the block clock into wall-clock time, for
-//! expiry times that survive a restart. `binding` is the JS class `PersistentCache` and the only
-//! file of the block that imports napi.
+//! expiry times that survive a restart. `redis_tier` is the shared tier in Redis and the
+//! invalidation bus, for caches shared by many processes. `binding` is the JS class
+//! `PersistentCache` and the only file of the block that imports napi.
 
 pub mod binding;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod key;
 pub mod memory;
 pub mod persistent_cache;
+pub mod redis_tier;
 #[cfg(test)]
 mod simulation;
 pub mod sketch;

@@ -143,6 +143,12 @@ impl Link {
         Ok(connection)
     }
 
+    /// Drops the connection without marking the link down: the next call connects again at
+    /// once (for a connection found dead on first use after being idle, as after a restart).
+    pub fn reconnect_now(&mut self) {
+        self.connection = None;
+    }
+
     /// Drops the connection after a failure on it: calls fail at once for `retry`, then a new
     /// connection is tried.
     pub fn fail(&mut self, error: StoreError) {

@@ -170,7 +170,7 @@ impl RemoteLimiter {
         }
     }
 
-    /// Batches sent and not yet completed.
+    /// Batches flushed and not yet completed.
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
@@ -297,6 +297,8 @@ impl RemoteLimiter {
         let batch = self.next_batch;
         self.next_batch += 1;
         self.stats.batches += 1;
+        // every batch flushed is completed once, sent or failed here
+        self.in_flight += 1;
         if self.store.is_none() && !self.closed {
             let notify = self.notify.clone();
             match RedisBucketStore::start(
@@ -319,10 +321,7 @@ impl RemoteLimiter {
         }
         let refused = match &self.store {
             Some(store) => match store.send(batch, requests) {
-                Ok(()) => {
-                    self.in_flight += 1;
-                    return Flushed::Sent(batch);
-                }
+                Ok(()) => return Flushed::Sent(batch),
                 Err(requests) => requests,
             },
             None => requests,
@@ -337,9 +336,7 @@ impl RemoteLimiter {
     /// A completed batch (from the store thread, or a failed flush) as one decision per
     /// request, in order.
     pub fn complete(&mut self, local: &mut RateLimiter, completion: Completion) -> Vec<Decision> {
-        if self.in_flight > 0 && completion.batch < self.next_batch {
-            self.in_flight -= 1;
-        }
+        self.in_flight = self.in_flight.saturating_sub(1);
         let now = local.now();
         let Completion {
             requests, outcome, ..
