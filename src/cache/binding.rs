@@ -29,7 +29,7 @@ use super::error::CacheError;
 use super::key::MAX_KEY_BYTES;
 use super::persistent_cache::{Cache, CacheOptions, CacheStats, SetOptions, MAX_KEEP_STALE_MS};
 use crate::common::binding::{
-    describe_value, raw, read_clock, read_string, throw_invalid, value_type, OptionsReader,
+    describe_value, raw, read_clock, read_string, throw_invalid, value_type, Mailbox, OptionsReader,
 };
 use crate::common::error::{integer_at_least, InvalidInput};
 
@@ -841,11 +841,8 @@ impl PersistentCacheBinding {
 
 // ---- the Redis tier and invalidation bus -----------------------------------------------------
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
 use super::redis_tier::{Command, Event, InvalidateOp, RedisTier, TierSettings};
 use crate::common::redis::{check_url, RedisSettings};
@@ -858,32 +855,6 @@ const REDIS_TIER_OPTIONS: &[&str] = &[
     "commandTimeoutMs",
     "retryMs",
 ];
-
-/// The facade's wake-up call, made on the tier's threads. Weak: referenced only while lookups
-/// are out, so a pending `getAsync` keeps Node alive and the subscription never does.
-type TierWake = ThreadsafeFunction<u32, (), u32, Status, false, true>;
-
-#[derive(Default)]
-struct TierMailbox {
-    events: Mutex<VecDeque<Event>>,
-    wake: Mutex<Option<(TierWake, u32)>>,
-}
-
-impl TierMailbox {
-    fn post(&self, event: Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(event);
-        if let Some((wake, id)) = &*self.wake.lock().unwrap_or_else(|e| e.into_inner()) {
-            wake.call_with_return_value(
-                *id,
-                ThreadsafeFunctionCallMode::NonBlocking,
-                |_, _| Ok(()),
-            );
-        }
-    }
-}
 
 /// An invalidation from another instance (`invalidated`, with `op` and `arg`) or a flush of the
 /// local tiers (`flush`, with the reason in `arg`).
@@ -938,7 +909,7 @@ pub struct CacheRedisStats {
 pub struct CacheRedisTierBinding {
     tier: RefCell<Option<RedisTier>>,
     settings: TierSettings,
-    mailbox: Arc<TierMailbox>,
+    mailbox: Arc<Mailbox<Event>>,
     pending: RefCell<Vec<Command>>,
     next_id: std::cell::Cell<u64>,
     lookups_out: std::cell::Cell<u64>,
@@ -1009,7 +980,7 @@ impl CacheRedisTierBinding {
         Ok(CacheRedisTierBinding {
             tier: RefCell::new(None),
             settings,
-            mailbox: Arc::new(TierMailbox::default()),
+            mailbox: Arc::new(Mailbox::default()),
             pending: RefCell::new(Vec::new()),
             next_id: std::cell::Cell::new(1),
             lookups_out: std::cell::Cell::new(0),
@@ -1026,12 +997,7 @@ impl CacheRedisTierBinding {
         if self.tier.borrow().is_some() {
             return Ok(());
         }
-        let wake: TierWake = wake
-            .build_threadsafe_function::<u32>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build()?;
-        *self.mailbox.wake.lock().unwrap_or_else(|e| e.into_inner()) = Some((wake, id));
+        self.mailbox.attach(wake, id)?;
         let mailbox = self.mailbox.clone();
         let tier = RedisTier::start(self.settings.clone(), Arc::new(move |e| mailbox.post(e)))
             .map_err(|e| Error::from_reason(format!("cannot start the Redis threads: {e}")))?;
@@ -1041,11 +1007,7 @@ impl CacheRedisTierBinding {
         let mailbox = self.mailbox.clone();
         env.add_env_cleanup_hook((mailbox, stop), |(mailbox, stop)| {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            mailbox
-                .wake
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            mailbox.detach();
         })?;
         Ok(())
     }
@@ -1131,16 +1093,9 @@ impl CacheRedisTierBinding {
         }
     }
 
-    #[allow(deprecated)] // napi-rs keeps `refer`/`unref` for exactly this toggle
     fn reference(&self, env: &Env, on: bool) {
-        if self.referenced.get() == on {
-            return;
-        }
-        if let Some((wake, _)) = &mut *self.mailbox.wake.lock().unwrap_or_else(|e| e.into_inner()) {
-            let done = if on { wake.refer(env) } else { wake.unref(env) };
-            if done.is_ok() {
-                self.referenced.set(on);
-            }
+        if self.referenced.get() != on && self.mailbox.reference(env, on) {
+            self.referenced.set(on);
         }
     }
 
@@ -1148,13 +1103,7 @@ impl CacheRedisTierBinding {
     /// start and end in `data`, -1 for a miss), then the invalidations and flushes in order.
     #[napi(js_name = "_take")]
     pub fn take(&self, env: Env) -> TierTake {
-        let events: Vec<Event> = self
-            .mailbox
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let events = self.mailbox.take_all();
         let mut got = Vec::new();
         let mut data = Vec::new();
         let mut others = Vec::new();
@@ -1206,11 +1155,7 @@ impl CacheRedisTierBinding {
         if let Some(tier) = &mut *self.tier.borrow_mut() {
             tier.stop();
         }
-        self.mailbox
-            .wake
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.mailbox.detach();
     }
 
     /// The counters.

@@ -661,3 +661,79 @@ pub mod raw {
         result
     }
 }
+
+/// The wake-up call a background thread makes on the JS thread with its owner's id. Weak: it
+/// keeps Node alive only while [`Mailbox::reference`] has it referenced (while work is out).
+pub type WakeFn = napi::threadsafe_function::ThreadsafeFunction<u32, (), u32, Status, false, true>;
+
+/// Where a background thread (a Redis store, a cache tier) leaves what it finished for the JS
+/// thread, waking it through a weak threadsafe function.
+pub struct Mailbox<T> {
+    items: std::sync::Mutex<std::collections::VecDeque<T>>,
+    wake: std::sync::Mutex<Option<(WakeFn, u32)>>,
+}
+
+impl<T> Default for Mailbox<T> {
+    fn default() -> Self {
+        Mailbox {
+            items: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            wake: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Mailbox<T> {
+    fn wake_slot(&self) -> std::sync::MutexGuard<'_, Option<(WakeFn, u32)>> {
+        self.wake.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `wake` (called with `id`) the wake-up call, weak and unreferenced.
+    pub fn attach(&self, wake: napi::bindgen_prelude::Function<u32, ()>, id: u32) -> Result<()> {
+        let wake: WakeFn = wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        *self.wake_slot() = Some((wake, id));
+        Ok(())
+    }
+
+    /// Drops the wake-up call: later posts are kept but wake nobody.
+    pub fn detach(&self) {
+        self.wake_slot().take();
+    }
+
+    /// Leaves `item` and wakes the JS thread (from any thread).
+    pub fn post(&self, item: T) {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(item);
+        if let Some((wake, id)) = &*self.wake_slot() {
+            wake.call_with_return_value(
+                *id,
+                napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
+                |_, _| Ok(()),
+            );
+        }
+    }
+
+    /// Everything posted so far, oldest first.
+    pub fn take_all(&self) -> Vec<T> {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
+    }
+
+    /// Lets the wake-up call keep Node alive (`on`) or not; false when there is no wake-up
+    /// call or napi refused.
+    #[allow(deprecated)] // napi-rs keeps `refer`/`unref` for exactly this toggle
+    pub fn reference(&self, env: &napi::Env, on: bool) -> bool {
+        match &mut *self.wake_slot() {
+            Some((wake, _)) => if on { wake.refer(env) } else { wake.unref(env) }.is_ok(),
+            None => false,
+        }
+    }
+}

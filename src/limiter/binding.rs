@@ -16,23 +16,20 @@
 //! figures in one `Float64Array`.
 
 use std::cell::{RefCell, UnsafeCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, Unknown};
 use napi_derive::napi;
 
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-
 use super::rate_limiter::{block_millis, ceil_ms, Decision, Enqueued, LimiterConfig, RateLimiter};
 use super::redis_store::{Completion, KeyNaming, Op};
 use super::remote::{Flushed, OnStoreError, RemoteLimiter, Submitted};
 use super::Limits;
 use crate::common::binding::{
-    raw, read_clock, read_cost, throw_coded, throw_invalid, JsCost, JsKey, OptionsReader,
+    raw, read_clock, read_cost, throw_coded, throw_invalid, JsCost, JsKey, Mailbox, OptionsReader,
 };
 use crate::common::clock::NANOS_PER_MS;
 use crate::common::error::ErrorCode;
@@ -326,37 +323,10 @@ pub struct PumpOutcome {
     pub next_wake_ms: Option<f64>,
 }
 
-/// The facade's wake-up call, made on the store thread with the limiter's id. Weak: it keeps
-/// Node alive only while referenced (a batch is out).
-type WakeFn = ThreadsafeFunction<u32, (), u32, Status, false, true>;
-
-/// Where the store thread leaves completed batches for `_take`.
-#[derive(Default)]
-struct Mailbox {
-    completions: Mutex<VecDeque<Completion>>,
-    wake: Mutex<Option<(WakeFn, u32)>>,
-}
-
-impl Mailbox {
-    fn post(&self, completion: Completion) {
-        self.completions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(completion);
-        if let Some((wake, id)) = &*self.wake.lock().unwrap_or_else(|e| e.into_inner()) {
-            wake.call_with_return_value(
-                *id,
-                ThreadsafeFunctionCallMode::NonBlocking,
-                |_, _| Ok(()),
-            );
-        }
-    }
-}
-
 /// The remote half and its plumbing.
 struct Remote {
     core: RefCell<RemoteLimiter>,
-    mailbox: Arc<Mailbox>,
+    mailbox: Arc<Mailbox<Completion>>,
     /// Whether the wake-up function is referenced now.
     referenced: std::cell::Cell<bool>,
 }
@@ -568,12 +538,7 @@ impl RateLimiterBinding {
                 if let Some(shared) = weak.upgrade() {
                     if let Some(remote) = &shared.remote {
                         remote.core.borrow_mut().close();
-                        remote
-                            .mailbox
-                            .wake
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .take();
+                        remote.mailbox.detach();
                     }
                 }
             })?;
@@ -617,17 +582,7 @@ impl RateLimiterBinding {
         let Some(remote) = &self.shared.remote else {
             return Ok(());
         };
-        let wake: WakeFn = wake
-            .build_threadsafe_function::<u32>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build()?;
-        *remote
-            .mailbox
-            .wake
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((wake, id));
-        Ok(())
+        remote.mailbox.attach(wake, id)
     }
 
     /// Internal: sends the requests queued this tick as one batch; its id (0 when none).
@@ -652,21 +607,9 @@ impl RateLimiterBinding {
         }
     }
 
-    #[allow(deprecated)] // napi-rs keeps `refer`/`unref` for exactly this toggle
     fn reference(&self, env: &Env, remote: &Remote, on: bool) {
-        if remote.referenced.get() == on {
-            return;
-        }
-        if let Some((wake, _)) = &mut *remote
-            .mailbox
-            .wake
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        {
-            let done = if on { wake.refer(env) } else { wake.unref(env) };
-            if done.is_ok() {
-                remote.referenced.set(on);
-            }
+        if remote.referenced.get() != on && remote.mailbox.reference(env, on) {
+            remote.referenced.set(on);
         }
     }
 
@@ -677,13 +620,7 @@ impl RateLimiterBinding {
         let Some(remote) = &self.shared.remote else {
             return Float64Array::new(Vec::new());
         };
-        let completions: Vec<Completion> = remote
-            .mailbox
-            .completions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let completions = remote.mailbox.take_all();
         let mut out = Vec::new();
         let mut limiter = self.shared.limiter.borrow_mut();
         let mut core = remote.core.borrow_mut();
