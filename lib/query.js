@@ -402,19 +402,9 @@ const kRaw = Symbol('bulwark.instrumentedTarget')
  */
 function instrumentPg(target, hooks, isPool) {
   const query = measuredQuery(target, hooks)
-  const bound = new Map()
   let connect
   if (isPool) {
-    const clients = new WeakMap()
-    const wrap = (client) => {
-      if (client === null || typeof client !== 'object') return client
-      let wrapped = clients.get(client)
-      if (wrapped === undefined) {
-        wrapped = instrumentPg(client, hooks, false)
-        clients.set(client, wrapped)
-      }
-      return wrapped
-    }
+    const wrap = measuredClients(hooks)
     connect = function instrumentedConnect(callback) {
       if (typeof callback === 'function') {
         return target.connect((error, client, done) => callback(error, wrap(client), done))
@@ -422,11 +412,38 @@ function instrumentPg(target, hooks, isPool) {
       return target.connect().then(wrap)
     }
   }
+  return forwardingProxy(target, (prop) => {
+    if (prop === 'query') return query
+    if (prop === 'connect' && isPool) return connect
+    return undefined
+  })
+}
+
+/** `wrap(client)`: the measured proxy of a pg client, one per client; anything else as it is. */
+function measuredClients(hooks) {
+  const clients = new WeakMap()
+  return (client) => {
+    if (client === null || typeof client !== 'object' || typeof client.query !== 'function') return client
+    let wrapped = clients.get(client)
+    if (wrapped === undefined) {
+      wrapped = instrumentPg(client, hooks, false)
+      clients.set(client, wrapped)
+    }
+    return wrapped
+  }
+}
+
+/**
+ * A proxy of `target` whose members are `override(prop)` where it returns one, else the
+ * target's own (functions bound to it, each bound once); `kRaw` gives the target back.
+ */
+function forwardingProxy(target, override) {
+  const bound = new Map()
   return new Proxy(target, {
     get(t, prop) {
-      if (prop === 'query') return query
-      if (prop === 'connect' && isPool) return connect
       if (prop === kRaw) return t
+      const replaced = override(prop)
+      if (replaced !== undefined) return replaced
       const value = Reflect.get(t, prop, t)
       if (typeof value !== 'function') return value
       let fn = bound.get(prop)
@@ -445,18 +462,8 @@ function instrumentPg(target, hooks, isPool) {
  * whose resources are measured pg clients.
  */
 function instrumentResourcePool(pool, hooks) {
-  const clients = new WeakMap()
-  const wrap = (client) => {
-    if (client === null || typeof client !== 'object' || typeof client.query !== 'function') return client
-    let wrapped = clients.get(client)
-    if (wrapped === undefined) {
-      wrapped = instrumentPg(client, hooks, false)
-      clients.set(client, wrapped)
-    }
-    return wrapped
-  }
+  const wrap = measuredClients(hooks)
   const raw = (client) => (client !== null && typeof client === 'object' && client[kRaw] !== undefined ? client[kRaw] : client)
-  const bound = new Map()
   const overrides = {
     use(fn, ...rest) {
       if (typeof fn !== 'function') return pool.use(fn, ...rest)
@@ -472,21 +479,8 @@ function instrumentResourcePool(pool, hooks) {
       return pool.destroy(raw(client), ...args)
     },
   }
-  return new Proxy(pool, {
-    get(t, prop) {
-      if (prop === 'use' || prop === 'acquire' || prop === 'release' || (prop === 'destroy' && typeof t.destroy === 'function')) return overrides[prop]
-      if (prop === kRaw) return t
-      const value = Reflect.get(t, prop, t)
-      if (typeof value !== 'function') return value
-      let fn = bound.get(prop)
-      if (fn === undefined || fn.original !== value) {
-        fn = value.bind(t)
-        fn.original = value
-        bound.set(prop, fn)
-      }
-      return fn
-    },
-  })
+  return forwardingProxy(pool, (prop) =>
+    prop === 'use' || prop === 'acquire' || prop === 'release' || (prop === 'destroy' && typeof pool.destroy === 'function') ? overrides[prop] : undefined)
 }
 
 module.exports = { QueryOptimizer, Loader }
