@@ -114,6 +114,8 @@ describe('with pg against PostgreSQL', () => {
       },
     })
     await Promise.all(Array.from({ length: 3 }, () => pool.use((c) => c.query('SELECT 1'))))
+    // all three connected and idle before the kill
+    while (pool.stats().idle < 3) await new Promise((resolve) => setTimeout(resolve, 10))
     const killed = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`bulwark-pool-test-${process.pid}`])
     assert.equal(killed.rowCount, 3)
     for (let i = 0; i < 3; i++) {
@@ -236,7 +238,8 @@ describe('with ioredis against Redis', () => {
 
   test('connections killed with CLIENT KILL are detected and replaced; no caller hangs', async (t) => {
     if (skip) return t.skip(skip)
-    const pool = redisPool({ min: 4 })
+    // a killed connection is found by validation when idle, by isBroken when in use
+    const pool = redisPool({ min: 4, validateOnAcquire: true })
     await Promise.all(Array.from({ length: 8 }, () => pool.use((client) => client.ping())))
     const listed = (await admin.client('LIST')).split('\n').filter((line) => line.includes(`name=${connectionName}`))
     assert.ok(listed.length >= 1)

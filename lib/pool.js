@@ -25,12 +25,12 @@ const DRAIN_OPTIONS = new Set(['timeoutMs'])
 // error codes of a connection that is gone: socket errors, and PostgreSQL's "terminating
 // connection" class (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now)
 const BROKEN_CODES = new Set(['ECONNRESET', 'EPIPE', 'PROTOCOL_CONNECTION_LOST', 'ECONNREFUSED', 'ETIMEDOUT', 'ENOTCONN', 'ERR_STREAM_DESTROYED', '57P01', '57P02', '57P03'])
-const BROKEN_MESSAGE = /connection (?:is )?(?:terminated|closed|ended|lost)|socket (?:hang up|closed)|not connected|cannot enqueue .* after (?:fatal error|being destroyed|invoking quit)/i
+const BROKEN_MESSAGE = /connection (?:is )?(?:terminated|closed|ended|lost)|socket (?:hang up|closed)|not connected|stream isn't writeable|cannot enqueue .* after (?:fatal error|being destroyed|invoking quit)/i
 
 /**
  * The default `isBroken`: true for errors that say the connection itself is gone (socket errors,
- * PostgreSQL's 57P0x codes, "Connection terminated" / "Connection is closed" messages of pg,
- * mysql2 and ioredis), false for errors of the statement (a syntax error, a constraint).
+ * PostgreSQL's 57P0x codes, "Connection terminated" / "Connection is closed" / "Stream isn't
+ * writeable" messages of pg, mysql2 and ioredis), false for errors of the statement (a syntax error, a constraint).
  */
 function connectionLost(error) {
   if (error === null || typeof error !== 'object') return false
