@@ -10,6 +10,7 @@ const Redis = require('ioredis')
 const { PersistentCache } = require('..')
 const { needService, REDIS_URL } = require('./helpers/services')
 const { haveRedisServer, startRedisServer } = require('./helpers/redis-server')
+const { collectGarbage, settledWithin, afterQueuedTicks } = require('./helpers/gc')
 
 const PREFIX = `bulwark-test:cache:${process.pid}:`
 let serial = 0
@@ -85,6 +86,16 @@ describe('PersistentCache with a Redis tier', async () => {
     assert.equal(s.hits, 4)
     assert.equal(s.misses, 1)
     assert.equal(a.stats().redis.sets, 5)
+  })
+
+  test('a lookup settles when nothing but its promise holds the cache, through a garbage collection', { skip: service.skip }, async () => {
+    const keyPrefix = prefix()
+    open(keyPrefix).set('k', 'from redis')
+    await sleep(30) // the write-through goes at the end of the tick, in the background
+    const lookup = new PersistentCache({ maxEntries: 10, redis: { url: REDIS_URL, keyPrefix } }).getAsync('k')
+    await afterQueuedTicks() // the lookup is out
+    collectGarbage()
+    assert.equal(await settledWithin(lookup, 5000), 'from redis')
   })
 
   test('getOrSet looks in Redis before running the loader, and a loaded value is shared', { skip: service.skip }, async () => {

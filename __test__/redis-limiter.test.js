@@ -12,6 +12,7 @@ const { RateLimiter, RateLimitError, codes } = require('..')
 const { rateLimit } = require('../express.js')
 const { needService, REDIS_URL } = require('./helpers/services')
 const { haveRedisServer, startRedisServer } = require('./helpers/redis-server')
+const { collectGarbage, settledWithin, afterQueuedTicks } = require('./helpers/gc')
 
 const PREFIX = `bulwark-test:rl:${process.pid}:`
 let serial = 0
@@ -78,6 +79,14 @@ describe('RateLimiter with a Redis store', async () => {
     assert.equal(stats.allowed, 6)
     assert.equal(stats.rejected, 2)
     assert.equal(stats.store.kind, 'redis')
+  })
+
+  test('a decision settles when nothing but its promise holds the limiter, through a garbage collection', { skip: service.skip }, async () => {
+    const decision = remote({ capacity: 1, refillPerSecond: 1 }).consume('a')
+    await afterQueuedTicks() // the batch is out
+    collectGarbage()
+    const settled = await settledWithin(decision, 5000)
+    assert.equal(settled.allowed, true)
   })
 
   test('two limiters (as two processes) share one budget', { skip: service.skip }, async () => {

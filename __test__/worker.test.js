@@ -8,6 +8,27 @@ const path = require('node:path')
 
 const root = path.join(__dirname, '..')
 
+/**
+ * The worker's first message. Rejects on an error, and when the worker exits before sending
+ * one, so a worker that ends early fails its test instead of leaving the file's event loop
+ * with nothing to wait for.
+ */
+function firstMessage(worker) {
+  return new Promise((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+    worker.once('exit', (code) => reject(new Error(`the worker exited (code ${code}) before sending a message`)))
+  })
+}
+
+/** Runs `source` in a worker with `workerData`; resolves with its first message and ends it. */
+async function runWorker(source, workerData) {
+  const worker = new Worker(source, { eval: true, workerData })
+  const message = await firstMessage(worker)
+  await worker.terminate()
+  return message
+}
+
 const workerSource = `
   const { parentPort, workerData } = require('node:worker_threads')
   const { RateLimiter, TestClock } = require(${JSON.stringify(root)})
@@ -26,11 +47,7 @@ const workerSource = `
 `
 
 test('four workers use the addon concurrently with correct, separate results', async () => {
-  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
-    const worker = new Worker(workerSource, { eval: true, workerData: { capacity: n * 10 } })
-    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
-    worker.once('error', reject)
-  }))
+  const runs = [1, 2, 3, 4].map(async (n) => ({ n, message: await runWorker(workerSource, { capacity: n * 10 }) }))
   const results = await Promise.all(runs)
   for (const { n, message } of results) {
     assert.equal(message.error, undefined)
@@ -65,11 +82,11 @@ test('a worker with a Redis-backed limiter decides, then exits without waiting o
       process.exit(0)
     })
   `, { eval: true })
-  const decided = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
+  const decided = await firstMessage(worker)
   // with Redis down the policy refuses both; with Redis up exactly one of two is admitted
   assert.ok(decided.filter((x) => x).length <= 1)
-  const code = await new Promise((resolve) => worker.once('exit', resolve))
-  assert.equal(code, 0)
+  assert.equal(await exited, 0)
 })
 
 test('a worker with a Redis-backed cache looks up, then exits while subscribed', async () => {
@@ -85,10 +102,10 @@ test('a worker with a Redis-backed cache looks up, then exits while subscribed',
       process.exit(0)
     })
   `, { eval: true })
-  const value = await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject) })
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
+  const value = await firstMessage(worker)
   assert.equal(value, 'v')
-  const code = await new Promise((resolve) => worker.once('exit', resolve))
-  assert.equal(code, 0)
+  assert.equal(await exited, 0)
 })
 
 const tracerWorkerSource = `
@@ -106,11 +123,7 @@ const tracerWorkerSource = `
 `
 
 test('four workers each trace with their own tracer and get separate metrics', async () => {
-  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
-    const worker = new Worker(tracerWorkerSource, { eval: true, workerData: { n } })
-    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
-    worker.once('error', reject)
-  }))
+  const runs = [1, 2, 3, 4].map(async (n) => ({ n, message: await runWorker(tracerWorkerSource, { n }) }))
   for (const { n, message } of await Promise.all(runs)) {
     const { metrics, finished } = message
     assert.equal(metrics.started, n * 200)
@@ -194,11 +207,7 @@ const breakerWorkerSource = `
 `
 
 test('breakers in four workers are independent', async () => {
-  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
-    const worker = new Worker(breakerWorkerSource, { eval: true, workerData: { n } })
-    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
-    worker.once('error', reject)
-  }))
+  const runs = [1, 2, 3, 4].map(async (n) => ({ n, message: await runWorker(breakerWorkerSource, { n }) }))
   for (const { n, message } of await Promise.all(runs)) {
     assert.equal(message.failed, n + 1)
     assert.equal(message.open, 'open')
@@ -223,11 +232,7 @@ const poolWorkerSource = `
 `
 
 test('pools in four workers are independent', async () => {
-  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
-    const worker = new Worker(poolWorkerSource, { eval: true, workerData: { n } })
-    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
-    worker.once('error', reject)
-  }))
+  const runs = [1, 2, 3, 4].map(async (n) => ({ n, message: await runWorker(poolWorkerSource, { n }) }))
   for (const { n, message } of await Promise.all(runs)) {
     assert.deepEqual(message.workers, [n])
     assert.equal(message.created, n)
@@ -248,11 +253,7 @@ const queryWorkerSource = `
 `
 
 test('query optimizers in four workers are independent', async () => {
-  const runs = [1, 2, 3, 4].map((n) => new Promise((resolve, reject) => {
-    const worker = new Worker(queryWorkerSource, { eval: true, workerData: { n } })
-    worker.once('message', (message) => { resolve({ n, message }); worker.terminate() })
-    worker.once('error', reject)
-  }))
+  const runs = [1, 2, 3, 4].map(async (n) => ({ n, message: await runWorker(queryWorkerSource, { n }) }))
   for (const { n, message } of await Promise.all(runs)) {
     assert.equal(message.stats.length, 1)
     assert.equal(message.stats[0].normalized, `SELECT name FROM users_${n} WHERE id = ?`)

@@ -11,8 +11,11 @@ const { CacheError, codes, invalidArgument, describe } = require('./errors')
 
 // With `redis`, Redis is a shared tier below memory and disk and carries invalidations to the
 // other instances (src/cache/redis_tier.rs). Its threads wake this file by id: caches are held
-// weakly here, so a cache nobody holds any more can still be collected.
+// weakly here, so a cache nobody holds any more can still be collected. A cache with lookups out
+// is also held strongly in `awaitingTier`, or a caller that keeps only the promise would let it
+// be collected (and the promise never settle).
 const tiers = new Map()
+const awaitingTier = new Set()
 const forgetTier = new FinalizationRegistry((id) => tiers.delete(id))
 let nextTierId = 1
 const kTierDrain = Symbol('bulwark.tierDrain')
@@ -176,6 +179,7 @@ class PersistentCache extends binding.PersistentCache {
     return new Promise((resolve) => {
       const id = this.#tier.get(key)
       this.#tierWaiters.set(id, { key, resolve, epoch: this.#invalidations })
+      awaitingTier.add(this)
       this.#queueTierFlush()
     })
   }
@@ -211,6 +215,7 @@ class PersistentCache extends binding.PersistentCache {
     const waiter = this.#tierWaiters.get(id)
     if (waiter === undefined) return
     this.#tierWaiters.delete(id)
+    if (this.#tierWaiters.size === 0) awaitingTier.delete(this)
     if (bytes === null || this.#closed) {
       waiter.resolve(MISS)
       return
@@ -505,6 +510,7 @@ class PersistentCache extends binding.PersistentCache {
       this.#tier.close()
       for (const waiter of this.#tierWaiters.values()) waiter.resolve(MISS)
       this.#tierWaiters.clear()
+      awaitingTier.delete(this)
     }
     this.#closing = (async () => {
       let failure = null

@@ -15,8 +15,13 @@ const binding = require('../binding.js')
 const { RateLimitError, StoreAsyncError, invalidArgument, describe } = require('./errors')
 const { TestClock } = require('./test-clock')
 
-/** Remote limiters by id, held weakly: the store thread's wake-up names its limiter by id. */
+/**
+ * Remote limiters by id, held weakly: the store thread's wake-up names its limiter by id. A
+ * limiter with batches out is also held strongly in `awaitingStore`, or a caller that keeps
+ * only the promise would let it be collected (and the promise never settle).
+ */
 const remotes = new Map()
+const awaitingStore = new Set()
 const forgetRemote = new FinalizationRegistry((id) => remotes.delete(id))
 let nextRemoteId = 1
 
@@ -184,7 +189,10 @@ class RateLimiter extends binding.RateLimiter {
   #flush() {
     this.#flushQueued = false
     const id = this._flush()
-    if (id !== 0) this.#inflight.set(id, this.#batch)
+    if (id !== 0) {
+      this.#inflight.set(id, this.#batch)
+      awaitingStore.add(this)
+    }
     this.#batch = []
   }
 
@@ -213,6 +221,7 @@ class RateLimiter extends binding.RateLimiter {
         }
       }
     }
+    if (this.#inflight.size === 0) awaitingStore.delete(this)
   }
 
   #storeCommand(op, key, ms) {
