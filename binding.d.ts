@@ -492,6 +492,21 @@ export interface GrantedWaiter {
   decision: RateLimitDecision
 }
 
+/**
+ * A duration histogram as Prometheus shows one: for each bound, how many values were at most
+ * that long (cumulative), with their sum and count.
+ */
+export interface HistogramSnapshot {
+  /** The upper bounds of `counts`, in milliseconds, ascending. */
+  boundsMs: Array<number>
+  /** For each bound, the values at most that long. */
+  counts: Array<number>
+  /** The sum of every value, in milliseconds. */
+  sumMs: number
+  /** How many values there were (the `+Inf` bucket). */
+  count: number
+}
+
 /** One N+1 finding. */
 export interface NPlusOneFinding {
   /** The trace in which the statement repeated. */
@@ -560,6 +575,8 @@ export interface QueryStats {
   nPlusOne: number
   /** Ids of the rules the statement broke. */
   findings: Array<string>
+  /** Call durations as a histogram (bounds from 0.1 ms to 10 s; the sum is `totalMs`). */
+  durationHistogram: HistogramSnapshot
 }
 
 /** The result of `check`: the same decision as `tryConsume`, as an object. */
@@ -596,6 +613,8 @@ export interface RateLimiterStats {
   evicted: number
   /** How long granted `acquire` calls waited. */
   waitMs: WaitSummary
+  /** The same waits as a histogram (bounds from 1 ms to 10 s). */
+  waitHistogram: HistogramSnapshot
 }
 
 /** A span context as JS sees it (from `extract`, or a live span's `context`). */

@@ -98,6 +98,17 @@ export interface RateLimitDecision {
   retryAfterMs: number
 }
 
+/**
+ * A duration histogram in a Prometheus histogram's shape: for each of `boundsMs`, how many values
+ * were at most that long (cumulative), with their sum and count.
+ */
+export interface HistogramSnapshot {
+  boundsMs: readonly number[]
+  counts: number[]
+  sumMs: number
+  count: number
+}
+
 /** Counters of a limiter since it was created. */
 export interface RateLimiterStats {
   allowed: number
@@ -110,6 +121,8 @@ export interface RateLimiterStats {
   evicted: number
   /** Wait of granted `acquire` calls, in ms. */
   waitMs: { p50: number; p95: number; p99: number; max: number }
+  /** The same waits as a histogram (bounds from 1 ms to 10 s). */
+  waitHistogram: HistogramSnapshot
   /** The Redis store's counters (absent with the in-memory store). */
   store?: RateLimiterStoreStats
 }
@@ -604,7 +617,7 @@ export interface ConnectionPoolStats {
   /** Time callers waited for a resource, zero waits included. */
   acquireWaitMs: WaitSummary
   /** The same waits as cumulative counts at `boundsMs` (a Prometheus histogram's shape), with their sum and count. */
-  acquireWaitHistogram: { boundsMs: readonly number[]; counts: number[]; sumMs: number; count: number }
+  acquireWaitHistogram: HistogramSnapshot
 }
 
 /** A reported leak: a resource held longer than `leakDetectionMs`. */
@@ -1016,6 +1029,8 @@ export interface QueryStats {
   nPlusOne: number
   /** Ids of the rules the statement broke. */
   findings: QueryRule[]
+  /** Call durations as a histogram (bounds from 0.1 ms to 10 s; the sum is `totalMs`). */
+  durationHistogram: HistogramSnapshot
 }
 
 /** The `'slow'` event's argument. */

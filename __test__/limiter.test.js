@@ -335,7 +335,24 @@ describe('stats', () => {
     assert.equal(stats.rejected, 1)
     assert.equal(stats.keys, 2)
     assert.equal(stats.evicted, 0)
-    assert.deepEqual(Object.keys(stats).sort(), ['allowed', 'blocked', 'evicted', 'keys', 'queued', 'rejected', 'timedOut', 'waitMs', 'waited'])
+    assert.deepEqual(Object.keys(stats).sort(), ['allowed', 'blocked', 'evicted', 'keys', 'queued', 'rejected', 'timedOut', 'waitHistogram', 'waitMs', 'waited'])
+    assert.deepEqual(stats.waitHistogram, { boundsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000], counts: new Array(13).fill(0), sumMs: 0, count: 0 })
+  })
+
+  test('waits of granted acquire calls, as percentiles and as a histogram', async () => {
+    const { limiter, clock } = make({ capacity: 1, refillPerSecond: 10 })
+    limiter.tryConsume('a')
+    // three waiters on an empty key refilling every 100 ms: they wait 100, 200 and 300 ms
+    const waits = [limiter.acquire('a'), limiter.acquire('a'), limiter.acquire('a')]
+    for (let i = 0; i < 3; i++) clock.advance(100)
+    await Promise.all(waits)
+    const { waitMs, waitHistogram, waited } = limiter.stats()
+    assert.equal(waited, 3)
+    assert.equal(waitMs.max, 300)
+    const at = (bound) => waitHistogram.counts[waitHistogram.boundsMs.indexOf(bound)]
+    assert.deepEqual([at(50), at(100), at(250), at(500)], [0, 1, 2, 3])
+    assert.equal(waitHistogram.count, 3)
+    assert.equal(waitHistogram.sumMs, 600)
   })
 })
 

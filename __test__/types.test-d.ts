@@ -4,6 +4,7 @@ import {
   QueryOptimizer,
   Loader,
   type QueryStats,
+  type HistogramSnapshot,
   type NPlusOneFinding,
   type QueryFinding,
   Observability,
@@ -69,6 +70,7 @@ limiter.setClientLimits('k', { capacity: 5 })
 limiter.clearClient('k')
 const stats: RateLimiterStats = limiter.stats()
 const p99: number = stats.waitMs.p99
+const waitBuckets: HistogramSnapshot = stats.waitHistogram
 const closed: boolean = limiter.closed
 limiter.close()
 clock.advance(10)
@@ -289,6 +291,7 @@ const printed: string = qo.fingerprint('SELECT 1').fingerprint
 const findings: QueryFinding[] = qo.analyze('SELECT * FROM t')
 qo.record('SELECT 1', 2.5, { traceId: 'abc', rows: 1 })
 const top: QueryStats[] = qo.stats({ top: 10, sortBy: 'p95Ms' })
+const durationBounds: readonly number[] = top[0].durationHistogram.boundsMs
 const repeated: NPlusOneFinding[] = qo.nPlusOne()
 qo.on('nplusone', (f: NPlusOneFinding) => void f.suggestion).on('slow', (e) => void e.durationMs)
 const fakePool = { query: async (text: string) => ({ rows: [text], rowCount: 1 }), totalCount: 0 }

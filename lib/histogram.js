@@ -25,12 +25,22 @@ function upperBoundOf(bucket) {
   return (SUB_COUNT + sub + 1) * 2 ** shift - 1
 }
 
-/** Durations in milliseconds, summarized as p50/p95/p99/max. */
+/**
+ * Durations in milliseconds, summarized as p50/p95/p99/max, and counted exactly at `boundsMs`
+ * (ascending) when given: the buckets of a Prometheus histogram.
+ */
 class DurationHistogram {
   #counts = new Float64Array(BUCKETS)
   #total = 0
   #maxMs = 0
   #sumMs = 0
+  #boundsMs
+  #boundCounts
+
+  constructor(boundsMs = []) {
+    this.#boundsMs = boundsMs
+    this.#boundCounts = new Float64Array(boundsMs.length)
+  }
 
   /** Counts one duration of `ms` milliseconds (negative counts as 0). */
   record(ms) {
@@ -39,6 +49,13 @@ class DurationHistogram {
     this.#total++
     if (ms > 0) this.#sumMs += ms
     if (ms > this.#maxMs) this.#maxMs = ms
+    const bounds = this.#boundsMs
+    for (let i = 0; i < bounds.length; i++) {
+      if (ms <= bounds[i]) {
+        this.#boundCounts[i]++
+        break
+      }
+    }
   }
 
   /** How many durations were counted. */
@@ -60,18 +77,12 @@ class DurationHistogram {
     return this.#sumMs
   }
 
-  /**
-   * For each bound in ms (ascending), how many durations were at most that bound: the cumulative
-   * counts of a Prometheus histogram (a bucket straddling a bound is left out of it, so a count
-   * is low by at most that one 1/16-of-a-power-of-two bucket).
-   */
-  cumulative(boundsMs) {
-    const out = new Array(boundsMs.length)
-    let bucket = 0
+  /** For each of the bounds given to the constructor, how many durations were at most that long. */
+  cumulative() {
+    const out = new Array(this.#boundCounts.length)
     let seen = 0
-    for (let i = 0; i < boundsMs.length; i++) {
-      const boundUs = Math.min(MAX_US, Math.floor(boundsMs[i] * 1000))
-      while (bucket < BUCKETS && upperBoundOf(bucket) <= boundUs) seen += this.#counts[bucket++]
+    for (let i = 0; i < out.length; i++) {
+      seen += this.#boundCounts[i]
       out[i] = seen
     }
     return out

@@ -31,7 +31,7 @@ const QUERY_TOP = 20
 const fingerprintLabel = (q) => `,fingerprint="${q.fingerprint}"`
 
 // A family's `each(stats, emit)` calls `emit(labels, value)` for each of its samples, where
-// `labels` is what follows the block's own labels (empty, or `,quantile="0.5"` and the like):
+// `labels` is what follows the block's own labels (empty, or `,span="GET /"` and the like):
 // a scrape of 10,000 series then builds its lines and little else.
 const counter = (name, help, value) => ({ name, type: 'counter', help, each: (s, emit) => emit('', value(s)) })
 const gauge = (name, help, value) => ({ name, type: 'gauge', help, each: (s, emit) => emit('', value(s)) })
@@ -52,7 +52,6 @@ const histogram = (name, help, read) => ({
     }
   },
 })
-const QUANTILES = [['0.5', 'p50'], ['0.95', 'p95'], ['0.99', 'p99'], ['1', 'max']].map(([q, key]) => ({ label: `,quantile="${q}"`, key, msKey: `${key}Ms` }))
 const BREAKER_STATES = ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ state, label: `,state="${state}"` }))
 const spanLabel = (span) => `,span="${escapeLabel(span)}"`
 
@@ -67,14 +66,7 @@ const FAMILIES = {
     counter('rate_limiter_evicted_total', 'Buckets evicted to stay within maxKeys.', (s) => s.evicted),
     gauge('rate_limiter_queued', 'Requests waiting in the fair queue now.', (s) => s.queued),
     gauge('rate_limiter_keys', 'Keys held now.', (s) => s.keys),
-    {
-      name: 'rate_limiter_wait_seconds',
-      type: 'gauge',
-      help: 'Time waited in the fair queue by granted requests, by quantile.',
-      each: (s, emit) => {
-        for (const q of QUANTILES) emit(q.label, s.waitMs[q.key] / 1000)
-      },
-    },
+    histogram('rate_limiter_wait_seconds', 'Time waited in the fair queue by granted requests.', (s) => [['', s.waitHistogram]]),
   ],
   tracer: [
     counter('tracer_spans_started_total', 'Spans started, sampled or not.', (s) => s.started),
@@ -171,17 +163,7 @@ const FAMILIES = {
         for (const q of s.top) emit(fingerprintLabel(q), q.totalMs / 1000)
       },
     },
-    {
-      name: 'query_duration_seconds',
-      type: 'gauge',
-      help: 'Statement durations by fingerprint and quantile.',
-      each: (s, emit) => {
-        for (const q of s.top) {
-          const label = fingerprintLabel(q)
-          for (const quantile of QUANTILES) emit(label + quantile.label, q[quantile.msKey] / 1000)
-        }
-      },
-    },
+    histogram('query_duration_seconds', 'Statement durations by fingerprint.', (s) => s.top.map((q) => [fingerprintLabel(q), q.durationHistogram])),
     gauge('query_nplusone_findings', 'N+1 findings held now (recent traces).', (s) => s.nPlusOneHeld),
   ],
   circuitBreakers: [

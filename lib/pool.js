@@ -224,7 +224,7 @@ class ConnectionPool extends EventEmitter {
   #drained = null
   #onDrained = null
 
-  #waits = new DurationHistogram()
+  #waits = new DurationHistogram(WAIT_BOUNDS_MS)
   #counts = { created: 0, destroyed: 0, createErrors: 0, destroyErrors: 0, validationFailures: 0, acquireTimeouts: 0, leaks: 0, resourceErrors: 0, invalidReleases: 0, queueFull: 0, aborted: 0, acquired: 0 }
 
   /** A pool; `create` and `destroy` are required, everything else has a default. */
@@ -520,7 +520,7 @@ class ConnectionPool extends EventEmitter {
       createFailing: this.#createFailing,
       closed: this.#closed,
       acquireWaitMs: this.#waits.summary(),
-      acquireWaitHistogram: { boundsMs: WAIT_BOUNDS_MS, counts: this.#waits.cumulative(WAIT_BOUNDS_MS), sumMs: this.#waits.sumMs, count: this.#waits.count },
+      acquireWaitHistogram: { boundsMs: WAIT_BOUNDS_MS, counts: this.#waits.cumulative(), sumMs: this.#waits.sumMs, count: this.#waits.count },
     }
   }
 

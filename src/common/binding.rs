@@ -662,6 +662,40 @@ pub mod raw {
     }
 }
 
+/// A duration histogram as Prometheus shows one: for each bound, how many values were at most
+/// that long (cumulative), with their sum and count.
+#[napi_derive::napi(object)]
+pub struct HistogramSnapshot {
+    /// The upper bounds of `counts`, in milliseconds, ascending.
+    pub bounds_ms: Vec<f64>,
+    /// For each bound, the values at most that long.
+    pub counts: Vec<f64>,
+    /// The sum of every value, in milliseconds.
+    pub sum_ms: f64,
+    /// How many values there were (the `+Inf` bucket).
+    pub count: f64,
+}
+
+impl HistogramSnapshot {
+    /// From buckets of microseconds, the sum of the values in milliseconds, and their count.
+    pub fn of_micros<const N: usize>(
+        buckets: &crate::common::histogram::BoundCounts<N>,
+        sum_ms: f64,
+        count: u64,
+    ) -> Self {
+        HistogramSnapshot {
+            bounds_ms: buckets
+                .bounds()
+                .iter()
+                .map(|&bound| bound as f64 / 1_000.0)
+                .collect(),
+            counts: buckets.cumulative().into_iter().map(|c| c as f64).collect(),
+            sum_ms,
+            count: count as f64,
+        }
+    }
+}
+
 /// The wake-up call a background thread makes on the JS thread with its owner's id. Weak: it
 /// keeps Node alive only while [`Mailbox::reference`] has it referenced (while work is out).
 pub type WakeFn = napi::threadsafe_function::ThreadsafeFunction<u32, (), u32, Status, false, true>;

@@ -12,6 +12,79 @@ const SUB_BUCKETS: usize = 1 << SUB_BUCKET_BITS;
 const MAX_EXPONENT: usize = 48;
 const BUCKETS: usize = (MAX_EXPONENT + 1) * SUB_BUCKETS;
 
+/// The upper bounds, in microseconds, of the buckets a duration histogram shows to Prometheus:
+/// its default latency buckets, from 1 ms to 10 s. Span durations and rate-limiter waits.
+pub const DURATION_BOUNDS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+
+/// Finer bounds, in microseconds, from 0.1 ms to 10 s, for durations that are often under a
+/// millisecond: statements run against a nearby database. The ConnectionPool's acquire waits use
+/// the same (`lib/pool.js`).
+pub const FINE_DURATION_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Exact counts of values at fixed upper bounds: the buckets of a Prometheus histogram. A value
+/// counts in the first bucket whose bound is at or above it (bounds are inclusive, as `le` is),
+/// and in none when it is above the last bound (the `+Inf` bucket is the owner's total count).
+#[derive(Clone, Debug)]
+pub struct BoundCounts<const N: usize> {
+    bounds: &'static [u64; N],
+    counts: [u64; N],
+}
+
+impl<const N: usize> BoundCounts<N> {
+    /// No values yet, counted at `bounds` (ascending).
+    pub const fn new(bounds: &'static [u64; N]) -> Self {
+        BoundCounts {
+            bounds,
+            counts: [0; N],
+        }
+    }
+
+    /// Counts `value` in its bucket.
+    #[inline]
+    pub fn record(&mut self, value: u64) {
+        let index = self.bounds.partition_point(|&bound| bound < value);
+        if let Some(count) = self.counts.get_mut(index) {
+            *count += 1;
+        }
+    }
+
+    /// The bounds, in microseconds when the values are.
+    pub fn bounds(&self) -> &'static [u64; N] {
+        self.bounds
+    }
+
+    /// For each bound, how many values were at most that bound.
+    pub fn cumulative(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .scan(0u64, |seen, &count| {
+                *seen += count;
+                Some(*seen)
+            })
+            .collect()
+    }
+}
+
+impl Default for BoundCounts<13> {
+    /// Counts at [`DURATION_BOUNDS_US`].
+    fn default() -> Self {
+        BoundCounts::new(&DURATION_BOUNDS_US)
+    }
+}
+
+impl Default for BoundCounts<16> {
+    /// Counts at [`FINE_DURATION_BOUNDS_US`].
+    fn default() -> Self {
+        BoundCounts::new(&FINE_DURATION_BOUNDS_US)
+    }
+}
+
 /// Counts of recorded values by magnitude, with count, sum, min and max.
 #[derive(Clone, Debug)]
 pub struct Histogram {
@@ -133,24 +206,6 @@ impl Histogram {
         self.sum
     }
 
-    /// For each bound (ascending), how many values were at most that bound: the cumulative
-    /// counts of a Prometheus histogram. A value counts under the first bound at or above the
-    /// largest value its bucket can hold, so counts are exact when a bound sits on a bucket edge
-    /// and otherwise leave out at most the one bucket (1/16 of a power of two) that straddles it.
-    pub fn cumulative_counts(&self, bounds: &[u64]) -> Vec<u64> {
-        let mut out = Vec::with_capacity(bounds.len());
-        let mut index = 0;
-        let mut seen = 0u64;
-        for &bound in bounds {
-            while index < BUCKETS && Self::upper_bound_of(index) <= bound {
-                seen += self.counts[index];
-                index += 1;
-            }
-            out.push(seen);
-        }
-        out
-    }
-
     /// Forgets every value.
     pub fn clear(&mut self) {
         *self = Histogram::new();
@@ -163,20 +218,30 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn cumulative_counts_are_exact_on_bucket_edges_and_never_above_the_truth() {
+    fn bound_counts_are_exact_and_inclusive_at_every_bound() {
+        let mut buckets = BoundCounts::<13>::default();
+        // every bound itself, one above it, and one past the last bound
+        for &bound in &DURATION_BOUNDS_US {
+            buckets.record(bound);
+            buckets.record(bound + 1);
+        }
+        buckets.record(0);
+        let cumulative = buckets.cumulative();
+        // at bound i: 0, the bounds 0..=i, and the values just above bounds 0..i
+        for (i, &count) in cumulative.iter().enumerate() {
+            assert_eq!(count, 1 + (i as u64 + 1) + i as u64, "bound {i}");
+        }
+        // the value above the last bound is in no bucket (only in the owner's count)
+        assert_eq!(*cumulative.last().unwrap(), 26);
+        assert_eq!(BoundCounts::<16>::default().bounds()[0], 100);
+    }
+
+    #[test]
+    fn sum_is_exact() {
         let mut h = Histogram::new();
         for value in 0..10_000u64 {
             h.record(value);
         }
-        // 15 and 1023 are bucket edges: exact
-        assert_eq!(h.cumulative_counts(&[15, 1023]), vec![16, 1024]);
-        // 1000 sits inside the bucket 992..=1023: that bucket is left out
-        let at_1000 = h.cumulative_counts(&[1000])[0];
-        assert!((992..=1001).contains(&at_1000), "{at_1000}");
-        // cumulative, and everything under a bound past the largest value
-        let all = h.cumulative_counts(&[10, 100, 1_000, 100_000]);
-        assert!(all.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(all[3], 10_000);
         assert_eq!(h.sum(), (0..10_000u128).sum::<u128>());
     }
 

@@ -29,7 +29,8 @@ use super::redis_store::{Completion, KeyNaming, Op};
 use super::remote::{Flushed, OnStoreError, RemoteLimiter, Submitted};
 use super::Limits;
 use crate::common::binding::{
-    raw, read_clock, read_cost, throw_coded, throw_invalid, JsCost, JsKey, Mailbox, OptionsReader,
+    raw, read_clock, read_cost, throw_coded, throw_invalid, HistogramSnapshot, JsCost, JsKey,
+    Mailbox, OptionsReader,
 };
 use crate::common::clock::NANOS_PER_MS;
 use crate::common::error::ErrorCode;
@@ -285,6 +286,8 @@ pub struct RateLimiterStats {
     pub evicted: f64,
     /// How long granted `acquire` calls waited.
     pub wait_ms: WaitSummary,
+    /// The same waits as a histogram (bounds from 1 ms to 10 s).
+    pub wait_histogram: HistogramSnapshot,
 }
 
 /// What `_enqueue` did: `granted` (with `decision`), `queued` (with `id`) or `rejected` (with
@@ -817,6 +820,11 @@ impl RateLimiterBinding {
                 p99: ms(s.wait_micros.p99),
                 max: ms(s.wait_micros.max),
             },
+            wait_histogram: HistogramSnapshot::of_micros(
+                &s.wait_buckets,
+                s.wait_sum_micros as f64 / 1_000.0,
+                s.wait_micros.count,
+            ),
         }
     }
 

@@ -16,6 +16,7 @@ use super::fair_queue::FairQueue;
 use super::store::{stamp_ms, BucketStore, MemoryStore};
 use crate::common::clock::NANOS_PER_MS;
 use crate::common::error::{describe_number, InvalidInput};
+use crate::common::histogram::BoundCounts;
 use crate::common::{Clock, Histogram};
 
 /// The longest block (`blockDurationMs`, `block(key, ms)`): 2^31 - 1 ms, about 24.8 days.
@@ -196,6 +197,10 @@ pub struct LimiterStats {
     pub evicted: u64,
     /// How long granted waiters waited, in microseconds.
     pub wait_micros: crate::common::histogram::Summary,
+    /// The same waits counted at bounds from 1 ms to 10 s.
+    pub wait_buckets: BoundCounts<13>,
+    /// The sum of the waits, in microseconds.
+    pub wait_sum_micros: u128,
 }
 
 /// A keyed token-bucket rate limiter.
@@ -213,6 +218,8 @@ pub struct RateLimiter<S: BucketStore = MemoryStore> {
     waited: u64,
     timed_out: u64,
     wait_micros: Histogram,
+    /// The same waits counted at Prometheus bounds.
+    wait_buckets: BoundCounts<13>,
     closed: bool,
     /// Whether a waiter whose own bucket is ready waits for the shared budget: then immediate
     /// requests leave the shared budget to it. Waiters that only wait for their own bucket
@@ -269,6 +276,7 @@ impl<S: BucketStore> RateLimiter<S> {
             waited: 0,
             timed_out: 0,
             wait_micros: Histogram::new(),
+            wait_buckets: BoundCounts::default(),
             closed: false,
             shared_budget_claimed: false,
         }
@@ -598,8 +606,9 @@ impl<S: BucketStore> RateLimiter<S> {
                 self.global.take(global, cost, now);
             }
             if let Some(waiter) = self.queue.grant(id) {
-                self.wait_micros
-                    .record(now.saturating_sub(waiter.queued_at) / 1_000);
+                let waited_micros = now.saturating_sub(waiter.queued_at) / 1_000;
+                self.wait_micros.record(waited_micros);
+                self.wait_buckets.record(waited_micros);
             }
             self.allowed += 1;
             self.waited += 1;
@@ -661,6 +670,8 @@ impl<S: BucketStore> RateLimiter<S> {
             keys: self.store.len() as u64,
             evicted: self.store.evicted(),
             wait_micros: self.wait_micros.summary(),
+            wait_buckets: self.wait_buckets.clone(),
+            wait_sum_micros: self.wait_micros.sum(),
         }
     }
 }

@@ -21,7 +21,7 @@ use super::nplusone::{NPlusOne, NPlusOneConfig};
 use super::optimizer::{Record, Recorder};
 use super::rules::{analyze, parse_error, Finding, RuleConfig};
 use super::stats::{rule_ids, rule_mask, Call, SortBy};
-use crate::common::binding::{throw_invalid, OptionsReader};
+use crate::common::binding::{throw_invalid, HistogramSnapshot, OptionsReader};
 use crate::common::error::{describe_number, integer_at_least, InvalidInput};
 
 /// Options the constructor accepts; `cacheSize` and `cacheBytes` are read by the facade.
@@ -230,6 +230,8 @@ pub struct QueryStats {
     pub n_plus_one: f64,
     /// Ids of the rules the statement broke.
     pub findings: Vec<String>,
+    /// Call durations as a histogram (bounds from 0.1 ms to 10 s; the sum is `totalMs`).
+    pub duration_histogram: HistogramSnapshot,
 }
 
 /// The SQL optimizer (the native class; see `index.d.ts`).
@@ -400,6 +402,11 @@ impl QueryOptimizerBinding {
                     slow: e.slow as f64,
                     n_plus_one: e.n_plus_one as f64,
                     findings: rule_ids(e.rules).into_iter().map(str::to_string).collect(),
+                    duration_histogram: HistogramSnapshot::of_micros(
+                        e.buckets(),
+                        e.total_ms,
+                        e.calls,
+                    ),
                 }
             })
             .collect()

@@ -7,6 +7,7 @@
 
 use hashbrown::HashMap;
 
+use crate::common::histogram::BoundCounts;
 use crate::common::Histogram;
 
 use super::rules::RULES;
@@ -34,6 +35,8 @@ pub struct Entry {
     pub rules: u32,
     /// Call durations in microseconds.
     histogram: Histogram,
+    /// The same, counted at Prometheus bounds.
+    buckets: BoundCounts<16>,
 }
 
 impl Entry {
@@ -46,6 +49,11 @@ impl Entry {
     pub fn percentiles_ms(&self) -> (f64, f64, f64) {
         let p = |q| self.histogram.percentile(q) as f64 / 1000.0;
         (p(0.5), p(0.95), p(0.99))
+    }
+
+    /// The call durations in microseconds, counted at bounds from 0.1 ms to 10 s.
+    pub fn buckets(&self) -> &BoundCounts<16> {
+        &self.buckets
     }
 }
 
@@ -150,6 +158,7 @@ impl StatsTable {
                     n_plus_one: 0,
                     rules: 0,
                     histogram: Histogram::new(),
+                    buckets: BoundCounts::default(),
                 },
             );
         }
@@ -165,7 +174,9 @@ impl StatsTable {
         entry.total_ms += ms;
         entry.max_ms = entry.max_ms.max(ms);
         entry.rules |= call.rules;
-        entry.histogram.record((ms * 1000.0).round() as u64);
+        let micros = (ms * 1000.0).round() as u64;
+        entry.histogram.record(micros);
+        entry.buckets.record(micros);
         let slow = self.slow_ms.is_some_and(|limit| ms >= limit);
         entry.slow += slow as u64;
         slow

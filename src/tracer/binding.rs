@@ -21,7 +21,7 @@ use super::context::{SpanContext, MIN_PROPAGATED_TRACESTATE};
 use super::export::{
     BatchConfig, ConsoleExporter, MemoryExporter, NoopExporter, ProcessorHandle, SpanExporter,
 };
-use super::metrics::DURATION_BOUNDS_MS;
+use super::metrics::DURATION_BOUNDS_US;
 use super::otlp::OtlpResource;
 use super::otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 use super::sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
@@ -1311,7 +1311,10 @@ impl DistributedTracerBinding {
                     buckets: s.bucket_counts.iter().map(|&c| c as f64).collect(),
                 })
                 .collect(),
-            duration_bounds_ms: DURATION_BOUNDS_MS.to_vec(),
+            duration_bounds_ms: DURATION_BOUNDS_US
+                .iter()
+                .map(|&bound| bound as f64 / 1_000.0)
+                .collect(),
         }
     }
 

@@ -14,16 +14,14 @@
 use compact_str::CompactString;
 use hashbrown::HashMap;
 
+use crate::common::histogram::BoundCounts;
 use crate::common::Histogram;
 
 /// The name under which spans with a name beyond `max_names` are aggregated.
 pub const OVERFLOW_NAME: &str = "_other";
 
-/// The upper bounds, in milliseconds, of the cumulative duration counts each name reports
-/// (Prometheus's default latency buckets, from 1 ms).
-pub const DURATION_BOUNDS_MS: [f64; 13] = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
-];
+/// The upper bounds, in microseconds, of the cumulative duration counts each name reports.
+pub use crate::common::histogram::DURATION_BOUNDS_US;
 
 /// One name's aggregate.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +31,8 @@ struct NameStats {
     /// Durations in microseconds: the histogram's 1/16 precision is plenty at that unit, and it
     /// keeps values of up to 2^48 µs (about 9 years) in range.
     durations_us: Histogram,
+    /// The same, counted at [`DURATION_BOUNDS_US`].
+    buckets: BoundCounts<13>,
 }
 
 impl NameStats {
@@ -41,13 +41,14 @@ impl NameStats {
         self.count += 1;
         self.errors += u64::from(error);
         // Truncated to whole microseconds: a sub-microsecond span reports 0 ms.
-        self.durations_us.record(duration_nanos / 1_000);
+        let micros = duration_nanos / 1_000;
+        self.durations_us.record(micros);
+        self.buckets.record(micros);
     }
 
     fn stats(&self, name: &str) -> SpanNameStats {
         let s = self.durations_us.summary();
         let ms = |us: u64| us as f64 / 1_000.0;
-        let bounds_us = DURATION_BOUNDS_MS.map(|bound| (bound * 1_000.0) as u64);
         SpanNameStats {
             name: name.to_string(),
             count: self.count,
@@ -57,7 +58,7 @@ impl NameStats {
             p99_ms: ms(s.p99),
             max_ms: ms(s.max),
             sum_ms: self.durations_us.sum() as f64 / 1_000.0,
-            bucket_counts: self.durations_us.cumulative_counts(&bounds_us),
+            bucket_counts: self.buckets.cumulative(),
         }
     }
 }
@@ -81,7 +82,7 @@ pub struct SpanNameStats {
     pub max_ms: f64,
     /// Sum of the durations in milliseconds (each truncated to the microsecond).
     pub sum_ms: f64,
-    /// For each of [`DURATION_BOUNDS_MS`], the spans that took at most that long (cumulative).
+    /// For each of [`DURATION_BOUNDS_US`], the spans that took at most that long (cumulative).
     pub bucket_counts: Vec<u64>,
 }
 
