@@ -45,13 +45,30 @@ const histogram = (name, help, read) => ({
   help,
   each: (s, emit) => {
     for (const [labels, h] of read(s)) {
-      for (let i = 0; i < h.boundsMs.length; i++) emit(`${labels},le="${h.boundsMs[i] / 1000}"`, h.counts[i], '_bucket')
+      const le = leLabels(h.boundsMs)
+      for (let i = 0; i < le.length; i++) emit(labels + le[i], h.counts[i], '_bucket')
       emit(`${labels},le="+Inf"`, h.count, '_bucket')
       emit(labels, h.sumMs / 1000, '_sum')
       emit(labels, h.count, '_count')
     }
   },
 })
+/**
+ * The `,le="…"` labels (in seconds) of histogram bounds given in ms. Every series of a family
+ * shares its bounds, so the last list made is kept and reused while the bounds are the same:
+ * formatting 0.0025 and the like once per scrape instead of once per series.
+ */
+let lastBoundsMs = []
+let lastLe = []
+function leLabels(boundsMs) {
+  if (boundsMs !== lastBoundsMs) {
+    let same = boundsMs.length === lastBoundsMs.length
+    for (let i = 0; same && i < boundsMs.length; i++) same = boundsMs[i] === lastBoundsMs[i]
+    if (!same) lastLe = boundsMs.map((bound) => `,le="${bound / 1000}"`)
+    lastBoundsMs = boundsMs
+  }
+  return lastLe
+}
 const BREAKER_STATES = ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ state, label: `,state="${state}"` }))
 const spanLabel = (span) => `,span="${escapeLabel(span)}"`
 
