@@ -5,6 +5,10 @@
 //! true value, recording is O(1) with no allocation, and the whole histogram is a few KiB however
 //! many values it has seen. This is the layout HdrHistogram popularised, cut down to what stats
 //! endpoints need.
+//!
+//! Prometheus histograms need counts at round decimal bounds (1 ms, 2.5 ms, ...), which never
+//! fall on those sub-bucket edges; [`BoundCounts`] counts beside the histogram at such bounds,
+//! exactly, for the blocks that show durations on `/metrics`.
 
 const SUB_BUCKET_BITS: u32 = 4;
 const SUB_BUCKETS: usize = 1 << SUB_BUCKET_BITS;
