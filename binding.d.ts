@@ -714,6 +714,8 @@ export interface TracerMetrics {
   dropped: number
   /** Failed export batches. */
   exportErrors: number
+  /** CPU time the export thread has used, in milliseconds (encoding and sending batches). */
+  exportCpuMs: number
   /** Attribute values of an unsupported type, dropped. */
   unsupportedAttributes: number
   /** Per-name counts and latencies, sorted by name. */

@@ -801,6 +801,8 @@ export interface TracerMetrics {
   /** Sampled spans not exported: the queue was full, the tracer had shut down, or their batch failed. */
   dropped: number
   exportErrors: number
+  /** CPU time the export thread has used, in ms: encoding and sending batches (0 with no exporter thread, or on a platform without a per-thread CPU clock). */
+  exportCpuMs: number
   /** Attribute values of an unsupported type, dropped. */
   unsupportedAttributes: number
   /** Per span name (at most `maxMetricNames` names, the rest under `_other`), sorted by name. */

@@ -465,6 +465,23 @@ for (const protocol of PROTOCOLS) {
   })
 }
 
+test('metrics().exportCpuMs counts the export thread\'s CPU, more after each export', { timeout: 30_000 }, async (t) => {
+  const { requests, url } = await receiver(t, PATHS['http/protobuf'])
+  const tracer = otlpTracer(t, url, 'http/protobuf')
+  // (the thread may already have counted its start)
+  let before = tracer.metrics().exportCpuMs
+  assert.ok(before >= 0 && before < 1000, `exportCpuMs ${before} at start`)
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 2000; i++) tracer.startSpan('encode me', { attributes: { i, round, text: 'x'.repeat(50) } }).end()
+    assert.equal(await tracer.flush(FLUSH_MS), true)
+    const cpu = tracer.metrics().exportCpuMs
+    assert.ok(Number.isFinite(cpu) && cpu > before, `round ${round}: exportCpuMs ${cpu} after ${before}`)
+    before = cpu
+  }
+  assert.equal(tracer.metrics().exported, 4000)
+  assert.ok(requests.length >= 2)
+})
+
 test('http/json and http/protobuf decode to the same request for the same trace', { timeout: 30_000 }, async (t) => {
   const [protobuf, json] = await Promise.all(PROTOCOLS.map((protocol) => exportTrace(t, protocol)))
   assert.deepEqual(shape(json.request), shape(protobuf.request))

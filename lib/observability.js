@@ -91,6 +91,7 @@ const FAMILIES = {
     counter('tracer_spans_exported_total', 'Sampled spans the exporter delivered.', (s) => s.exported),
     counter('tracer_spans_dropped_total', 'Sampled spans not exported (full queue, shut down, or a failed batch).', (s) => s.dropped),
     counter('tracer_export_errors_total', 'Failed export attempts.', (s) => s.exportErrors),
+    counter('tracer_export_cpu_seconds_total', 'CPU time the export thread has used.', (s) => s.exportCpuMs / 1000),
     gauge('tracer_live_spans', 'Spans started and not ended.', (s) => s.liveSpans),
     {
       name: 'tracer_span_count_total',

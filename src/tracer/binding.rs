@@ -878,6 +878,8 @@ pub struct TracerMetrics {
     pub dropped: f64,
     /// Failed export batches.
     pub export_errors: f64,
+    /// CPU time the export thread has used, in milliseconds (encoding and sending batches).
+    pub export_cpu_ms: f64,
     /// Attribute values of an unsupported type, dropped.
     pub unsupported_attributes: f64,
     /// Per-name counts and latencies, sorted by name.
@@ -1296,6 +1298,7 @@ impl DistributedTracerBinding {
             exported: stats.exported as f64,
             dropped: stats.dropped as f64,
             export_errors: stats.export_errors as f64,
+            export_cpu_ms: stats.export_cpu_nanos as f64 / 1e6,
             unsupported_attributes: self.shared.unsupported_attributes.get() as f64,
             spans: names
                 .into_iter()

@@ -162,6 +162,8 @@ pub struct ExportCounters {
     exported: AtomicU64,
     dropped: AtomicU64,
     export_errors: AtomicU64,
+    /// The export thread's CPU time so far, as it last read it.
+    thread_cpu_nanos: AtomicU64,
 }
 
 impl ExportCounters {
@@ -180,6 +182,33 @@ impl ExportCounters {
     pub fn export_errors(&self) -> u64 {
         self.export_errors.load(Ordering::Relaxed)
     }
+
+    /// CPU time the export thread has used, in nanoseconds: encoding, sending, waiting for
+    /// batches. Read by the thread after each export and before each sleep (0 where the
+    /// platform has no per-thread CPU clock).
+    pub fn thread_cpu_nanos(&self) -> u64 {
+        self.thread_cpu_nanos.load(Ordering::Relaxed)
+    }
+}
+
+/// CPU time used by the calling thread, in nanoseconds (0 where there is no such clock).
+#[cfg(unix)]
+fn thread_cpu_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0;
+    }
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// CPU time used by the calling thread: not measured on this platform.
+#[cfg(not(unix))]
+fn thread_cpu_nanos() -> u64 {
+    0
 }
 
 /// A poisoned lock only means a panic elsewhere; the queue itself is always consistent.
@@ -564,6 +593,10 @@ fn run(shared: &Shared, mut queue: rtrb::Consumer<SpanData>, mut exporter: Box<d
                 state = lock(&shared.state);
                 continue;
             }
+            shared
+                .counters
+                .thread_cpu_nanos
+                .store(thread_cpu_nanos(), Ordering::Relaxed);
             shared.parked.store(true, Ordering::Relaxed);
             std::sync::atomic::fence(Ordering::SeqCst);
             if queue.slots() >= batch_size {
@@ -626,6 +659,10 @@ fn export(shared: &Shared, exporter: &mut dyn SpanExporter, batch: Vec<SpanData>
             shared.counters.dropped.fetch_add(count, Ordering::Relaxed);
         }
     }
+    shared
+        .counters
+        .thread_cpu_nanos
+        .store(thread_cpu_nanos(), Ordering::Relaxed);
 }
 
 #[cfg(test)]

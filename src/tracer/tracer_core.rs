@@ -205,6 +205,8 @@ pub struct TracerStats {
     pub dropped: u64,
     /// Failed export batches.
     pub export_errors: u64,
+    /// CPU time the export thread has used, in nanoseconds.
+    pub export_cpu_nanos: u64,
 }
 
 /// What an unsampled span keeps: enough for metrics and for its children and `traceparent`.
@@ -751,6 +753,7 @@ impl Tracer {
             exported: export.exported(),
             dropped: export.dropped(),
             export_errors: export.export_errors(),
+            export_cpu_nanos: export.thread_cpu_nanos(),
         }
     }
 
