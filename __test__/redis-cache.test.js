@@ -8,7 +8,7 @@ const { fork } = require('node:child_process')
 const path = require('node:path')
 const Redis = require('ioredis')
 const { PersistentCache } = require('..')
-const { needService, REDIS_URL } = require('./helpers/services')
+const { needService, deleteKeys, REDIS_URL } = require('./helpers/services')
 const { haveRedisServer, startRedisServer } = require('./helpers/redis-server')
 const { collectGarbage, settledWithin, afterQueuedTicks } = require('./helpers/gc')
 
@@ -46,12 +46,7 @@ describe('PersistentCache with a Redis tier', async () => {
   after(async () => {
     for (const cache of caches) await cache.close().catch(() => {})
     if (client) {
-      let cursor = '0'
-      do {
-        const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)
-        if (keys.length) await client.del(...keys)
-        cursor = next
-      } while (cursor !== '0')
+      await deleteKeys(client, `${PREFIX}*`)
       client.disconnect()
     }
   })

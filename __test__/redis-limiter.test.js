@@ -10,7 +10,7 @@ const http = require('node:http')
 const Redis = require('ioredis')
 const { RateLimiter, RateLimitError, codes } = require('..')
 const { rateLimit } = require('../express.js')
-const { needService, REDIS_URL } = require('./helpers/services')
+const { needService, deleteKeys, REDIS_URL } = require('./helpers/services')
 const { haveRedisServer, startRedisServer } = require('./helpers/redis-server')
 const { collectGarbage, settledWithin, afterQueuedTicks } = require('./helpers/gc')
 
@@ -52,12 +52,7 @@ describe('RateLimiter with a Redis store', async () => {
   after(async () => {
     for (const l of limiters) l.close()
     if (client) {
-      let cursor = '0'
-      do {
-        const [next, keys] = await client.scan(cursor, 'MATCH', `*${PREFIX}*`, 'COUNT', 1000)
-        if (keys.length) await client.del(...keys)
-        cursor = next
-      } while (cursor !== '0')
+      await deleteKeys(client, `*${PREFIX}*`)
       client.disconnect()
     }
   })

@@ -53,4 +53,14 @@ async function needService(name) {
   }
 }
 
-module.exports = { DATABASE_URL, REDIS_URL, required, pingRedis, pingPostgres, needService }
+/** Deletes every key matching `pattern` (a SCAN pattern) through an ioredis `client`. */
+async function deleteKeys(client, pattern) {
+  let cursor = '0'
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+    if (keys.length) await client.del(...keys)
+    cursor = next
+  } while (cursor !== '0')
+}
+
+module.exports = { DATABASE_URL, REDIS_URL, required, pingRedis, pingPostgres, needService, deleteKeys }

@@ -10,9 +10,7 @@
 // With a path, the JSON goes there and the table to stdout; without one, the JSON goes to stdout
 // and the table to stderr. Every variant runs in every round, in rotating order, so drift on a
 // noisy machine spreads over all of them; figures are medians of the rounds after warmup.
-const fs = require('node:fs')
-const path = require('node:path')
-const { isDebugBuild, writeReport, median } = require('./common')
+const { loadedAddon, writeReport, median } = require('./common')
 const Opossum = require('opossum')
 const cockatiel = require('cockatiel')
 const { CircuitBreaker, BreakerOpenError } = require('../..')
@@ -183,15 +181,6 @@ function diagnostics() {
 function ratio(value, target, kind) {
   const met = kind === 'min' ? value >= target : value <= target
   return { value: Math.round(value * 100) / 100, target, kind, met }
-}
-
-/** Which addon file is loaded and whether it is a debug build (it has DWARF sections). */
-function loadedAddon() {
-  const root = path.join(__dirname, '..', '..')
-  const file = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
-    || fs.readdirSync(root).filter((f) => f.endsWith('.node')).map((f) => path.join(root, f))[0]
-  if (!file) return { file: null, build: 'unknown' }
-  return { file: path.relative(root, file), build: isDebugBuild(file) ? 'debug' : 'release' }
 }
 
 async function main() {

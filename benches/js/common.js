@@ -1,7 +1,8 @@
 'use strict'
-// What the benchmark scripts share: telling a debug addon from a release one, and writing a
-// report (JSON to a file or stdout, the human table beside it).
+// What the benchmark scripts share: finding the loaded addon and telling a debug build from a
+// release one, and writing a report (JSON to a file or stdout, the human table beside it).
 const fs = require('node:fs')
+const path = require('node:path')
 
 /** Names of the sections of an ELF file (empty for anything else). */
 function elfSections(buf) {
@@ -20,6 +21,15 @@ function elfSections(buf) {
 
 /** Whether an addon file is a debug build (it carries DWARF sections). */
 const isDebugBuild = (file) => elfSections(fs.readFileSync(file)).includes('.debug_info')
+
+/** Which addon file the package loads and whether it is a debug build (it has DWARF sections). */
+function loadedAddon() {
+  const root = path.join(__dirname, '..', '..')
+  const file = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+    || fs.readdirSync(root).filter((f) => f.endsWith('.node')).map((f) => path.join(root, f))[0]
+  if (!file) return { file: null, build: 'unknown' }
+  return { file: path.relative(root, file), build: isDebugBuild(file) ? 'debug' : 'release' }
+}
 
 /**
  * Writes a report: with `outPath`, the JSON goes to that file and the table to stdout;
@@ -44,4 +54,4 @@ function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
-module.exports = { elfSections, isDebugBuild, writeReport, median }
+module.exports = { elfSections, isDebugBuild, loadedAddon, writeReport, median }

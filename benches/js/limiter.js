@@ -9,9 +9,7 @@
 // With a path, the JSON goes there and the table to stdout; without one, the JSON goes to stdout
 // and the table to stderr. Every variant runs in every round, in rotating order, so drift on a
 // noisy machine spreads over all of them; figures are medians of the rounds after warmup.
-const fs = require('node:fs')
-const { isDebugBuild, writeReport, median } = require('./common')
-const path = require('node:path')
+const { loadedAddon, writeReport, median } = require('./common')
 const { RateLimiterMemory } = require('rate-limiter-flexible')
 const { RateLimiter } = require('../..')
 
@@ -222,17 +220,6 @@ function diagnostics() {
 function ratio(value, target, kind) {
   const met = kind === 'min' ? value >= target : value <= target
   return { value: Math.round(value * 100) / 100, target, kind, met }
-}
-
-
-/** Which addon file is loaded and whether it is a debug build (it has DWARF sections). */
-function loadedAddon() {
-  const root = path.join(__dirname, '..', '..')
-  const file = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
-    || fs.readdirSync(root).filter((f) => f.endsWith('.node')).map((f) => path.join(root, f))[0]
-  if (!file) return { file: null, build: 'unknown' }
-  const debug = isDebugBuild(file)
-  return { file: path.relative(root, file), build: debug ? 'debug' : 'release' }
 }
 
 async function main() {

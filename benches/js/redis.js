@@ -22,7 +22,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const Redis = require('ioredis')
 const { RateLimiterRedis } = require('rate-limiter-flexible')
-const { isDebugBuild, writeReport, median } = require('./common')
+const { loadedAddon, writeReport, median } = require('./common')
 const { fork } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { Keyv } = require('keyv')
@@ -226,27 +226,14 @@ async function sharedTierPart() {
 
 async function cleanup(client) {
   progress('cleanup')
+  // the limiter's keys carry the client key in a hash tag before or after the prefix, so one
+  // pattern with the prefix anywhere finds every key of the run
   let cursor = '0'
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)
-    if (keys.length) await client.del(...keys)
-    cursor = next
-  } while (cursor !== '0')
-  // the limiter's keys carry the client key in a hash tag after the prefix
-  cursor = '0'
   do {
     const [next, keys] = await client.scan(cursor, 'MATCH', `*${PREFIX}*`, 'COUNT', 1000)
     if (keys.length) await client.del(...keys)
     cursor = next
   } while (cursor !== '0')
-}
-
-function loadedAddon() {
-  const root = path.join(__dirname, '..', '..')
-  const file = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
-    || fs.readdirSync(root).filter((f) => f.endsWith('.node')).map((f) => path.join(root, f))[0]
-  if (!file) return { file: null, build: 'unknown' }
-  return { file: path.relative(root, file), build: isDebugBuild(file) ? 'debug' : 'release' }
 }
 
 /** Fails the run (instead of hanging) when a phase makes no progress for a minute. */
