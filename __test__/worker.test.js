@@ -21,6 +21,29 @@ function firstMessage(worker) {
   })
 }
 
+/**
+ * A key prefix of its own for a test's worker, and, after the test, its keys deleted from Redis
+ * (nothing to do when Redis was unreachable: then nothing was written).
+ */
+function redisPrefix(t, name) {
+  const { REDIS_URL, deleteKeys } = require('./helpers/services')
+  const prefix = `bulwark-test:worker:${process.pid}:${name}:`
+  t.after(async () => {
+    const Redis = require('ioredis')
+    const client = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    try {
+      await client.connect()
+      // the limiter's keys carry the client key in a hash tag around the prefix
+      await deleteKeys(client, `*${prefix}*`)
+    } catch {
+      // Redis is down: the test wrote nothing there
+    } finally {
+      client.disconnect()
+    }
+  })
+  return prefix
+}
+
 /** Runs `source` in a worker with `workerData`; resolves with its first message and ends it. */
 async function runWorker(source, workerData) {
   const worker = new Worker(source, { eval: true, workerData })
@@ -70,12 +93,13 @@ test('a worker that exits while holding limiters does not crash the process', as
   assert.equal(code, 0)
 })
 
-test('a worker with a Redis-backed limiter decides, then exits without waiting on the store thread', async () => {
+test('a worker with a Redis-backed limiter decides, then exits without waiting on the store thread', async (t) => {
   const { REDIS_URL } = require('./helpers/services')
+  const keyPrefix = redisPrefix(t, 'limiter')
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
     const { RateLimiter } = require(${JSON.stringify(root)})
-    const l = new RateLimiter({ capacity: 1, refillPerSecond: 1, onStoreError: 'deny', store: { redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: 'bulwark-test:worker:' + process.pid + ':' + Math.random() + ':' } } })
+    const l = new RateLimiter({ capacity: 1, refillPerSecond: 1, onStoreError: 'deny', store: { redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: ${JSON.stringify(keyPrefix)} } } })
     Promise.all([l.consume('a'), l.consume('a')]).then((d) => {
       parentPort.postMessage(d.map((x) => x.allowed))
       l.consume('b') // left pending: the worker exits anyway
@@ -89,12 +113,13 @@ test('a worker with a Redis-backed limiter decides, then exits without waiting o
   assert.equal(await exited, 0)
 })
 
-test('a worker with a Redis-backed cache looks up, then exits while subscribed', async () => {
+test('a worker with a Redis-backed cache looks up, then exits while subscribed', async (t) => {
   const { REDIS_URL } = require('./helpers/services')
+  const keyPrefix = redisPrefix(t, 'cache')
   const worker = new Worker(`
     const { parentPort } = require('node:worker_threads')
     const { PersistentCache } = require(${JSON.stringify(root)})
-    const cache = new PersistentCache({ maxEntries: 10, redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: 'bulwark-test:worker:' + process.pid + ':' + Math.random() + ':' } })
+    const cache = new PersistentCache({ maxEntries: 10, redis: { url: ${JSON.stringify(REDIS_URL)}, keyPrefix: ${JSON.stringify(keyPrefix)} } })
     cache.set('k', 'v')
     cache.getAsync('k').then((v) => {
       parentPort.postMessage(v)
