@@ -506,6 +506,7 @@ fn refusal_for(limits: &Limits, retry_after_nanos: u64) -> Decision {
 mod tests {
     use super::*;
     use crate::common::{Clock, ManualClock};
+    use crate::limiter::redis_store::Outcome;
     use crate::limiter::LimiterConfig;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -550,8 +551,21 @@ mod tests {
         })
     }
 
-    fn take_all(remote: &mut RemoteLimiter) -> Vec<Request> {
-        std::mem::take(&mut remote.pending)
+    /// Completes everything pending as one batch that Redis answered with `outcome`.
+    fn complete_pending(
+        remote: &mut RemoteLimiter,
+        local: &mut RateLimiter,
+        outcome: Outcome,
+    ) -> Vec<Decision> {
+        let requests = std::mem::take(&mut remote.pending);
+        remote.complete(
+            local,
+            Completion {
+                batch: 0,
+                requests,
+                outcome,
+            },
+        )
     }
 
     #[test]
@@ -561,15 +575,7 @@ mod tests {
             remote.submit(&mut local, "k", 1.0).unwrap(),
             Submitted::Pending
         );
-        let requests = take_all(&mut remote);
-        let decisions = remote.complete(
-            &mut local,
-            Completion {
-                batch: 0,
-                requests,
-                outcome: Ok(vec![reply(0, 500.0)]),
-            },
-        );
+        let decisions = complete_pending(&mut remote, &mut local, Ok(vec![reply(0, 500.0)]));
         assert!(!decisions[0].allowed);
         assert_eq!(decisions[0].retry_after_nanos, 500 * MS);
         // until then: refused without a round trip, with the time left
@@ -605,15 +611,7 @@ mod tests {
     fn a_long_refusal_is_asked_again_after_a_second() {
         let (mut remote, mut local, clock, _) = setup(OnStoreError::Deny, "redis://127.0.0.1:1/");
         remote.submit(&mut local, "k", 1.0).unwrap();
-        let requests = take_all(&mut remote);
-        remote.complete(
-            &mut local,
-            Completion {
-                batch: 0,
-                requests,
-                outcome: Ok(vec![reply(3, 60_000.0)]),
-            },
-        );
+        complete_pending(&mut remote, &mut local, Ok(vec![reply(3, 60_000.0)]));
         clock.advance(999 * MS);
         match remote.submit(&mut local, "k", 1.0).unwrap() {
             Submitted::Now(d) => {
@@ -636,15 +634,7 @@ mod tests {
             for _ in 0..4 {
                 remote.submit(&mut local, "k", 1.0).unwrap();
             }
-            let requests = take_all(&mut remote);
-            let decisions = remote.complete(
-                &mut local,
-                Completion {
-                    batch: 0,
-                    requests,
-                    outcome: Err(StoreError::new("down")),
-                },
-            );
+            let decisions = complete_pending(&mut remote, &mut local, Err(StoreError::new("down")));
             let allowed = decisions.iter().filter(|d| d.allowed).count();
             match policy {
                 OnStoreError::Deny => assert_eq!(allowed, 0),
