@@ -501,7 +501,11 @@ export declare class CircuitBreaker extends EventEmitter {
   off<E extends keyof CircuitBreakerEvents>(event: E, listener: (...args: CircuitBreakerEvents[E]) => void): this
 }
 
-/** A call refused by a CircuitBreaker (`code: 'ERR_BREAKER_OPEN'`). */
+/**
+ * A call refused by a CircuitBreaker (`code: 'ERR_BREAKER_OPEN'`). The errors a breaker rejects
+ * with inherit message and stack from one error per breaker and state, with the fields below as
+ * their own (see the README); `instanceof` holds, `util.types.isNativeError()` does not.
+ */
 export declare class BreakerOpenError extends BulwarkError {
   constructor(message: string, details?: { retryAfterMs?: number; state?: CircuitBreakerState; breaker?: string }, options?: ErrorOptions)
   readonly code: 'ERR_BREAKER_OPEN'

@@ -4,6 +4,9 @@
 // events, stats, and every bad option and argument.
 const { test, describe } = require('node:test')
 const assert = require('node:assert/strict')
+const util = require('node:util')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
 const { CircuitBreaker, TestClock, BreakerOpenError, BreakerTimeoutError, BulwarkError, codes } = require('..')
 
 function make(options = {}) {
@@ -117,6 +120,67 @@ describe('refusals', () => {
     assert.equal(error.breaker, 'test')
     assert.match(error.message, /breaker test is open/)
     assert.equal(breaker.stats().rejected, 1)
+  })
+
+  test('each refused call gets its own error: what one caller changes, another does not see', async () => {
+    const { clock, breaker } = make()
+    await trip(breaker)
+    const first = await rejection(breaker.fire(ok()))
+    clock.advance(100)
+    const second = await rejection(breaker.fire(ok()))
+    assert.notEqual(first, second)
+    assert.equal(first.retryAfterMs, 1000)
+    assert.equal(second.retryAfterMs, 900)
+    first.message = 'changed by the first caller'
+    first.retryAfterMs = -1
+    first.extra = true
+    assert.match(second.message, /breaker test is open/)
+    assert.equal(second.retryAfterMs, 900)
+    assert.equal(second.extra, undefined)
+    const third = await rejection(breaker.fire(ok()))
+    assert.match(third.message, /breaker test is open/)
+    // what a logger sees: the header line as the stack, and the fields
+    assert.equal(typeof second.stack, 'string')
+    assert.match(second.stack, /^BreakerOpenError: breaker test is open/)
+    assert.equal(String(second), 'BreakerOpenError: breaker test is open')
+    const shown = util.inspect(second)
+    assert.match(shown, /BreakerOpenError: breaker test is open/)
+    assert.match(shown, /code: 'ERR_BREAKER_OPEN'/)
+    assert.match(shown, /retryAfterMs: 900/)
+    assert.deepEqual(JSON.parse(JSON.stringify(second)), { code: 'ERR_BREAKER_OPEN', retryAfterMs: 900, state: 'open', breaker: 'test' })
+  })
+
+  test('a half-open refusal and a forced-open refusal say so', async () => {
+    const { clock, breaker } = make({ halfOpenMaxCalls: 1 })
+    await trip(breaker)
+    clock.advance(1000)
+    let release
+    const probe = breaker.fire(() => new Promise((resolve) => { release = resolve }))
+    const halfOpen = await rejection(breaker.fire(ok()))
+    assert.equal(halfOpen.state, 'halfOpen')
+    assert.match(halfOpen.message, /breaker test is half-open and its probes are taken/)
+    release('done')
+    assert.equal(await probe, 'done')
+    breaker.forceOpen()
+    const forced = await rejection(breaker.fire(ok()))
+    assert.equal(forced.state, 'forcedOpen')
+    assert.equal(forced.retryAfterMs, Infinity)
+    assert.match(forced.message, /breaker test is forced open/)
+  })
+
+  test('a refusal nobody handles is still an unhandled rejection', () => {
+    // in a child process: the test runner fails any test during which a rejection goes unhandled
+    const script = `
+      const { CircuitBreaker, BreakerOpenError } = require(${JSON.stringify(path.join(__dirname, '..'))})
+      const breaker = new CircuitBreaker({ name: 'lonely' })
+      breaker.forceOpen()
+      process.on('unhandledRejection', (reason) => {
+        console.log(JSON.stringify({ isBreakerOpenError: reason instanceof BreakerOpenError, message: reason.message }))
+      })
+      breaker.fire(async () => 1)
+    `
+    const output = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+    assert.deepEqual(JSON.parse(output), { isBreakerOpenError: true, message: 'breaker lonely is forced open' })
   })
 
   test('the fallback answers refused calls (and only those)', async () => {
