@@ -24,6 +24,18 @@ const START_NANOS = 1
 const STATE = 2
 const TRANSITIONS = 3
 const DURATION_MS = 4
+// written by `_stats()` only
+const CALLS = 5
+const FAILURES = 6
+const SLOW_CALLS = 7
+const REJECTED = 8
+const TIMEOUTS = 9
+const FAILURE_RATE = 10
+const SLOW_CALL_RATE = 11
+const LAST_TRANSITION_AT = 12
+const WINDOW_CALLS = 13
+const WINDOW_FAILURES = 14
+const WINDOW_SLOW_CALLS = 15
 
 // outcome codes of `record`
 const SUCCESS = 0
@@ -240,10 +252,24 @@ class CircuitBreaker extends EventEmitter {
 
   /** A snapshot of the state and counters. */
   stats() {
-    const stats = this.#native._stats()
+    // the native side writes the figures into the shared array instead of building an object:
+    // a service with hundreds of breakers reads them all on every scrape
+    this.#native._stats()
     this.#noticeTransitions()
-    stats.callbackErrors = this.#callbackErrors
-    return stats
+    const f = this.#figures
+    return {
+      state: STATES[f[STATE]],
+      calls: f[CALLS],
+      failures: f[FAILURES],
+      slowCalls: f[SLOW_CALLS],
+      rejected: f[REJECTED],
+      timeouts: f[TIMEOUTS],
+      failureRate: f[FAILURE_RATE],
+      slowCallRate: f[SLOW_CALL_RATE],
+      lastTransitionAt: f[LAST_TRANSITION_AT],
+      window: { calls: f[WINDOW_CALLS], failures: f[WINDOW_FAILURES], slowCalls: f[WINDOW_SLOW_CALLS] },
+      callbackErrors: this.#callbackErrors,
+    }
   }
 
   #run(fn, ticket, start) {

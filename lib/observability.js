@@ -30,9 +30,10 @@ const KINDS = [
 const QUERY_TOP = 20
 const fingerprintLabel = (q) => `,fingerprint="${q.fingerprint}"`
 
-// A family's `each(stats, emit)` calls `emit(labels, value)` for each of its samples, where
-// `labels` is what follows the block's own labels (empty, or `,span="GET /"` and the like):
-// a scrape of 10,000 series then builds its lines and little else.
+// A family's `each(stats, emit)` calls `emit(labels, value, suffix?, le?)` for each of its
+// samples, where `labels` is what follows the block's own labels (empty, or `,span="GET /"` and
+// the like), `suffix` follows the family name (`_bucket`, `_sum`, `_count`) and `le` is a
+// bucket's bound label: a scrape of 10,000 series then builds its lines and little else.
 const counter = (name, help, value) => ({ name, type: 'counter', help, each: (s, emit) => emit('', value(s)) })
 const gauge = (name, help, value) => ({ name, type: 'gauge', help, each: (s, emit) => emit('', value(s)) })
 /**
@@ -46,8 +47,8 @@ const histogram = (name, help, read) => ({
   each: (s, emit) => {
     for (const [labels, h] of read(s)) {
       const le = leLabels(h.boundsMs)
-      for (let i = 0; i < le.length; i++) emit(labels + le[i], h.counts[i], '_bucket')
-      emit(`${labels},le="+Inf"`, h.count, '_bucket')
+      for (let i = 0; i < le.length; i++) emit(labels, h.counts[i], '_bucket', le[i])
+      emit(labels, h.count, '_bucket', LE_INF)
       emit(labels, h.sumMs / 1000, '_sum')
       emit(labels, h.count, '_count')
     }
@@ -69,6 +70,7 @@ function leLabels(boundsMs) {
   }
   return lastLe
 }
+const LE_INF = ',le="+Inf"'
 const BREAKER_STATES = ['closed', 'open', 'halfOpen', 'forcedOpen', 'disabled'].map((state) => ({ state, label: `,state="${state}"` }))
 const spanLabel = (span) => `,span="${escapeLabel(span)}"`
 
@@ -98,7 +100,7 @@ const FAMILIES = {
       type: 'counter',
       help: 'Spans ended, by span name.',
       each: (s, emit) => {
-        for (const span in s.spans) emit(spanLabel(span), s.spans[span].count)
+        for (const [label, m] of s.spanSeries) emit(label, m.count)
       },
     },
     {
@@ -106,13 +108,12 @@ const FAMILIES = {
       type: 'counter',
       help: 'Spans ended with status error, by span name.',
       each: (s, emit) => {
-        for (const span in s.spans) emit(spanLabel(span), s.spans[span].errors)
+        for (const [label, m] of s.spanSeries) emit(label, m.errors)
       },
     },
     histogram('tracer_span_duration_seconds', 'Span durations by span name.', function* (s) {
-      for (const span in s.spans) {
-        const m = s.spans[span]
-        yield [spanLabel(span), { boundsMs: s.durationBoundsMs, counts: m.buckets, sumMs: m.sumMs, count: m.count }]
+      for (const [label, m] of s.spanSeries) {
+        yield [label, { boundsMs: s.durationBoundsMs, counts: m.buckets, sumMs: m.sumMs, count: m.count }]
       }
     }),
   ],
@@ -217,6 +218,20 @@ function formatValue(value) {
   if (value === -Infinity) return '-Inf'
   if (Number.isNaN(value) || typeof value !== 'number') return 'NaN'
   return String(value)
+}
+
+/**
+ * The stats of a block as a scrape reads them: for a tracer, each span name's label is made once
+ * (`spanSeries`: [label, figures] in name order) for the three families that use it.
+ */
+function scrapeStatsOf(kind, block) {
+  const stats = statsOf(kind, block)
+  if (kind === 'tracer') {
+    const spanSeries = []
+    for (const span in stats.spans) spanSeries.push([spanLabel(span), stats.spans[span]])
+    stats.spanSeries = spanSeries
+  }
+  return stats
 }
 
 /** The stats of a block, read the way its kind reads them. */
@@ -332,7 +347,7 @@ class Observability {
       const stats = []
       for (const [name, block] of blocks) {
         try {
-          stats.push([`service="${service}",name="${escapeLabel(name)}"`, statsOf(kind, block)])
+          stats.push([`service="${service}",name="${escapeLabel(name)}"`, scrapeStatsOf(kind, block)])
         } catch {
           // a block that cannot answer now (closed) is left out of this scrape
         }
@@ -344,8 +359,8 @@ class Observability {
         out += `# HELP ${familyName} ${family.help}\n# TYPE ${familyName} ${family.type}\n`
         for (const [base, s] of stats) {
           const head = `${full}{${base}`
-          family.each(s, (labels, value, suffix) => {
-            out += suffix === undefined ? `${head}${labels}} ${formatValue(value)}\n` : `${full}${suffix}{${base}${labels}} ${formatValue(value)}\n`
+          family.each(s, (labels, value, suffix, le) => {
+            out += suffix === undefined ? `${head}${labels}} ${formatValue(value)}\n` : `${full}${suffix}{${base}${labels}${le === undefined ? '' : le}} ${formatValue(value)}\n`
           })
         }
       }

@@ -14,6 +14,8 @@ const { invalidArgument, invalidOption, describe } = require('./errors')
 const KINDS = Object.freeze({ internal: 0, server: 1, client: 2, producer: 3, consumer: 4 })
 // handles of sampled spans have bit 29 set (see src/tracer/tracer_core.rs)
 const RECORDING = 0x20000000
+/** How many of a span name's figures in `metrics()`'s native array come before its buckets (see src/tracer/binding.rs). */
+const SPAN_FIGURES_BEFORE_BUCKETS = 7
 const STATUS_CODES = new Set(['ok', 'error', 'unset'])
 const START_OPTIONS = new Set(['parent', 'kind', 'attributes', 'startTime'])
 const INVALID_CONTEXT = Object.freeze({
@@ -517,13 +519,42 @@ class DistributedTracer extends binding.DistributedTracer {
    */
   metrics() {
     const native = super.metrics()
+    const { spanNames, spanFigures, durationBoundsMs } = native
+    const bucketCount = durationBoundsMs.length
+    const stride = SPAN_FIGURES_BEFORE_BUCKETS + bucketCount
     const spans = {}
-    for (const { name, ...figures } of native.spans) {
+    for (let i = 0, at = 0; i < spanNames.length; i++, at += stride) {
+      const buckets = new Array(bucketCount)
+      for (let b = 0; b < bucketCount; b++) buckets[b] = spanFigures[at + SPAN_FIGURES_BEFORE_BUCKETS + b]
+      const figures = {
+        count: spanFigures[at],
+        errors: spanFigures[at + 1],
+        p50Ms: spanFigures[at + 2],
+        p95Ms: spanFigures[at + 3],
+        p99Ms: spanFigures[at + 4],
+        maxMs: spanFigures[at + 5],
+        sumMs: spanFigures[at + 6],
+        buckets,
+      }
+      const name = spanNames[i]
       // defineProperty, so that a span named `__proto__` is an entry like any other
-      Object.defineProperty(spans, name, { value: figures, enumerable: true, writable: true, configurable: true })
+      if (name === '__proto__') Object.defineProperty(spans, name, { value: figures, enumerable: true, writable: true, configurable: true })
+      else spans[name] = figures
     }
-    native.spans = spans
-    return native
+    return {
+      started: native.started,
+      sampled: native.sampled,
+      unsampled: native.unsampled,
+      rejectedSpans: native.rejectedSpans,
+      liveSpans: native.liveSpans,
+      exported: native.exported,
+      dropped: native.dropped,
+      exportErrors: native.exportErrors,
+      exportCpuMs: native.exportCpuMs,
+      unsupportedAttributes: native.unsupportedAttributes,
+      spans,
+      durationBoundsMs,
+    }
   }
 
   /** The active span, or undefined. */

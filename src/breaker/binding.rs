@@ -67,7 +67,20 @@ impl Figures {
     const TRANSITIONS: usize = 3;
     /// Duration of the last recorded call, in milliseconds.
     const DURATION_MS: usize = 4;
-    const LEN: usize = 5;
+    // Written by `_stats()` only, read by the facade's `stats()`: the counters since creation,
+    // the window's rates and counts, and when the state last changed.
+    const CALLS: usize = 5;
+    const FAILURES: usize = 6;
+    const SLOW_CALLS: usize = 7;
+    const REJECTED: usize = 8;
+    const TIMEOUTS: usize = 9;
+    const FAILURE_RATE: usize = 10;
+    const SLOW_CALL_RATE: usize = 11;
+    const LAST_TRANSITION_AT: usize = 12;
+    const WINDOW_CALLS: usize = 13;
+    const WINDOW_FAILURES: usize = 14;
+    const WINDOW_SLOW_CALLS: usize = 15;
+    const LEN: usize = 16;
 }
 
 fn threshold(reader: &OptionsReader, name: &str) -> std::result::Result<Option<f64>, InvalidInput> {
@@ -193,43 +206,6 @@ fn read_config(
     };
     let clock = read_clock(&reader)?;
     Ok((config, clock))
-}
-
-/// Window counts in `stats()`.
-#[napi(object)]
-pub struct BreakerWindowStats {
-    /// Calls in the window.
-    pub calls: f64,
-    /// Failed calls in the window.
-    pub failures: f64,
-    /// Slow calls in the window.
-    pub slow_calls: f64,
-}
-
-/// A snapshot of a breaker.
-#[napi(object)]
-pub struct BreakerStats {
-    /// `closed`, `open`, `halfOpen`, `forcedOpen` or `disabled`.
-    pub state: String,
-    /// Calls run and recorded since creation.
-    pub calls: f64,
-    /// Of which failed (timeouts included).
-    pub failures: f64,
-    /// Of which were slow.
-    pub slow_calls: f64,
-    /// Calls refused since creation.
-    pub rejected: f64,
-    /// Calls that timed out since creation.
-    pub timeouts: f64,
-    /// Failures over calls in the window (0 when empty).
-    pub failure_rate: f64,
-    /// Slow calls over calls in the window (0 when empty).
-    pub slow_call_rate: f64,
-    /// When the state last changed (creation before any change), in epoch ms; with a
-    /// TestClock, in the clock's ms.
-    pub last_transition_at: f64,
-    /// The window's counts now.
-    pub window: BreakerWindowStats,
 }
 
 /// What the class and its fast-path functions share.
@@ -410,9 +386,11 @@ impl CircuitBreakerBinding {
         self.shared.publish(&breaker);
     }
 
-    /// A snapshot of the state and counters.
+    /// Internal (used by `stats()`): writes the state, the counters, the window's rates and
+    /// counts and the last transition time into the shared figures (indices 2, 3 and 5 to 15),
+    /// so that a snapshot builds no object on this side of the crossing.
     #[napi(js_name = "_stats")]
-    pub fn stats(&self) -> BreakerStats {
+    pub fn stats(&self) {
         let mut breaker = self.shared.breaker.borrow_mut();
         let s = breaker.snapshot();
         self.shared.publish(&breaker);
@@ -422,21 +400,18 @@ impl CircuitBreakerBinding {
             }
             None => s.last_transition_nanos as f64 / NANOS_PER_MS as f64,
         };
-        BreakerStats {
-            state: s.state.as_str().to_string(),
-            calls: s.totals.calls as f64,
-            failures: s.totals.failures as f64,
-            slow_calls: s.totals.slow_calls as f64,
-            rejected: s.totals.rejected as f64,
-            timeouts: s.totals.timeouts as f64,
-            failure_rate: s.window.failure_rate(),
-            slow_call_rate: s.window.slow_rate(),
-            last_transition_at,
-            window: BreakerWindowStats {
-                calls: s.window.calls as f64,
-                failures: s.window.failures as f64,
-                slow_calls: s.window.slow as f64,
-            },
-        }
+        // SAFETY: JS is single-threaded and no fast-path call runs during this one.
+        let figures = unsafe { &mut *self.shared.figures.get() };
+        figures[Figures::CALLS] = s.totals.calls as f64;
+        figures[Figures::FAILURES] = s.totals.failures as f64;
+        figures[Figures::SLOW_CALLS] = s.totals.slow_calls as f64;
+        figures[Figures::REJECTED] = s.totals.rejected as f64;
+        figures[Figures::TIMEOUTS] = s.totals.timeouts as f64;
+        figures[Figures::FAILURE_RATE] = s.window.failure_rate();
+        figures[Figures::SLOW_CALL_RATE] = s.window.slow_rate();
+        figures[Figures::LAST_TRANSITION_AT] = last_transition_at;
+        figures[Figures::WINDOW_CALLS] = s.window.calls as f64;
+        figures[Figures::WINDOW_FAILURES] = s.window.failures as f64;
+        figures[Figures::WINDOW_SLOW_CALLS] = s.window.slow as f64;
     }
 }
