@@ -3,12 +3,22 @@
 //!
 //! # Layout
 //!
-//! Three tables, all keyed by the key's seeded 64-bit hash (the seed is stored in `settings`,
-//! so hashes stay valid across restarts): `entries` holds the full record (kind, flags, expiry,
-//! key, tags, stored payload), `meta` the same without the payload plus the write time. A
-//! lookup checks that the stored key is the key asked for, so two keys whose hashes collide
-//! (odds of about n²/2^65) share one disk slot, the later write replacing the earlier one, as
-//! any cache eviction would.
+//! The file is written in append order: every write of an entry gets the next position (a
+//! number that only grows, across restarts too), and two tables are keyed by it: `log` holds
+//! the full record (kind, flags, expiry, key, tags, stored payload), `log_meta` the key's seeded
+//! 64-bit hash, the write time and the record without its payload. The in-memory index (below)
+//! maps each hash to the position of its live record; a rewrite puts the new record at the end
+//! and deletes the old position in the same transaction. So a batch of writes touches the
+//! B-trees' last pages, and the evictions and expirations that make room for it mostly their
+//! first ones, instead of one page anywhere in the file per write: keyed by hash, the same
+//! writes ran at about 29,000 a second here; in append order, at about 160,000 (1 KiB records,
+//! 4,096 a transaction). The hash seed is stored in `settings`, so hashes stay valid across
+//! restarts. A lookup checks that the stored key is the key asked for, so two keys whose hashes
+//! collide (odds of about n²/2^65) share one index slot, the later write replacing the earlier
+//! one, as any cache eviction would.
+//!
+//! A directory written by an earlier layout (tables `entries` and `meta`, keyed by hash) is
+//! emptied on open: it is a cache, and its entries would otherwise be unreachable.
 //!
 //! # Threads
 //!
@@ -51,8 +61,13 @@ use super::codec::ValueKind;
 use super::error::CacheError;
 use super::key::{random_seed, tags_contain};
 
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
-const META: TableDefinition<u64, &[u8]> = TableDefinition::new("meta");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const LOG_META: TableDefinition<u64, &[u8]> = TableDefinition::new("log_meta");
+/// The tables of the earlier layout, keyed by hash; dropped on open.
+const OLD_TABLES: [TableDefinition<u64, &[u8]>; 2] = [
+    TableDefinition::new("entries"),
+    TableDefinition::new("meta"),
+];
 const SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("settings");
 
 /// The database file inside the cache directory.
@@ -78,8 +93,9 @@ pub const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 const DROP_WAIT: Duration = Duration::from_secs(2);
 /// Bytes of a record before its key: kind, flags, expiry, key length, tags length.
 const RECORD_HEADER: usize = 1 + 1 + 8 + 4 + 4;
-/// Bytes of a meta record before its key: expiry, last write, size, key length, tags length.
-const META_HEADER: usize = 8 + 8 + 4 + 4 + 4;
+/// Bytes of a meta record before its key: hash, expiry, last write, size, key length, tags
+/// length.
+const META_HEADER: usize = 8 + 8 + 8 + 4 + 4 + 4;
 
 /// A record read back from disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,15 +163,18 @@ impl Selector {
 }
 
 enum Op {
+    /// Writes a record at `position`, deleting the entry's previous record at `replaces`.
     Put {
         seq: u64,
-        hash: u64,
+        position: u64,
+        replaces: Option<u64>,
         record: Arc<[u8]>,
         meta: Vec<u8>,
     },
+    /// Deletes the record at `position`.
     Delete {
         seq: u64,
-        hash: u64,
+        position: u64,
     },
     Clear {
         seq: u64,
@@ -234,6 +253,8 @@ impl FlushTicket {
 #[derive(Clone, Copy, Debug)]
 struct IndexSlot {
     hash: u64,
+    /// Where its record is (the key of `log` and `log_meta`).
+    position: u64,
     expires_at: u64,
     last_access: u64,
     size: u32,
@@ -304,20 +325,30 @@ impl DiskIndex {
         self.tail = i;
     }
 
-    /// Inserts or replaces, as most recent.
-    fn upsert(&mut self, hash: u64, size: u32, expires_at: u64, last_access: u64) {
+    /// Inserts or replaces, as most recent; returns the position of the record it replaces.
+    fn upsert(
+        &mut self,
+        hash: u64,
+        position: u64,
+        size: u32,
+        expires_at: u64,
+        last_access: u64,
+    ) -> Option<u64> {
         if let Some(i) = self.find(hash) {
             self.unlink(i);
             let slot = &mut self.slots[i as usize];
+            let replaced = slot.position;
             self.bytes = self.bytes - slot.size as u64 + size as u64;
+            slot.position = position;
             slot.size = size;
             slot.expires_at = expires_at;
             slot.last_access = last_access;
             self.push_tail(i);
-            return;
+            return Some(replaced);
         }
         let slot = IndexSlot {
             hash,
+            position,
             expires_at,
             last_access,
             size,
@@ -339,6 +370,7 @@ impl DiskIndex {
             .insert_unique(hash, i, |&j| slots[j as usize].hash);
         self.bytes += size as u64;
         self.push_tail(i);
+        None
     }
 
     fn touch(&mut self, hash: u64, now_ms: u64) {
@@ -351,18 +383,19 @@ impl DiskIndex {
         }
     }
 
-    fn remove(&mut self, hash: u64) -> bool {
+    /// Removes `hash`; returns the position of its record.
+    fn remove(&mut self, hash: u64) -> Option<u64> {
         let Ok(entry) = self
             .table
             .find_entry(hash, |&i| self.slots[i as usize].hash == hash)
         else {
-            return false;
+            return None;
         };
         let (i, _) = entry.remove();
         self.unlink(i);
         self.bytes -= self.slots[i as usize].size as u64;
         self.free.push(i);
-        true
+        Some(self.slots[i as usize].position)
     }
 
     fn clear(&mut self) {
@@ -392,6 +425,8 @@ pub struct DiskTier {
     /// The bound on `pending_bytes` ([`MAX_PENDING_BYTES`]; tests lower it).
     pending_limit: usize,
     next_seq: u64,
+    /// The position the next record written goes to.
+    next_position: u64,
     shared: Arc<Shared>,
     sender: Option<Sender<Op>>,
     writer: Option<JoinHandle<()>>,
@@ -452,8 +487,16 @@ fn decode_record(record: &[u8]) -> Option<(&[u8], DiskEntry)> {
     ))
 }
 
-fn encode_meta(expires_at: u64, written_at: u64, size: u32, key: &[u8], tags: &[u8]) -> Vec<u8> {
+fn encode_meta(
+    hash: u64,
+    expires_at: u64,
+    written_at: u64,
+    size: u32,
+    key: &[u8],
+    tags: &[u8],
+) -> Vec<u8> {
     let mut meta = Vec::with_capacity(META_HEADER + key.len() + tags.len());
+    meta.extend_from_slice(&hash.to_le_bytes());
     meta.extend_from_slice(&expires_at.to_le_bytes());
     meta.extend_from_slice(&written_at.to_le_bytes());
     meta.extend_from_slice(&size.to_le_bytes());
@@ -464,8 +507,9 @@ fn encode_meta(expires_at: u64, written_at: u64, size: u32, key: &[u8], tags: &[
     meta
 }
 
-/// A meta record: (expiry, last write, size, key, tags).
+/// A meta record: (hash, expiry, last write, size, key, tags).
 struct MetaView<'a> {
+    hash: u64,
     expires_at: u64,
     written_at: u64,
     size: u32,
@@ -474,14 +518,16 @@ struct MetaView<'a> {
 }
 
 fn decode_meta(meta: &[u8]) -> Option<MetaView<'_>> {
-    let expires_at = u64::from_le_bytes(meta.get(0..8)?.try_into().ok()?);
-    let written_at = u64::from_le_bytes(meta.get(8..16)?.try_into().ok()?);
-    let size = u32::from_le_bytes(meta.get(16..20)?.try_into().ok()?);
-    let key_len = u32::from_le_bytes(meta.get(20..24)?.try_into().ok()?) as usize;
-    let tags_len = u32::from_le_bytes(meta.get(24..28)?.try_into().ok()?) as usize;
+    let hash = u64::from_le_bytes(meta.get(0..8)?.try_into().ok()?);
+    let expires_at = u64::from_le_bytes(meta.get(8..16)?.try_into().ok()?);
+    let written_at = u64::from_le_bytes(meta.get(16..24)?.try_into().ok()?);
+    let size = u32::from_le_bytes(meta.get(24..28)?.try_into().ok()?);
+    let key_len = u32::from_le_bytes(meta.get(28..32)?.try_into().ok()?) as usize;
+    let tags_len = u32::from_le_bytes(meta.get(32..36)?.try_into().ok()?) as usize;
     let key = meta.get(META_HEADER..META_HEADER + key_len)?;
     let tags = meta.get(META_HEADER + key_len..META_HEADER + key_len + tags_len)?;
     Some(MetaView {
+        hash,
         expires_at,
         written_at,
         size,
@@ -509,6 +555,25 @@ pub struct DiskWrite<'a> {
     pub expires_at: u64,
 }
 
+/// What [`DiskTier::load`] found on disk.
+struct Loaded {
+    seed: u64,
+    /// Live entries in position order, which is the order they were written in.
+    live: Vec<LoadedEntry>,
+    /// Positions of expired records (and of unreadable ones).
+    expired: Vec<u64>,
+    next_position: u64,
+}
+
+/// A live entry found by [`DiskTier::load`].
+struct LoadedEntry {
+    position: u64,
+    hash: u64,
+    expires_at: u64,
+    size: u32,
+    written_at: u64,
+}
+
 impl DiskTier {
     /// Opens (creating if needed) the cache database in `dir`, locks the directory, rebuilds
     /// the index (dropping entries expired at `now_ms`) and starts the writer.
@@ -518,14 +583,23 @@ impl DiskTier {
             return Err(dir_error(dir, "not a directory", "exists as a file"));
         }
         let (lock, db) = Self::acquire(dir)?;
-        let (seed, slots, expired) =
+        let loaded =
             Self::load(&db, now_ms).map_err(|e| dir_error(dir, "cannot read its database", e))?;
         let mut index = DiskIndex::new();
         let mut expiry = BinaryHeap::new();
-        for (hash, meta) in slots {
-            index.upsert(hash, meta.1, meta.0, meta.2);
-            if meta.0 != 0 {
-                expiry.push(Reverse((meta.0, hash)));
+        // positions to delete: expired records, and any older record of a hash met twice
+        let mut stale = loaded.expired;
+        for entry in loaded.live {
+            let replaced = index.upsert(
+                entry.hash,
+                entry.position,
+                entry.size,
+                entry.expires_at,
+                entry.written_at,
+            );
+            stale.extend(replaced);
+            if entry.expires_at != 0 {
+                expiry.push(Reverse((entry.expires_at, entry.hash)));
             }
         }
         let shared = Arc::new(Shared::default());
@@ -548,7 +622,7 @@ impl DiskTier {
         let mut tier = DiskTier {
             dir: dir.to_path_buf(),
             db,
-            seed,
+            seed: loaded.seed,
             index,
             expiry,
             pending: HashMap::new(),
@@ -556,6 +630,7 @@ impl DiskTier {
             pending_bytes: 0,
             pending_limit: MAX_PENDING_BYTES,
             next_seq: 1,
+            next_position: loaded.next_position,
             shared,
             sender: Some(sender),
             writer: Some(writer),
@@ -563,8 +638,8 @@ impl DiskTier {
             max_bytes,
             counters: DiskCounters::default(),
         };
-        for hash in expired {
-            tier.send_delete(hash);
+        for position in stale {
+            tier.send_drop(position);
         }
         tier.enforce_bound(now_ms);
         Ok(tier)
@@ -614,13 +689,10 @@ impl DiskTier {
         }
     }
 
-    /// Reads the seed (creating it) and the meta table: live entries as (hash, (expiry, size,
-    /// last write)) in order of last write, and the hashes of expired ones.
-    #[allow(clippy::type_complexity)]
-    fn load(
-        db: &Database,
-        now_ms: u64,
-    ) -> Result<(u64, Vec<(u64, (u64, u32, u64))>, Vec<u64>), redb::Error> {
+    /// Reads the seed (creating it) and `log_meta`: the live entries in write order, the
+    /// positions of expired ones, and the next free position. Drops the tables of the earlier
+    /// layout.
+    fn load(db: &Database, now_ms: u64) -> Result<Loaded, redb::Error> {
         let txn = db.begin_write()?;
         let seed = {
             let mut settings = txn.open_table(SETTINGS)?;
@@ -634,25 +706,45 @@ impl DiskTier {
                 }
             }
         };
-        txn.open_table(ENTRIES)?;
+        for table in OLD_TABLES {
+            txn.delete_table(table)?;
+        }
         let mut live = Vec::new();
         let mut expired = Vec::new();
+        let mut next_position = 1;
         {
-            let meta = txn.open_table(META)?;
+            let log = txn.open_table(LOG)?;
+            if let Some((position, _)) = log.last()? {
+                next_position = position.value() + 1;
+            }
+            let meta = txn.open_table(LOG_META)?;
+            if let Some((position, _)) = meta.last()? {
+                next_position = next_position.max(position.value() + 1);
+            }
             for item in meta.iter()? {
-                let (hash, value) = item?;
-                let hash = hash.value();
+                let (position, value) = item?;
+                let position = position.value();
                 match decode_meta(value.value()) {
                     Some(m) if m.expires_at == 0 || now_ms < m.expires_at => {
-                        live.push((hash, (m.expires_at, m.size, m.written_at)))
+                        live.push(LoadedEntry {
+                            position,
+                            hash: m.hash,
+                            expires_at: m.expires_at,
+                            size: m.size,
+                            written_at: m.written_at,
+                        })
                     }
-                    _ => expired.push(hash),
+                    _ => expired.push(position),
                 }
             }
         }
         txn.commit()?;
-        live.sort_by_key(|(_, (_, _, written_at))| *written_at);
-        Ok((seed, live, expired))
+        Ok(Loaded {
+            seed,
+            live,
+            expired,
+            next_position,
+        })
     }
 
     /// The hash seed of this directory.
@@ -725,21 +817,39 @@ impl DiskTier {
         }
     }
 
-    fn send_delete(&mut self, hash: u64) {
+    /// Deletes the record of `hash` (at `position`): until the writer has, a lookup of `hash`
+    /// finds nothing.
+    fn send_delete(&mut self, hash: u64, position: u64) {
         let seq = self.take_seq();
         self.mark_pending(seq, hash, None);
-        self.send(Op::Delete { seq, hash });
+        self.send(Op::Delete { seq, position });
+    }
+
+    /// Deletes a record no entry refers to (expired or superseded when the tier opened).
+    fn send_drop(&mut self, position: u64) {
+        let seq = self.take_seq();
+        self.send(Op::Delete { seq, position });
+    }
+
+    /// Removes `hash` from the index and its record from disk; whether it was there.
+    fn drop_entry(&mut self, hash: u64) -> bool {
+        match self.index.remove(hash) {
+            Some(position) => {
+                self.send_delete(hash, position);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Looks `key` up at `now_ms`; a hit refreshes its recency (in memory only).
     pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> DiskLookup {
         self.prune_pending();
-        let Some(slot) = self.index.get(hash) else {
+        let Some(&slot) = self.index.get(hash) else {
             return DiskLookup::Miss;
         };
         if slot.expires_at != 0 && now_ms >= slot.expires_at {
-            self.index.remove(hash);
-            self.send_delete(hash);
+            self.drop_entry(hash);
             self.counters.expirations += 1;
             return DiskLookup::Expired;
         }
@@ -751,7 +861,7 @@ impl DiskTier {
                 .filter(|(k, _)| *k == key)
                 .map(|(_, e)| e),
             Some(Pending { record: None, .. }) => None,
-            None => self.read(key, hash),
+            None => self.read(key, slot.position),
         };
         match found {
             Some(entry) => {
@@ -763,15 +873,15 @@ impl DiskTier {
         }
     }
 
-    fn read(&mut self, key: &[u8], hash: u64) -> Option<DiskEntry> {
+    fn read(&mut self, key: &[u8], position: u64) -> Option<DiskEntry> {
         self.counters.reads += 1;
         let read = || -> Result<Option<DiskEntry>, redb::Error> {
             if self.shared.fail.load(Ordering::Relaxed) {
                 return Err(redb::Error::Corrupted("injected read failure".into()));
             }
             let txn = self.db.begin_read()?;
-            let table = txn.open_table(ENTRIES)?;
-            let Some(value) = table.get(hash)? else {
+            let table = txn.open_table(LOG)?;
+            let Some(value) = table.get(position)? else {
                 return Ok(None);
             };
             Ok(decode_record(value.value())
@@ -816,20 +926,30 @@ impl DiskTier {
         let size = record.len() + META_HEADER + entry.key.len() + entry.tags.len();
         if self.max_bytes.is_some_and(|max| size as u64 > max) || size > u32::MAX as usize {
             self.counters.oversized += 1;
-            self.remove(entry.hash);
+            self.drop_entry(entry.hash);
             return false;
         }
         if self.pending_bytes + record.len() > self.pending_limit {
             // The writer is behind: this value lives in memory only. An older copy on disk must
             // not come back in its place, so it goes (a delete carries no record).
             self.counters.skipped += 1;
-            self.remove(entry.hash);
+            self.drop_entry(entry.hash);
             return false;
         }
-        let meta = encode_meta(entry.expires_at, now_ms, size as u32, entry.key, entry.tags);
+        let meta = encode_meta(
+            entry.hash,
+            entry.expires_at,
+            now_ms,
+            size as u32,
+            entry.key,
+            entry.tags,
+        );
         let record: Arc<[u8]> = record.into();
-        self.index
-            .upsert(entry.hash, size as u32, entry.expires_at, now_ms);
+        let position = self.next_position;
+        self.next_position += 1;
+        let replaces =
+            self.index
+                .upsert(entry.hash, position, size as u32, entry.expires_at, now_ms);
         if entry.expires_at != 0 {
             self.expiry.push(Reverse((entry.expires_at, entry.hash)));
         }
@@ -837,7 +957,8 @@ impl DiskTier {
         self.mark_pending(seq, entry.hash, Some(Arc::clone(&record)));
         self.send(Op::Put {
             seq,
-            hash: entry.hash,
+            position,
+            replaces,
             record,
             meta,
         });
@@ -860,20 +981,14 @@ impl DiskTier {
         }
         while self.index.bytes > max && self.index.head != NIL {
             let victim = self.index.slots[self.index.head as usize].hash;
-            self.index.remove(victim);
-            self.send_delete(victim);
+            self.drop_entry(victim);
             self.counters.evictions += 1;
         }
     }
 
     /// Removes `hash`; returns whether it was on disk.
     pub fn remove(&mut self, hash: u64) -> bool {
-        if self.index.remove(hash) {
-            self.send_delete(hash);
-            true
-        } else {
-            false
-        }
+        self.drop_entry(hash)
     }
 
     /// Removes everything; returns how many entries there were.
@@ -926,8 +1041,7 @@ impl DiskTier {
                 .get(hash)
                 .is_some_and(|s| s.expires_at == expires_at)
             {
-                self.index.remove(hash);
-                self.send_delete(hash);
+                self.drop_entry(hash);
                 self.counters.expirations += 1;
                 reclaimed += 1;
             }
@@ -1083,41 +1197,48 @@ fn apply_batch(
     let mut written = 0;
     let mut removed_sets = Vec::new();
     {
-        let mut entries = txn.open_table(ENTRIES)?;
-        let mut meta = txn.open_table(META)?;
+        let mut log = txn.open_table(LOG)?;
+        let mut meta = txn.open_table(LOG_META)?;
         for op in batch {
             match op {
                 Op::Put {
-                    hash,
+                    position,
+                    replaces,
                     record,
                     meta: meta_record,
                     ..
                 } => {
-                    entries.insert(*hash, &record[..])?;
-                    meta.insert(*hash, meta_record.as_slice())?;
+                    log.insert(*position, &record[..])?;
+                    meta.insert(*position, meta_record.as_slice())?;
+                    if let Some(old) = replaces {
+                        log.remove(*old)?;
+                        meta.remove(*old)?;
+                    }
                     written += 1;
                 }
-                Op::Delete { hash, .. } => {
-                    entries.remove(*hash)?;
-                    meta.remove(*hash)?;
+                Op::Delete { position, .. } => {
+                    log.remove(*position)?;
+                    meta.remove(*position)?;
                 }
                 Op::Clear { .. } => {
-                    entries.retain(|_, _| false)?;
+                    log.retain(|_, _| false)?;
                     meta.retain(|_, _| false)?;
                 }
                 Op::Invalidate { selector, .. } => {
+                    let mut positions = Vec::new();
                     let mut hashes = Vec::new();
                     for item in meta.iter()? {
-                        let (hash, value) = item?;
-                        if decode_meta(value.value())
-                            .is_some_and(|m| selector.matches(m.key, m.tags))
+                        let (position, value) = item?;
+                        if let Some(m) =
+                            decode_meta(value.value()).filter(|m| selector.matches(m.key, m.tags))
                         {
-                            hashes.push(hash.value());
+                            positions.push(position.value());
+                            hashes.push(m.hash);
                         }
                     }
-                    for &hash in &hashes {
-                        entries.remove(hash)?;
-                        meta.remove(hash)?;
+                    for &position in &positions {
+                        log.remove(position)?;
+                        meta.remove(position)?;
                     }
                     removed_sets.push(hashes);
                 }

@@ -588,8 +588,8 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
     let (manual, clock) = manual_clock();
     let mut options = on_disk(&dir, 1_000);
     options.compression = Compression::None;
-    // one entry: record 18 + 3 + 100, meta 28 + 3: 152 bytes; room for 10
-    options.disk_max_bytes = Some(1_520);
+    // one entry: record 18 + 3 + 100, meta 36 + 3: 160 bytes; room for 10
+    options.disk_max_bytes = Some(1_600);
     let mut cache = Cache::open(options.clone(), clock.clone()).unwrap();
     let value = "v".repeat(100);
     set_with(&mut cache, "e00", &value, Some(100), &[]);
@@ -597,7 +597,7 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
         set(&mut cache, &format!("k{i:02}"), &value);
     }
     assert_eq!(cache.stats().disk.entries, 10);
-    assert_eq!(cache.stats().disk.bytes, 1_520);
+    assert_eq!(cache.stats().disk.bytes, 1_600);
     advance_ms(&manual, 200);
     set(&mut cache, "k10", &value);
     let stats = cache.stats();
@@ -618,7 +618,7 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
     ));
     for i in 12..100 {
         set(&mut cache, &format!("k{i:02}"), &value);
-        assert!(cache.stats().disk.bytes <= 1_520);
+        assert!(cache.stats().disk.bytes <= 1_600);
     }
     cache.flush().unwrap().wait().unwrap();
     drop(cache);
@@ -847,4 +847,79 @@ mod model {
             }
         }
     }
+}
+
+/// The number of rows in each of the disk tier's tables (`log`, `log_meta`), read from the file
+/// of a closed cache, and whether the tables of the earlier layout exist.
+fn disk_rows(dir: &TempDir) -> (u64, u64, bool) {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    let db = redb::Database::open(dir.path().join(crate::cache::disk::DB_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let rows = |name: &str| {
+        let table = txn
+            .open_table(TableDefinition::<u64, &[u8]>::new(name))
+            .unwrap();
+        table.len().unwrap()
+    };
+    let old = txn
+        .open_table(TableDefinition::<u64, &[u8]>::new("entries"))
+        .is_ok();
+    (rows("log"), rows("log_meta"), old)
+}
+
+#[test]
+fn a_rewritten_key_leaves_one_record_and_positions_go_on_after_a_restart() {
+    let dir = TempDir::new("append");
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    for round in 0..5 {
+        set(&mut cache, "report", &format!("version {round}"));
+        set(&mut cache, "other", "o");
+    }
+    set(&mut cache, "gone", "g");
+    cache.delete(b"gone").unwrap();
+    cache.close();
+    assert_eq!(disk_rows(&dir), (2, 2, false), "one record per live key");
+
+    // after a restart, new records go after the old ones instead of over them
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    set(&mut cache, "third", "t");
+    set(&mut cache, "other", "o2");
+    cache.close();
+    assert_eq!(disk_rows(&dir), (3, 3, false));
+    let mut cache = Cache::open(on_disk(&dir, 100), clock).unwrap();
+    assert_eq!(get(&mut cache, "report").as_deref(), Some("version 4"));
+    assert_eq!(get(&mut cache, "other").as_deref(), Some("o2"));
+    assert_eq!(get(&mut cache, "third").as_deref(), Some("t"));
+    assert_eq!(get(&mut cache, "gone"), None);
+    cache.close();
+}
+
+#[test]
+fn a_directory_of_the_earlier_layout_is_emptied_on_open() {
+    use redb::TableDefinition;
+    let dir = TempDir::new("oldlayout");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    {
+        let db = redb::Database::create(dir.path().join(crate::cache::disk::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        for name in ["entries", "meta"] {
+            let mut table = txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(name))
+                .unwrap();
+            table
+                .insert(42, &b"a record of the earlier layout"[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (_, clock) = manual_clock();
+    let mut cache = Cache::open(on_disk(&dir, 100), clock.clone()).unwrap();
+    assert_eq!(cache.len(), 0);
+    set(&mut cache, "fresh", "f");
+    cache.close();
+    assert_eq!(disk_rows(&dir), (1, 1, false), "the old tables are gone");
+    let mut cache = Cache::open(on_disk(&dir, 100), clock).unwrap();
+    assert_eq!(get(&mut cache, "fresh").as_deref(), Some("f"));
+    cache.close();
 }
