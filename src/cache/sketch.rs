@@ -12,16 +12,27 @@
 //! take counters nor bring the next halving closer.
 //!
 //! Memory: one `u64` (16 counters) per entry of capacity plus 32 doorkeeper bits, 12 bytes per
-//! cached entry.
+//! cached entry. Each key's counters share one cache line (see [`FrequencySketch`]).
+
+/// Eight words of counters, on one cache line: every counter of a key lives in one block.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default)]
+struct Block([u64; 8]);
 
 /// A count-min sketch of 4-bit counters with periodic halving, behind a doorkeeper.
+///
+/// The key's hash picks one 64-byte block, and each of the four rows one counter in its own
+/// pair of the block's words, so that counting a key touches one cache line instead of four
+/// anywhere in the table (in a sketch bigger than the CPU caches, three cache misses fewer per
+/// lookup: about 100 ns of a hit here). The doorkeeper's two bits of a key are in one word,
+/// for the same reason.
 #[derive(Clone, Debug)]
 pub struct FrequencySketch {
-    /// Sixteen 4-bit counters per word.
-    table: Vec<u64>,
-    /// A Bloom filter (two probes) of the keys seen once since the last halving: a key's first
-    /// occurrence only sets its bits, so one-off keys (a scan) neither fill the counters nor
-    /// hasten the halving that ages the hot keys' counts.
+    /// Sixteen 4-bit counters per word, eight words per block.
+    table: Vec<Block>,
+    /// A Bloom filter (two bits in one word) of the keys seen once since the last halving: a
+    /// key's first occurrence only sets its bits, so one-off keys (a scan) neither fill the
+    /// counters nor hasten the halving that ages the hot keys' counts.
     doorkeeper: Vec<u64>,
     /// `table.len() - 1` (the length is a power of two).
     mask: usize,
@@ -34,21 +45,21 @@ pub struct FrequencySketch {
 /// The largest table: 2^22 words (32 MiB), enough for caches of millions of entries.
 const MAX_WORDS: usize = 1 << 22;
 
-const SEEDS: [u64; 4] = [
-    0xc3a5_c85c_97cb_3127,
-    0xb492_b66f_be98_f273,
-    0x9ae1_6a3b_2f90_404f,
-    0xcbf2_9ce4_8422_2325,
-];
+/// Mixes the key's hash again for the choice of counters, independent of the block's bits.
+const COUNTER_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Mixes the key's hash for the doorkeeper.
+const DOOR_MIX: u64 = 0xff51_afd7_ed55_8ccd;
 
 impl FrequencySketch {
-    /// A sketch sized for about `capacity` distinct keys.
+    /// A sketch sized for about `capacity` distinct keys: a word of counters per key, as in
+    /// Caffeine, in blocks of eight.
     pub fn new(capacity: usize) -> Self {
         let words = capacity.clamp(16, MAX_WORDS).next_power_of_two();
+        let blocks = words / 8;
         FrequencySketch {
-            table: vec![0; words],
+            table: vec![Block::default(); blocks],
             doorkeeper: vec![0; words / 2],
-            mask: words - 1,
+            mask: blocks - 1,
             additions: 0,
             sample_size: 10 * capacity.clamp(16, MAX_WORDS) as u64,
         }
@@ -57,49 +68,47 @@ impl FrequencySketch {
     /// Grows the sketch (forgetting its counts, as Caffeine does) when the cache holds more
     /// keys than it was sized for; a cache bounded only by bytes learns its size this way.
     pub fn ensure_capacity(&mut self, entries: usize) {
-        if entries > self.table.len() && self.table.len() < MAX_WORDS {
+        if entries > self.table.len() * 8 && self.table.len() * 8 < MAX_WORDS {
             *self = FrequencySketch::new(entries.saturating_mul(2));
         }
     }
 
+    /// The key's block, and for each row the word (0..8) and bit shift of its counter: row `r`
+    /// uses word `2r` or `2r + 1`, and one of its sixteen counters, all chosen by hash bits.
     #[inline]
-    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
-        // the key's hash picks which group of four counters (0..4) a row uses within its word;
-        // each row then takes counter `group * 4 + row` of its own word
-        let spread = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let group = ((spread >> 60) & 3) as u32 * 4;
+    fn slots(&self, hash: u64) -> (usize, [(usize, u32); 4]) {
+        let block = (hash as usize) & self.mask;
+        let bits = hash.wrapping_mul(COUNTER_MIX) >> 24;
         let mut slots = [(0, 0); 4];
-        for (row, seed) in SEEDS.iter().enumerate() {
-            let mut h = hash.wrapping_add(*seed).wrapping_mul(*seed);
-            h ^= h >> 32;
-            slots[row] = ((h as usize) & self.mask, (group + row as u32) * 4);
+        for (row, slot) in slots.iter_mut().enumerate() {
+            let h = bits >> (row * 5);
+            *slot = (2 * row + (h & 1) as usize, ((h >> 1) & 15) as u32 * 4);
         }
-        slots
+        (block, slots)
     }
 
-    /// The two doorkeeper bits of `hash`: (word, mask) each.
+    /// The doorkeeper word of `hash` and its two bits there.
     #[inline]
-    fn door_bits(&self, hash: u64) -> [(usize, u64); 2] {
-        let bits = self.doorkeeper.len() * 64;
-        let h = hash.rotate_left(17).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        let a = (h as usize) & (bits - 1);
-        let b = ((h >> 32) as usize) & (bits - 1);
-        [(a / 64, 1 << (a % 64)), (b / 64, 1 << (b % 64))]
+    fn door_bits(&self, hash: u64) -> (usize, u64) {
+        let h = hash.rotate_left(17).wrapping_mul(DOOR_MIX);
+        let word = (h as usize) & (self.doorkeeper.len() - 1);
+        let bits = (1u64 << ((h >> 40) & 63)) | (1u64 << ((h >> 50) & 63));
+        (word, bits)
     }
 
     fn door_contains(&self, hash: u64) -> bool {
-        self.door_bits(hash)
-            .iter()
-            .all(|&(word, bit)| self.doorkeeper[word] & bit != 0)
+        let (word, bits) = self.door_bits(hash);
+        self.doorkeeper[word] & bits == bits
     }
 
     /// The estimated number of recent occurrences of the key with `hash`, 0..=16.
     #[inline]
     pub fn frequency(&self, hash: u64) -> u8 {
-        let counted = self
-            .slots(hash)
+        let (block, slots) = self.slots(hash);
+        let words = &self.table[block].0;
+        let counted = slots
             .iter()
-            .map(|&(word, shift)| ((self.table[word] >> shift) & 0xf) as u8)
+            .map(|&(word, shift)| ((words[word] >> shift) & 0xf) as u8)
             .min()
             .unwrap_or(0);
         counted + self.door_contains(hash) as u8
@@ -109,16 +118,17 @@ impl FrequencySketch {
     #[inline]
     pub fn increment(&mut self, hash: u64) {
         if !self.door_contains(hash) {
-            for (word, bit) in self.door_bits(hash) {
-                self.doorkeeper[word] |= bit;
-            }
+            let (word, bits) = self.door_bits(hash);
+            self.doorkeeper[word] |= bits;
             return;
         }
+        let (block, slots) = self.slots(hash);
+        let words = &mut self.table[block].0;
         let mut added = false;
-        for (word, shift) in self.slots(hash) {
-            let counter = (self.table[word] >> shift) & 0xf;
+        for (word, shift) in slots {
+            let counter = (words[word] >> shift) & 0xf;
             if counter < 15 {
-                self.table[word] += 1 << shift;
+                words[word] += 1 << shift;
                 added = true;
             }
         }
@@ -132,8 +142,10 @@ impl FrequencySketch {
 
     /// Halves every counter (and forgets the keys seen once), so old popularity fades.
     fn halve(&mut self) {
-        for word in &mut self.table {
-            *word = (*word >> 1) & 0x7777_7777_7777_7777;
+        for block in &mut self.table {
+            for word in &mut block.0 {
+                *word = (*word >> 1) & 0x7777_7777_7777_7777;
+            }
         }
         self.doorkeeper.fill(0);
         self.additions /= 2;
