@@ -358,9 +358,18 @@ class Observability {
         const familyName = openMetrics && family.type === 'counter' ? full.replace(/_total$/, '') : full
         out += `# HELP ${familyName} ${family.help}\n# TYPE ${familyName} ${family.type}\n`
         for (const [base, s] of stats) {
-          const head = `${full}{${base}`
+          // a series' name and labels are joined once for all its lines (a histogram's buckets
+          // share them): each join is a string node that lives until the scrape returns
+          let seriesLabels = null
+          let seriesSuffix = null
+          let seriesHead = ''
           family.each(s, (labels, value, suffix, le) => {
-            out += suffix === undefined ? `${head}${labels}} ${formatValue(value)}\n` : `${full}${suffix}{${base}${labels}${le === undefined ? '' : le}} ${formatValue(value)}\n`
+            if (labels !== seriesLabels || suffix !== seriesSuffix) {
+              seriesHead = suffix === undefined ? `${full}{${base}${labels}` : `${full}${suffix}{${base}${labels}`
+              seriesLabels = labels
+              seriesSuffix = suffix
+            }
+            out += le === undefined ? `${seriesHead}} ${formatValue(value)}\n` : `${seriesHead}${le}} ${formatValue(value)}\n`
           })
         }
       }
