@@ -364,15 +364,32 @@ function readTracingOptions(options) {
   return { tracer, ignore: readFunction(options, 'ignore'), spanName: readFunction(options, 'spanName') }
 }
 
-/** The server span of each request the tracing middleware serves (read by `req.span`). */
+/**
+ * Where the tracing middleware keeps a request's server span: under this symbol in Express's
+ * `res.locals` (a dictionary object Express makes for each request, where adding an entry is a
+ * hash insert), or, for a response without `locals`, in `requestSpans`.
+ */
+const kServerSpan = Symbol('bulwark.serverSpan')
+/** The server spans of requests whose response has no `res.locals`. */
 const requestSpans = new WeakMap()
 
-/** `req.span` on a request prototype: the span from `requestSpans`, or what was assigned. */
+/** The server span the tracing middleware set for `req`, or undefined. */
+function requestSpan(req) {
+  const res = req.res
+  const locals = res !== undefined && res !== null ? res.locals : undefined
+  if (locals !== undefined && locals !== null && typeof locals === 'object') {
+    const span = locals[kServerSpan]
+    if (span !== undefined) return span
+  }
+  return requestSpans.get(req)
+}
+
+/** `req.span` on a request prototype: the middleware's span, or what was assigned. */
 const spanProperty = {
   configurable: true,
   enumerable: false,
   get() {
-    return requestSpans.get(this)
+    return requestSpan(this)
   },
   set(value) {
     Object.defineProperty(this, 'span', { value, writable: true, configurable: true, enumerable: true })
@@ -382,12 +399,15 @@ const spanProperty = {
 /**
  * Makes `req.span` return `span`. Adding a property to a request object costs about 5 µs a
  * request here (Express gives each request its app's prototype, and V8 then migrates the
- * object's hidden class), so the span goes into a WeakMap and `req.span` is a getter on the
- * request's prototype (Express's per-app `app.request`), defined once. A request whose
+ * object's hidden class), and a WeakMap entry keyed by a young request about 1 µs (the
+ * collector's ephemeron work), so the span goes into `res.locals` and `req.span` is a getter on
+ * the request's prototype (Express's per-app `app.request`), defined once. A request whose
  * prototype is Node's own IncomingMessage (no Express) gets a plain property.
  */
-function setRequestSpan(req, span) {
-  requestSpans.set(req, span)
+function setRequestSpan(req, res, span) {
+  const locals = res.locals
+  if (locals !== undefined && locals !== null && typeof locals === 'object') locals[kServerSpan] = span
+  else requestSpans.set(req, span)
   const proto = Object.getPrototypeOf(req)
   if (proto !== null && Object.prototype.hasOwnProperty.call(proto, 'span')) return
   if (proto === null || proto === http.IncomingMessage.prototype || proto === Object.prototype) {
@@ -482,12 +502,12 @@ function tracing(options) {
       : tracer.startSpan(name, { parent, kind: 'server' })
     const sampled = span.sampled
     if (sampled) startAttributes(span, req)
-    setRequestSpan(req, span)
+    setRequestSpan(req, res, span)
 
     // 'close' comes after 'finish' on a normal response, and alone when the client went away
-    // first; one listener on it (each listener on `res` costs about 2 µs a request here)
+    // first; one listener on it (each listener on `res` costs about 2 µs a request here). The
+    // listener is not removed: a response closes once, and it goes with the response.
     function done() {
-      res.off('close', done)
       if (span.ended) return
       const finished = res.writableFinished
       const route = routeOf(req)

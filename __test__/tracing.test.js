@@ -244,3 +244,46 @@ test('sampleRate 0: nothing is exported, but metrics count the route name', asyn
   assert.equal(metrics.unsampled, 1)
   assert.deepEqual(Object.entries(metrics.spans).map(([name, s]) => [name, s.count]), [['GET /items/:id', 1]])
 })
+
+test('req.span is the server span in Express handlers and on a plain node:http server, and stays one per request', async () => {
+  const tracer = memoryTracer()
+  const seen = []
+  const { get } = await serve({ tracer }, (app) => {
+    app.get('/a', async (req, res) => {
+      await new Promise((resolve) => setImmediate(resolve))
+      seen.push({ spanId: req.span.spanId, local: res.locals.span })
+      res.send('a')
+    })
+  })
+  await get('/a')
+  await get('/a')
+  const spans = await finished(tracer)
+  assert.equal(spans.length, 2)
+  assert.deepEqual(seen.map((s) => s.spanId).sort(), spans.map((s) => s.spanId).sort())
+  assert.equal(seen[0].local, undefined, 'res.locals gains no visible key')
+
+  // without Express: the middleware on node:http's own request and response
+  const plainTracer = memoryTracer()
+  const middleware = tracing({ tracer: plainTracer })
+  const http = require('node:http')
+  const plainSeen = []
+  let plainClosed
+  const server = http.createServer((req, res) => {
+    middleware(req, res, () => {
+      plainSeen.push(req.span && req.span.spanId)
+      res.end('plain')
+    })
+    // after the middleware's own 'close' listener: once this runs, the span has ended
+    plainClosed = once(res, 'close')
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  servers.push(server)
+  const response = await fetch(`http://127.0.0.1:${server.address().port}/plain`)
+  await response.arrayBuffer()
+  await plainClosed
+  const [plainSpan] = await finished(plainTracer)
+  assert.equal(plainSeen.length, 1)
+  assert.equal(plainSeen[0], plainSpan.spanId)
+  assert.equal(plainSpan.name, 'GET')
+})
