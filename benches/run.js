@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
-// `npm run bench`: builds the release addon, runs the criterion benches of the limiter core and
-// the JS benchmarks (peer comparison, memory, Express), and rewrites BENCHMARKS.md.
+// `npm run bench`: builds the release addon, runs the criterion benches of the limiter and
+// breaker cores and the JS benchmarks (peer comparison, memory, Express), and rewrites
+// BENCHMARKS.md.
 //
 //   node benches/run.js [--only=criterion|js|limiter|memory|express|tracer|express-tracing|cache|breaker|pool|observability|query|redis] [--quick] [--no-build] [--write]
 //
@@ -96,12 +97,12 @@ function parseCriterion(text) {
 }
 
 function runCriterion() {
-  step('criterion: cargo bench --bench limiter')
+  step('criterion: cargo bench --bench limiter --bench breaker')
   // napi's `dyn-symbols` lets a bench binary link without Node (the symbols resolve at load);
   // it is asked for here unless Cargo.toml already turns it on.
   const manifest = fs.readFileSync(path.join(root, 'Cargo.toml'), 'utf8')
   const napiLine = manifest.split('\n').find((line) => /^napi\s*=/.test(line)) || ''
-  const cargoArgs = ['bench', '--bench', 'limiter']
+  const cargoArgs = ['bench', '--bench', 'limiter', '--bench', 'breaker']
   if (!napiLine.includes('dyn-symbols')) cargoArgs.push('--features', 'napi/dyn-symbols')
   cargoArgs.push('--', '--noplot')
   if (quick) cargoArgs.push('--warm-up-time', '1', '--measurement-time', '2')
@@ -493,8 +494,8 @@ function markdown(r) {
 
   const cr = r.criterion
   if (cr) {
-    out.push('', '## Criterion: the limiter core, one thread', '')
-    out.push(`\`${cr.command}\`; the core alone, no N-API. \`decide\` reads the real system clock (\`Clock::system()\`); limits are large so every request is allowed.`, '')
+    out.push('', '## Criterion: the limiter and breaker cores, one thread', '')
+    out.push(`\`${cr.command}\`; the cores alone, no N-API. \`decide\` and the breaker read the real system clock (\`Clock::system()\`) unless a row says otherwise; limits are large so every request is allowed, and every breaker call succeeds.`, '')
     const about = {
       'limiter/bucket check': 'one key: hash, find the slot, read the clock, decide, take',
       'limiter/clock now_nanos': 'the system clock read alone (`Clock::system().now_nanos()`)',
@@ -503,6 +504,10 @@ function markdown(r) {
       'limiter/bucket wait_nanos+take': 'the bucket arithmetic alone',
       'limiter/fair queue push+grant': 'one waiter in and out of an empty fair queue',
       'limiter/fair queue push+grant, 1000 queued': 'the same with 1,000 waiters of 100 clients queued',
+      'breaker/acquire+record, time window': 'one call through a closed breaker: admit it, record its success (two clock reads), over one-second buckets',
+      'breaker/acquire+record, time window, manual clock': 'the same on a ManualClock: the state machine and window alone',
+      'breaker/acquire+record, count window': 'the same over a window of the last 100 calls',
+      'breaker/acquire, forced open (a refusal)': 'the decision to refuse a call while open',
     }
     const rows = Object.entries(cr.benches).map(([name, b]) => [`\`${name}\``, fmtNs(b.ns), `${fmtNs(b.lowNs)} – ${fmtNs(b.highNs)}`, about[name] || ''])
     out.push(table(['bench', 'time (median estimate)', 'confidence interval', 'what'], rows))
