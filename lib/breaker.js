@@ -88,6 +88,7 @@ let capturedReject = null
 function captureReject(resolve, reject) {
   capturedReject = reject
 }
+/** Rejects every pending refusal (one microtask for all the refusals of a synchronous run). */
 function rejectRefusals() {
   for (let i = 0; i < pendingRefusals.length; i += 2) pendingRefusals[i](pendingRefusals[i + 1])
   pendingRefusals.length = 0
