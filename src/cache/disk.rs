@@ -831,17 +831,6 @@ impl DiskTier {
         self.send(Op::Delete { seq, position });
     }
 
-    /// Removes `hash` from the index and its record from disk; whether it was there.
-    fn drop_entry(&mut self, hash: u64) -> bool {
-        match self.index.remove(hash) {
-            Some(position) => {
-                self.send_delete(hash, position);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Looks `key` up at `now_ms`; a hit refreshes its recency (in memory only).
     pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> DiskLookup {
         self.prune_pending();
@@ -849,7 +838,7 @@ impl DiskTier {
             return DiskLookup::Miss;
         };
         if slot.expires_at != 0 && now_ms >= slot.expires_at {
-            self.drop_entry(hash);
+            self.remove(hash);
             self.counters.expirations += 1;
             return DiskLookup::Expired;
         }
@@ -926,14 +915,14 @@ impl DiskTier {
         let size = record.len() + META_HEADER + entry.key.len() + entry.tags.len();
         if self.max_bytes.is_some_and(|max| size as u64 > max) || size > u32::MAX as usize {
             self.counters.oversized += 1;
-            self.drop_entry(entry.hash);
+            self.remove(entry.hash);
             return false;
         }
         if self.pending_bytes + record.len() > self.pending_limit {
             // The writer is behind: this value lives in memory only. An older copy on disk must
             // not come back in its place, so it goes (a delete carries no record).
             self.counters.skipped += 1;
-            self.drop_entry(entry.hash);
+            self.remove(entry.hash);
             return false;
         }
         let meta = encode_meta(
@@ -981,14 +970,20 @@ impl DiskTier {
         }
         while self.index.bytes > max && self.index.head != NIL {
             let victim = self.index.slots[self.index.head as usize].hash;
-            self.drop_entry(victim);
+            self.remove(victim);
             self.counters.evictions += 1;
         }
     }
 
-    /// Removes `hash`; returns whether it was on disk.
+    /// Removes `hash` from the index and its record from disk; returns whether it was there.
     pub fn remove(&mut self, hash: u64) -> bool {
-        self.drop_entry(hash)
+        match self.index.remove(hash) {
+            Some(position) => {
+                self.send_delete(hash, position);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes everything; returns how many entries there were.
@@ -1041,7 +1036,7 @@ impl DiskTier {
                 .get(hash)
                 .is_some_and(|s| s.expires_at == expires_at)
             {
-                self.drop_entry(hash);
+                self.remove(hash);
                 self.counters.expirations += 1;
                 reclaimed += 1;
             }
@@ -1181,6 +1176,17 @@ fn run_writer(db: &Database, shared: &Shared, receiver: Receiver<Op>) {
     }
 }
 
+/// Deletes the record at `position` from both tables.
+fn delete_record(
+    log: &mut redb::Table<'_, u64, &[u8]>,
+    meta: &mut redb::Table<'_, u64, &[u8]>,
+    position: u64,
+) -> Result<(), redb::Error> {
+    log.remove(position)?;
+    meta.remove(position)?;
+    Ok(())
+}
+
 /// Applies one batch in one write transaction; returns the entries written and, for each
 /// invalidation in order, the hashes it removed.
 fn apply_batch(
@@ -1211,15 +1217,11 @@ fn apply_batch(
                     log.insert(*position, &record[..])?;
                     meta.insert(*position, meta_record.as_slice())?;
                     if let Some(old) = replaces {
-                        log.remove(*old)?;
-                        meta.remove(*old)?;
+                        delete_record(&mut log, &mut meta, *old)?;
                     }
                     written += 1;
                 }
-                Op::Delete { position, .. } => {
-                    log.remove(*position)?;
-                    meta.remove(*position)?;
-                }
+                Op::Delete { position, .. } => delete_record(&mut log, &mut meta, *position)?,
                 Op::Clear { .. } => {
                     log.retain(|_, _| false)?;
                     meta.retain(|_, _| false)?;
@@ -1237,8 +1239,7 @@ fn apply_batch(
                         }
                     }
                     for &position in &positions {
-                        log.remove(position)?;
-                        meta.remove(position)?;
+                        delete_record(&mut log, &mut meta, position)?;
                     }
                     removed_sets.push(hashes);
                 }
