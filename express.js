@@ -373,11 +373,16 @@ const kServerSpan = Symbol('bulwark.serverSpan')
 /** The server spans of requests whose response has no `res.locals`. */
 const requestSpans = new WeakMap()
 
+/** Express's `res.locals` of a response, or null when it has none. */
+function localsOf(res) {
+  const locals = res !== undefined && res !== null ? res.locals : undefined
+  return locals !== null && typeof locals === 'object' ? locals : null
+}
+
 /** The server span the tracing middleware set for `req`, or undefined. */
 function requestSpan(req) {
-  const res = req.res
-  const locals = res !== undefined && res !== null ? res.locals : undefined
-  if (locals !== undefined && locals !== null && typeof locals === 'object') {
+  const locals = localsOf(req.res)
+  if (locals !== null) {
     const span = locals[kServerSpan]
     if (span !== undefined) return span
   }
@@ -405,8 +410,8 @@ const spanProperty = {
  * prototype is Node's own IncomingMessage (no Express) gets a plain property.
  */
 function setRequestSpan(req, res, span) {
-  const locals = res.locals
-  if (locals !== undefined && locals !== null && typeof locals === 'object') locals[kServerSpan] = span
+  const locals = localsOf(res)
+  if (locals !== null) locals[kServerSpan] = span
   else requestSpans.set(req, span)
   const proto = Object.getPrototypeOf(req)
   if (proto !== null && Object.prototype.hasOwnProperty.call(proto, 'span')) return

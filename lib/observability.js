@@ -365,11 +365,11 @@ class Observability {
           let seriesHead = ''
           family.each(s, (labels, value, suffix, le) => {
             if (labels !== seriesLabels || suffix !== seriesSuffix) {
-              seriesHead = suffix === undefined ? `${full}{${base}${labels}` : `${full}${suffix}{${base}${labels}`
+              seriesHead = `${full}${suffix === undefined ? '' : suffix}{${base}${labels}`
               seriesLabels = labels
               seriesSuffix = suffix
             }
-            out += le === undefined ? `${seriesHead}} ${formatValue(value)}\n` : `${seriesHead}${le}} ${formatValue(value)}\n`
+            out += `${seriesHead}${le === undefined ? '' : le}} ${formatValue(value)}\n`
           })
         }
       }
