@@ -82,18 +82,6 @@ pub enum State {
     Disabled = 4,
 }
 
-impl State {
-    /// The name JS sees.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "halfOpen",
-            State::ForcedOpen => "forcedOpen",
-            State::Disabled => "disabled",
-        }
-    }
-}
 
 /// The outcome of a call, as recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
