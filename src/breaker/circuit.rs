@@ -82,7 +82,6 @@ pub enum State {
     Disabled = 4,
 }
 
-
 /// The outcome of a call, as recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
