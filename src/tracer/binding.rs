@@ -25,7 +25,9 @@ use super::metrics::{SpanNameStats, DURATION_BOUNDS_US};
 use super::otlp::OtlpResource;
 use super::otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 use super::sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
-use super::span::{AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status};
+use super::span::{
+    shared_key, AttributeKey, AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status,
+};
 use super::tracer_core::{NameId, Parent, SpanHandle, Tracer, TracerConfig};
 use crate::common::binding::{
     describe_value, raw, read_clock, read_string, throw_invalid, value_type, OptionsReader,
@@ -486,8 +488,9 @@ struct Shared {
     /// big-endian 32-bit words, the span id as two, then the trace flags) and its handle, so a
     /// JS Span knows its ids without another crossing, also after `end()` frees its slot.
     io: std::cell::UnsafeCell<[f64; IO_LEN]>,
-    /// Attribute keys interned for the fast path (`_internKey`), by id.
-    keys: RefCell<Vec<String>>,
+    /// Attribute keys interned for the fast path (`_internKey`), by id; copying one into a
+    /// span allocates nothing (see [`shared_key`]).
+    keys: RefCell<Vec<AttributeKey>>,
     /// Their ids, by key.
     key_ids: RefCell<HashMap<String, u32>>,
 }
@@ -788,17 +791,14 @@ unsafe extern "C" fn set_attr(
         }
     };
     let key_id = shared.io(IO_ATTR_KEY);
-    let keys = shared.keys.borrow();
-    let text;
     let key = if key_id >= 0.0 {
-        match keys.get(key_id as usize) {
-            Some(key) => key.as_str(),
+        match shared.keys.borrow().get(key_id as usize) {
+            Some(key) => key.clone(),
             None => return std::ptr::null_mut(),
         }
     } else {
-        text = read_string(env, args[1]);
-        match &text {
-            Some(key) => key.as_str(),
+        match read_string(env, args[1]) {
+            Some(key) => AttributeKey::from(key),
             None => return std::ptr::null_mut(),
         }
     };
@@ -1152,7 +1152,7 @@ impl DistributedTracerBinding {
             return -1;
         }
         let id = keys.len() as u32;
-        keys.push(key.clone());
+        keys.push(shared_key(&key));
         self.shared.key_ids.borrow_mut().insert(key, id);
         id as i32
     }

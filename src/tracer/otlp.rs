@@ -34,6 +34,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status as ProtoStatus,
 };
 use prost::Message;
+use std::borrow::Borrow;
 
 use super::span::{AttributeValue, Attributes, SpanData, SpanKind, Status};
 
@@ -51,14 +52,15 @@ pub struct OtlpResource {
     pub attributes: Vec<(String, AttributeValue)>,
 }
 
-/// An attribute value as OTLP's `AnyValue`, moving its strings rather than copying them (the
-/// span is consumed by the export).
-fn any_value(value: AttributeValue) -> AnyValue {
+/// An attribute value as OTLP's `AnyValue`. Its strings are copied: the export thread allocates
+/// and frees its own memory, and the span goes back to the JS thread to be reused (see
+/// `export`), so no allocation made on one thread is freed on the other.
+fn any_value(value: &AttributeValue) -> AnyValue {
     use any_value::Value;
-    fn array<T>(items: Vec<T>, f: impl Fn(T) -> Value) -> Value {
+    fn array<T>(items: &[T], f: impl Fn(&T) -> Value) -> Value {
         Value::ArrayValue(ArrayValue {
             values: items
-                .into_iter()
+                .iter()
                 .map(|item| AnyValue {
                     value: Some(f(item)),
                 })
@@ -66,23 +68,23 @@ fn any_value(value: AttributeValue) -> AnyValue {
         })
     }
     let value = match value {
-        AttributeValue::String(s) => Value::StringValue(s),
-        AttributeValue::Bool(b) => Value::BoolValue(b),
-        AttributeValue::I64(i) => Value::IntValue(i),
-        AttributeValue::F64(f) => Value::DoubleValue(f),
-        AttributeValue::StringArray(v) => array(v, Value::StringValue),
-        AttributeValue::BoolArray(v) => array(v, Value::BoolValue),
-        AttributeValue::I64Array(v) => array(v, Value::IntValue),
-        AttributeValue::F64Array(v) => array(v, Value::DoubleValue),
+        AttributeValue::String(s) => Value::StringValue(s.clone()),
+        AttributeValue::Bool(b) => Value::BoolValue(*b),
+        AttributeValue::I64(i) => Value::IntValue(*i),
+        AttributeValue::F64(f) => Value::DoubleValue(*f),
+        AttributeValue::StringArray(v) => array(v, |s| Value::StringValue(s.clone())),
+        AttributeValue::BoolArray(v) => array(v, |b| Value::BoolValue(*b)),
+        AttributeValue::I64Array(v) => array(v, |i| Value::IntValue(*i)),
+        AttributeValue::F64Array(v) => array(v, |f| Value::DoubleValue(*f)),
     };
     AnyValue { value: Some(value) }
 }
 
-fn key_values(attributes: Attributes) -> Vec<KeyValue> {
+fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
     attributes
-        .into_iter()
+        .iter()
         .map(|(key, value)| KeyValue {
-            key: key.into_string(),
+            key: key.to_string(),
             value: Some(any_value(value)),
             // Profiles-only string-table reference; 0 is left off the wire and out of the JSON.
             ..KeyValue::default()
@@ -112,7 +114,7 @@ fn status(status: &Status) -> ProtoStatus {
     }
 }
 
-fn proto_span(data: SpanData) -> Span {
+fn proto_span(data: &SpanData) -> Span {
     Span {
         trace_id: data.trace_id.to_bytes().to_vec(),
         span_id: data.span_id.to_bytes().to_vec(),
@@ -130,19 +132,19 @@ fn proto_span(data: SpanData) -> Span {
         // Bits 0-7 are the W3C trace flags; bits 8-9 (parent remoteness) are left unset, which
         // the proto defines as "unknown".
         flags: u32::from(data.flags.bits()),
-        name: data.name.into_string(),
+        name: data.name.to_string(),
         kind: kind(data.kind) as i32,
         start_time_unix_nano: data.start_unix_nanos,
         end_time_unix_nano: data.end_unix_nanos,
-        attributes: key_values(data.attributes),
+        attributes: key_values(&data.attributes),
         dropped_attributes_count: data.dropped_attributes,
         events: data
             .events
-            .into_iter()
+            .iter()
             .map(|event| span::Event {
                 time_unix_nano: event.time_unix_nanos,
-                name: event.name,
-                attributes: key_values(event.attributes),
+                name: event.name.clone(),
+                attributes: key_values(&event.attributes),
                 dropped_attributes_count: event.dropped,
             })
             .collect(),
@@ -154,22 +156,28 @@ fn proto_span(data: SpanData) -> Span {
 }
 
 /// The request carrying `spans`: one resource, one scope (`bulwark` at this crate's version).
-pub fn export_request(resource: &OtlpResource, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
+pub fn export_request(
+    resource: &OtlpResource,
+    spans: &[impl Borrow<SpanData>],
+) -> ExportTraceServiceRequest {
     let mut attributes = vec![KeyValue {
         key: "service.name".to_owned(),
-        value: Some(any_value(AttributeValue::String(
+        value: Some(any_value(&AttributeValue::String(
             resource.service_name.clone(),
         ))),
         ..KeyValue::default()
     }];
-    attributes.extend(key_values(
+    attributes.extend(
         resource
             .attributes
             .iter()
             .filter(|(key, _)| key != "service.name")
-            .map(|(key, value)| (key.into(), value.clone()))
-            .collect::<Attributes>(),
-    ));
+            .map(|(key, value)| KeyValue {
+                key: key.clone(),
+                value: Some(any_value(value)),
+                ..KeyValue::default()
+            }),
+    );
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -182,7 +190,7 @@ pub fn export_request(resource: &OtlpResource, spans: Vec<SpanData>) -> ExportTr
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     ..InstrumentationScope::default()
                 }),
-                spans: spans.into_iter().map(proto_span).collect(),
+                spans: spans.iter().map(|span| proto_span(span.borrow())).collect(),
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
@@ -191,7 +199,7 @@ pub fn export_request(resource: &OtlpResource, spans: Vec<SpanData>) -> ExportTr
 }
 
 /// The request as protobuf bytes, the body of an OTLP/HTTP `application/x-protobuf` POST.
-pub fn encode_protobuf(resource: &OtlpResource, spans: Vec<SpanData>) -> Vec<u8> {
+pub fn encode_protobuf(resource: &OtlpResource, spans: &[impl Borrow<SpanData>]) -> Vec<u8> {
     export_request(resource, spans).encode_to_vec()
 }
 
@@ -201,7 +209,10 @@ pub fn encode_protobuf(resource: &OtlpResource, spans: Vec<SpanData>) -> Vec<u8>
 ///
 /// Only if `serde_json` fails, which these types (string keys, no custom failures) do not cause;
 /// it stays a `Result` so that an exporter reports rather than panics should that change.
-pub fn encode_json(resource: &OtlpResource, spans: Vec<SpanData>) -> serde_json::Result<Vec<u8>> {
+pub fn encode_json(
+    resource: &OtlpResource,
+    spans: &[impl Borrow<SpanData>],
+) -> serde_json::Result<Vec<u8>> {
     let request = export_request(resource, spans);
     if !has_non_finite(&request) {
         return serde_json::to_vec(&request);
@@ -304,7 +315,7 @@ mod tests {
                 AttributeValue::F64Array(vec![1.5, f64::NEG_INFINITY]),
             ),
         ];
-        let bytes = encode_json(&resource, vec![span]).unwrap();
+        let bytes = encode_json(&resource, &[span]).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let attrs = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"];
         assert_eq!(attrs[0]["value"]["doubleValue"], "NaN");
@@ -408,7 +419,7 @@ mod tests {
 
     #[test]
     fn protobuf_round_trips_every_field() {
-        let bytes = encode_protobuf(&resource(), vec![full_span(), root_span()]);
+        let bytes = encode_protobuf(&resource(), &[full_span(), root_span()]);
         let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(req.resource_spans.len(), 1);
         let rs = &req.resource_spans[0];
@@ -523,11 +534,12 @@ mod tests {
 
     #[test]
     fn an_empty_batch_still_names_the_resource() {
-        let req = export_request(&resource(), Vec::new());
+        let req = export_request(&resource(), &[] as &[SpanData]);
         assert!(req.resource_spans[0].scope_spans[0].spans.is_empty());
-        let decoded =
-            ExportTraceServiceRequest::decode(encode_protobuf(&resource(), Vec::new()).as_slice())
-                .unwrap();
+        let decoded = ExportTraceServiceRequest::decode(
+            encode_protobuf(&resource(), &[] as &[SpanData]).as_slice(),
+        )
+        .unwrap();
         assert_eq!(decoded, req);
     }
 
@@ -539,7 +551,7 @@ mod tests {
 
     #[test]
     fn json_follows_the_otlp_mapping() {
-        let bytes = encode_json(&resource(), vec![full_span(), root_span()]).unwrap();
+        let bytes = encode_json(&resource(), &[full_span(), root_span()]).unwrap();
         let json: Json = serde_json::from_slice(&bytes).unwrap();
         let rs = &json["resourceSpans"][0];
         assert_eq!(

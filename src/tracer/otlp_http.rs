@@ -19,10 +19,9 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::export::{ExportResult, SpanExporter};
+use super::export::{ExportResult, SpanBatch, SpanExporter};
 use super::ids::IdGenerator;
 use super::otlp::{encode_json, encode_protobuf, OtlpResource};
-use super::span::SpanData;
 
 /// The traces URL when neither an option nor the environment names one.
 pub const DEFAULT_TRACES_ENDPOINT: &str = "http://localhost:4318/v1/traces";
@@ -185,7 +184,7 @@ impl OtlpHttpExporter {
 }
 
 impl SpanExporter for OtlpHttpExporter {
-    fn export(&mut self, batch: Vec<SpanData>, deadline: Instant) -> ExportResult {
+    fn export(&mut self, batch: &mut SpanBatch, deadline: Instant) -> ExportResult {
         let failed = ExportResult::Failed {
             retryable: false,
             retry_after: None,
@@ -358,8 +357,8 @@ mod tests {
         let (url, requests) = server(&[]);
         let http = exporter(&url, Protocol::Protobuf);
         let mut processor = BatchProcessor::start(BatchConfig::default(), Box::new(http));
-        processor.on_end(span(1));
-        processor.on_end(span(2));
+        processor.on_end(Box::new(span(1)));
+        processor.on_end(Box::new(span(2)));
         assert!(processor.flush(WAIT));
         let request = requests.recv_timeout(WAIT).unwrap();
         assert_eq!(request.request_line, "POST /v1/traces HTTP/1.1");
@@ -378,7 +377,7 @@ mod tests {
         let (url, requests) = server(&["202 Accepted"]);
         let mut exporter = exporter(&url, Protocol::Json);
         assert_eq!(
-            exporter.export(vec![span(3)], soon()),
+            exporter.export(&mut vec![Box::new(span(3))], soon()),
             ExportResult::Success
         );
         let request = requests.recv_timeout(WAIT).unwrap();
@@ -395,7 +394,7 @@ mod tests {
         let (url, requests) = server(&["503 Service Unavailable\r\nRetry-After: 0"]);
         let mut exporter = exporter(&url, Protocol::Protobuf);
         assert_eq!(
-            exporter.export(vec![span(1)], soon()),
+            exporter.export(&mut vec![Box::new(span(1))], soon()),
             ExportResult::Success
         );
         let first = requests.recv_timeout(WAIT).unwrap();
@@ -409,7 +408,7 @@ mod tests {
         let (url, requests) = server(&["400 Bad Request"]);
         let mut exporter = exporter(&url, Protocol::Protobuf);
         assert_eq!(
-            exporter.export(vec![span(1)], soon()),
+            exporter.export(&mut vec![Box::new(span(1))], soon()),
             ExportResult::Failed {
                 retryable: false,
                 retry_after: None
@@ -426,7 +425,7 @@ mod tests {
         let mut exporter = exporter(&url, Protocol::Protobuf);
         let before = Instant::now();
         assert_eq!(
-            exporter.export(vec![span(1)], soon()),
+            exporter.export(&mut vec![Box::new(span(1))], soon()),
             ExportResult::Failed {
                 retryable: true,
                 retry_after: Some(Duration::from_secs(60))
@@ -448,10 +447,10 @@ mod tests {
             BatchConfig::default(),
             Box::new(exporter(&url, Protocol::Protobuf)),
         );
-        processor.on_end(span(1));
+        processor.on_end(Box::new(span(1)));
         assert!(processor.flush(WAIT));
         assert_eq!(processor.counters().export_errors(), 1);
-        processor.on_end(span(2));
+        processor.on_end(Box::new(span(2)));
         assert!(processor.flush(WAIT));
         assert_eq!(processor.counters().export_errors(), 2);
         assert_eq!(processor.counters().exported(), 0);

@@ -129,23 +129,57 @@ pub type AttributeKey = CompactString;
 /// Attributes in the order they were first set, keys unique.
 pub type Attributes = Vec<(AttributeKey, AttributeValue)>;
 
+/// Longest key [`shared_key`] keeps for the life of the process.
+const SHARED_KEY_MAX_BYTES: usize = 256;
+/// Most keys [`shared_key`] keeps for the life of the process, across all tracers.
+const SHARED_KEYS_MAX: usize = 4096;
+
+/// An attribute key whose copies allocate nothing, for keys that are set over and over (the
+/// binding's interned keys). A key of 24 bytes or fewer is inline anyway. A longer one
+/// (`http.response.status_code` is 25) would be a heap allocation on every span; it is kept
+/// instead in a process-wide table of keys that are never freed, which every tracer shares,
+/// and a copy points there. The table holds at most 4096 keys of at most 256 bytes (about
+/// 1 MiB); past that a key is an ordinary allocated one.
+pub fn shared_key(key: &str) -> AttributeKey {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static KEYS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    if key.len() <= 24 || key.len() > SHARED_KEY_MAX_BYTES {
+        return AttributeKey::from(key);
+    }
+    let mut keys = KEYS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(&kept) = keys.get(key) {
+        return AttributeKey::const_new(kept);
+    }
+    if keys.len() >= SHARED_KEYS_MAX {
+        return AttributeKey::from(key);
+    }
+    let kept: &'static str = Box::leak(key.to_owned().into_boxed_str());
+    keys.insert(kept);
+    AttributeKey::const_new(kept)
+}
+
 /// Sets `key` in `attrs` under a count limit. Returns `false` (and counts a drop) when the key is
 /// new and the list is full, or the key is empty (the spec: "The attribute key MUST be a non-null
 /// and non-empty string").
-fn set_limited(
+fn set_limited<K: AsRef<str> + Into<AttributeKey>>(
     attrs: &mut Attributes,
     dropped: &mut u32,
     max: usize,
     max_value_length: Option<usize>,
-    key: &str,
+    key: K,
     value: AttributeValue,
 ) -> bool {
-    if key.is_empty() {
+    let text = key.as_ref();
+    if text.is_empty() {
         *dropped = dropped.saturating_add(1);
         return false;
     }
     // Linear search: at most 128 entries of short keys, which beats hashing and keeps order.
-    if let Some(slot) = attrs.iter_mut().find(|(k, _)| k == key) {
+    if let Some(slot) = attrs.iter_mut().find(|(k, _)| k == text) {
         slot.1 = value.truncated(max_value_length);
         return true;
     }
@@ -153,7 +187,7 @@ fn set_limited(
         *dropped = dropped.saturating_add(1);
         return false;
     }
-    attrs.push((AttributeKey::from(key), value.truncated(max_value_length)));
+    attrs.push((key.into(), value.truncated(max_value_length)));
     true
 }
 
@@ -244,6 +278,11 @@ pub struct SpanData {
     ended: bool,
 }
 
+/// The longest attribute or event list a reused span keeps the memory of (see
+/// [`SpanData::reuse`]): a span with hundreds of attributes does not pin that much memory in
+/// every span made after it.
+pub const REUSED_LIST_CAPACITY: usize = 32;
+
 impl SpanData {
     /// A started span with no attributes, events or status; kind, trace state and flags take
     /// their defaults and may be set through the public fields before the span is shared.
@@ -275,6 +314,44 @@ impl SpanData {
         }
     }
 
+    /// Makes this (ended, exported) span a new started span, as [`Self::new`] would, keeping
+    /// the attribute and event lists' capacity (up to [`REUSED_LIST_CAPACITY`] entries) so that
+    /// setting attributes allocates nothing new. The old values are dropped here, on the thread
+    /// that made them.
+    pub fn reuse(
+        &mut self,
+        trace_id: TraceId,
+        span_id: SpanId,
+        parent_span_id: Option<SpanId>,
+        name: &str,
+        start_unix_nanos: u64,
+        limits: SpanLimits,
+    ) {
+        self.trace_id = trace_id;
+        self.span_id = span_id;
+        self.parent_span_id = parent_span_id;
+        self.name.clear();
+        self.name.push_str(name);
+        self.kind = SpanKind::Internal;
+        self.start_unix_nanos = start_unix_nanos;
+        self.end_unix_nanos = 0;
+        self.attributes.clear();
+        if self.attributes.capacity() > REUSED_LIST_CAPACITY {
+            self.attributes = Vec::new();
+        }
+        self.dropped_attributes = 0;
+        self.events.clear();
+        if self.events.capacity() > REUSED_LIST_CAPACITY {
+            self.events = Vec::new();
+        }
+        self.dropped_events = 0;
+        self.status = Status::Unset;
+        self.trace_state = TraceState::new();
+        self.flags = TraceFlags::empty();
+        self.limits = limits;
+        self.ended = false;
+    }
+
     /// The limits this span enforces.
     pub fn limits(&self) -> SpanLimits {
         self.limits
@@ -287,7 +364,13 @@ impl SpanData {
 
     /// Sets one attribute. Returns whether it was stored: `false` when the span has ended, or the
     /// attribute was dropped (new key over the limit, or empty key), which is also counted.
-    pub fn set_attribute(&mut self, key: &str, value: impl Into<AttributeValue>) -> bool {
+    /// The key is a `&str`, or an [`AttributeKey`] the caller already holds (an interned key,
+    /// stored without copying it).
+    pub fn set_attribute<K: AsRef<str> + Into<AttributeKey>>(
+        &mut self,
+        key: K,
+        value: impl Into<AttributeValue>,
+    ) -> bool {
         if self.ended {
             return false;
         }

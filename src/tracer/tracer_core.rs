@@ -65,7 +65,9 @@ use super::export::{BatchConfig, BatchProcessor, ProcessorHandle, SpanExporter};
 use super::ids::{IdGenerator, SpanId, TraceId};
 use super::metrics::{MetricSlot, SpanMetrics, SpanNameStats, TracerCounters};
 use super::sampler::{SampleRate, Sampler};
-use super::span::{AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status};
+use super::span::{
+    AttributeKey, AttributeValue, Attributes, SpanData, SpanKind, SpanLimits, Status,
+};
 
 /// Bits of a handle that hold the slot index.
 const INDEX_BITS: u32 = 18;
@@ -225,7 +227,7 @@ struct Unsampled {
 #[derive(Clone, Debug)]
 enum State {
     Free,
-    Sampled(SpanData),
+    Sampled(Box<SpanData>),
     Unsampled(Unsampled),
 }
 
@@ -486,7 +488,20 @@ impl Tracer {
         let slot = &mut self.slots[index];
         slot.metric = metric;
         slot.state = if sampled {
-            let mut span = SpanData::new(trace_id, span_id, parent_span_id, text, start, limits);
+            let mut span = match self.processor.reusable_span() {
+                Some(mut span) => {
+                    span.reuse(trace_id, span_id, parent_span_id, text, start, limits);
+                    span
+                }
+                None => Box::new(SpanData::new(
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    text,
+                    start,
+                    limits,
+                )),
+            };
             span.kind = kind;
             span.flags = flags;
             span.trace_state = trace_state;
@@ -551,7 +566,12 @@ impl Tracer {
 
     /// Sets one attribute under the span limits. Returns whether it was stored: `false` for an
     /// unsampled, ended or stale span, and for an attribute dropped by the limits.
-    pub fn set_attribute(&mut self, h: SpanHandle, key: &str, value: AttributeValue) -> bool {
+    pub fn set_attribute<K: AsRef<str> + Into<AttributeKey>>(
+        &mut self,
+        h: SpanHandle,
+        key: K,
+        value: AttributeValue,
+    ) -> bool {
         self.recording_mut(h)
             .is_some_and(|span| span.set_attribute(key, value))
     }
@@ -787,6 +807,7 @@ mod tests {
     use crate::tracer::export::MemoryExporter;
     use crate::tracer::sampler::{SampleRate, SamplingRule, SpanMatcher};
     use proptest::prelude::*;
+    use std::sync::{Arc, Mutex};
 
     const WALL: u64 = 1_700_000_000_000_000_000;
     const WAIT: Duration = Duration::from_secs(5);
@@ -834,6 +855,63 @@ mod tests {
             trace_state: parse_tracestate(&["congo=t61rcWkgMzE"]),
             remote: true,
         }
+    }
+
+    /// Records a copy of every span and leaves the spans in the batch, so that the processor
+    /// gives them back to the tracer to be reused.
+    struct CopyingExporter(Arc<Mutex<Vec<SpanData>>>);
+
+    impl crate::tracer::export::SpanExporter for CopyingExporter {
+        fn export(
+            &mut self,
+            batch: &mut crate::tracer::export::SpanBatch,
+            _deadline: std::time::Instant,
+        ) -> crate::tracer::export::ExportResult {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(batch.iter().map(|span| (**span).clone()));
+            crate::tracer::export::ExportResult::Success
+        }
+    }
+
+    #[test]
+    fn a_reused_span_carries_nothing_of_the_span_before_it() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let config = TracerConfig::new("svc", Sampler::new(1.0, Vec::new()).unwrap());
+        let processor =
+            BatchProcessor::start(config.batch, Box::new(CopyingExporter(Arc::clone(&seen))));
+        let mut t = Tracer::with_wall_origin(
+            config,
+            Clock::Manual(ManualClock::new(1_000)),
+            processor,
+            WALL,
+        );
+        let remote_parent = Parent::Remote(remote(true));
+        let first = t.start_span("first", SpanKind::Server, remote_parent, None);
+        assert!(t.set_attribute(first, "http.response.status_code", AttributeValue::I64(500)));
+        assert!(t.set_attribute(first, "note", AttributeValue::String("x".repeat(40))));
+        assert!(t.add_event(first, "retry", Vec::new(), None));
+        assert!(t.set_status(first, Status::Error("boom".into())));
+        assert!(t.end(first, None));
+        assert!(t.flush(WAIT));
+        // the exported span came back: the next sampled span is made in its box
+        let second = root(&mut t, "second");
+        assert!(t.end(second, None));
+        assert!(t.flush(WAIT));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        let (first, second) = (&seen[0], &seen[1]);
+        assert_eq!(first.attributes.len(), 2);
+        assert_eq!(first.events.len(), 1);
+        assert!(!first.trace_state.is_empty());
+        assert_eq!(second.name.as_str(), "second");
+        assert_eq!(second.kind, SpanKind::Internal);
+        assert!(second.attributes.is_empty());
+        assert!(second.events.is_empty());
+        assert_eq!(second.status, Status::Unset);
+        assert!(second.trace_state.is_empty());
+        assert_eq!(second.parent_span_id, None);
+        assert_ne!(second.trace_id, first.trace_id);
+        assert_eq!((second.dropped_attributes, second.dropped_events), (0, 0));
     }
 
     #[test]
