@@ -249,6 +249,44 @@ test('attributes: types, limits, truncation and dropped counts', async () => {
   assert.equal(arrayData.droppedAttributesCount, 1)
 })
 
+test('setAttributes: many attributes of every kind, over several crossings, all arrive', async () => {
+  // more than one crossing's worth (eight), with values that take the slow path in between
+  const tracer = memoryTracer()
+  const span = tracer.startSpan('many')
+  const long = 'é'.repeat(300) // longer than the string read through the stack
+  const input = {
+    'http.request.method': 'GET',
+    n1: 1,
+    b1: false,
+    list: ['x', 'y'],
+    s2: 'two',
+    f: 2.5,
+    'http.response.status_code': 200,
+    bad: { nested: true },
+    s3: long,
+    n4: -4,
+    s5: '',
+    b6: true,
+  }
+  span.setAttributes(input)
+  span.setAttributes({ n1: 10, s7: 'seven' }) // a replaced key takes the new value
+  span.end()
+  const [data] = await finished(tracer)
+  const expected = { ...input, n1: 10, s7: 'seven' }
+  delete expected.bad
+  assert.deepEqual(data.attributes, expected)
+  assert.equal(data.droppedAttributesCount, 1)
+
+  // only fast values: two full crossings and a part of a third
+  const plain = {}
+  for (let i = 0; i < 19; i++) plain[`k${i}`] = i % 3 === 0 ? `v${i}` : i % 3 === 1 ? i : i % 2 === 0
+  const second = tracer.startSpan('plain')
+  second.setAttributes(plain)
+  second.end()
+  const [plainData] = (await finished(tracer)).filter((s) => s.name === 'plain')
+  assert.deepEqual(plainData.attributes, plain)
+})
+
 test('recordException, setStatus, updateName, explicit times, end twice', async () => {
   const tracer = memoryTracer()
   const span = tracer.startSpan('named', { startTime: 1_700_000_000_000 })

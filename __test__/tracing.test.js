@@ -287,3 +287,38 @@ test('req.span is the server span in Express handlers and on a plain node:http s
   assert.equal(plainSeen[0], plainSpan.spanId)
   assert.equal(plainSpan.name, 'GET')
 })
+
+test('a tracer of another make (same methods) gets its attributes one by one', async () => {
+  // the middleware batches attributes on bulwark spans only; any span with setAttribute works
+  const recorded = []
+  const span = {
+    sampled: true,
+    ended: false,
+    setAttribute(key, value) {
+      recorded.push([key, value])
+      return this
+    },
+    setStatus() {},
+    updateName(name) {
+      recorded.push(['name', name])
+    },
+    end() {
+      this.ended = true
+    },
+  }
+  const tracer = {
+    startSpan: () => span,
+    extract: () => null,
+    withSpan: (s, fn) => fn(),
+  }
+  const app = await serve({ tracer }, (a) => a.get('/things/:id', (req, res) => res.send('ok')))
+  assert.equal(await app.get('/things/7', { 'user-agent': 'probe' }), 200)
+  const attributes = Object.fromEntries(recorded)
+  assert.equal(attributes['http.request.method'], 'GET')
+  assert.equal(attributes['url.path'], '/things/7')
+  assert.equal(attributes['user_agent.original'], 'probe')
+  assert.equal(attributes['http.route'], '/things/:id')
+  assert.equal(attributes['http.response.status_code'], 200)
+  assert.equal(attributes.name, 'GET /things/:id')
+  assert.equal(span.ended, true)
+})

@@ -40,6 +40,12 @@ const IO_ATTR_HANDLE = 20
 const IO_ATTR_KEY = 21
 const IO_ATTR_TYPE = 22
 const IO_ATTR_VALUE = 23
+const IO_ATTRS_HANDLE = 24
+const IO_ATTRS_COUNT = 25
+const IO_ATTRS_KEYS = 26
+const ATTRS_PER_CALL = 8
+const IO_ATTRS_TYPES = IO_ATTRS_KEYS + ATTRS_PER_CALL
+const IO_ATTRS_VALUES = IO_ATTRS_TYPES + ATTRS_PER_CALL
 const ATTR_NUMBER = 0
 const ATTR_BOOLEAN = 1
 const ATTR_STRING = 2
@@ -48,6 +54,12 @@ const kHandle = Symbol('bulwark.spanHandle')
 /** The unchecked start used by `bulwark/express` (see DistributedTracer[kStartSpan]). */
 const kStartSpan = Symbol('bulwark.startSpanUnchecked')
 const kCore = Symbol('bulwark.spanCore')
+/**
+ * Queues an attribute to be set with others in one crossing, and sets what is queued: used by
+ * `bulwark/express` (see Span[kQueueAttribute] and Span[kSetQueuedAttributes]).
+ */
+const kQueueAttribute = Symbol('bulwark.queueAttribute')
+const kSetQueuedAttributes = Symbol('bulwark.setQueuedAttributes')
 
 /** A time argument (ms since the epoch, or a Date) as ms; undefined means now. */
 function toMs(time, name) {
@@ -160,10 +172,28 @@ class Span {
   /** Sets every own property of `attributes` as an attribute. */
   setAttributes(attributes) {
     if (this[kHandle] >= RECORDING && attributes !== null && typeof attributes === 'object') {
-      const set = this[kCore].setAttribute
-      for (const key of Object.keys(attributes)) set(this[kHandle], key, attributes[key])
+      const core = this[kCore]
+      const handle = this[kHandle]
+      try {
+        for (const key of Object.keys(attributes)) core.queueAttribute(handle, key, attributes[key])
+      } finally {
+        core.setQueuedAttributes()
+      }
     }
     return this
+  }
+
+  /**
+   * Queues one attribute; it is set by the next `[kSetQueuedAttributes]()` (or sooner), several
+   * per crossing. The caller must call that before giving control back to other code.
+   */
+  [kQueueAttribute](key, value) {
+    if (this[kHandle] >= RECORDING) this[kCore].queueAttribute(this[kHandle], key, value)
+  }
+
+  /** Sets the attributes queued by `[kQueueAttribute]`. */
+  [kSetQueuedAttributes]() {
+    this[kCore].setQueuedAttributes()
   }
 
   /** Adds a timestamped event with optional attributes. */
@@ -347,11 +377,52 @@ class DistributedTracer extends binding.DistributedTracer {
       return id
     }
     const setAttr = fast.setAttr
+    const setAttrs = fast.setAttrs
     const setAttributeSlow = fast.setAttribute
+    // Attributes queued for one setAttrs crossing: count and handle here, key ids, types and
+    // numbers in `io`, string values in `queuedStrings` (passed as setAttrs's arguments).
+    const queuedStrings = new Array(ATTRS_PER_CALL).fill(undefined)
+    let queued = 0
+    let queuedHandle = 0
+    const setQueuedAttributes = () => {
+      if (queued === 0) return
+      io[IO_ATTRS_HANDLE] = queuedHandle
+      io[IO_ATTRS_COUNT] = queued
+      const q = queuedStrings
+      queued = 0
+      setAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
+      for (let i = 0; i < ATTRS_PER_CALL; i++) q[i] = undefined
+    }
     this.#core = {
       native,
       io,
       end: fast.end,
+      setQueuedAttributes,
+      /**
+       * Queues one attribute for a setAttrs crossing; a value of another type or a key that is
+       * not interned is set at once (after what is queued, so the order holds).
+       */
+      queueAttribute(handle, key, value) {
+        const type = typeof value
+        const id = type === 'number' || type === 'boolean' || type === 'string' ? keyId(key) : -1
+        if (id < 0 || (queued !== 0 && handle !== queuedHandle)) setQueuedAttributes()
+        if (id < 0) {
+          this.setAttribute(handle, key, value)
+          return
+        }
+        const i = queued
+        queued++
+        queuedHandle = handle
+        io[IO_ATTRS_KEYS + i] = id
+        if (type === 'string') {
+          io[IO_ATTRS_TYPES + i] = ATTR_STRING
+          queuedStrings[i] = value
+        } else {
+          io[IO_ATTRS_TYPES + i] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
+          io[IO_ATTRS_VALUES + i] = type === 'number' ? value : (value ? 1 : 0)
+        }
+        if (queued === ATTRS_PER_CALL) setQueuedAttributes()
+      },
       /** Sets one attribute: numbers, booleans and strings by the fast path, the rest as values. */
       setAttribute(handle, key, value) {
         const type = typeof value
@@ -673,4 +744,4 @@ class DistributedTracer extends binding.DistributedTracer {
   }
 }
 
-module.exports = { DistributedTracer, Span, SpanKind: KINDS, kStartSpan }
+module.exports = { DistributedTracer, Span, SpanKind: KINDS, kStartSpan, kQueueAttribute, kSetQueuedAttributes }

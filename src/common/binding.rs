@@ -75,8 +75,31 @@ pub fn describe_value(env: sys::napi_env, value: sys::napi_value) -> String {
     }
 }
 
-/// Reads a JS string whole (two N-API calls); `None` when the value is not a string.
+/// Strings up to about this many UTF-8 bytes are read in one N-API call, through the stack.
+const STACK_STRING_BYTES: usize = 256;
+
+/// Reads a JS string whole; `None` when the value is not a string. A short string takes one
+/// N-API call, through a stack buffer; a longer one two (its length, then its bytes).
 pub fn read_string(env: sys::napi_env, value: sys::napi_value) -> Option<String> {
+    let mut stack = [0u8; STACK_STRING_BYTES];
+    let mut written = 0;
+    let status = unsafe {
+        sys::napi_get_value_string_utf8(
+            env,
+            value,
+            stack.as_mut_ptr().cast(),
+            STACK_STRING_BYTES,
+            &mut written,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        return None;
+    }
+    // N-API writes at most size - 1 bytes and never splits a character, so with room left for
+    // the longest character (4 bytes) the string was not cut short.
+    if written + 4 < STACK_STRING_BYTES {
+        return String::from_utf8(stack[..written].to_vec()).ok();
+    }
     let mut len = 0;
     let status =
         unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut len) };

@@ -532,8 +532,20 @@ const IO_ATTR_KEY: usize = 21;
 const IO_ATTR_TYPE: usize = 22;
 /// `io` cell read by setAttr: a number value, or a boolean as 0 or 1.
 const IO_ATTR_VALUE: usize = 23;
+/// `io` cell read by setAttrs: the span's handle.
+const IO_ATTRS_HANDLE: usize = 24;
+/// `io` cell read by setAttrs: how many attributes (1 to `ATTRS_PER_CALL`).
+const IO_ATTRS_COUNT: usize = 25;
+/// `io` cells read by setAttrs: each attribute's interned key id.
+const IO_ATTRS_KEYS: usize = 26;
+/// `io` cells read by setAttrs: each attribute's value type, as `IO_ATTR_TYPE`.
+const IO_ATTRS_TYPES: usize = IO_ATTRS_KEYS + ATTRS_PER_CALL;
+/// `io` cells read by setAttrs: each number value, or boolean as 0 or 1.
+const IO_ATTRS_VALUES: usize = IO_ATTRS_TYPES + ATTRS_PER_CALL;
+/// Most attributes one setAttrs call sets.
+const ATTRS_PER_CALL: usize = 8;
 /// Cells in `io`.
-const IO_LEN: usize = 24;
+const IO_LEN: usize = IO_ATTRS_VALUES + ATTRS_PER_CALL;
 
 /// `IO_ATTR_TYPE` of a number value.
 const ATTR_NUMBER: f64 = 0.0;
@@ -804,6 +816,44 @@ unsafe extern "C" fn set_attr(
     };
     if let Some(mut tracer) = borrow_tracer(env, shared) {
         tracer.set_attribute(handle, key, value);
+    }
+    std::ptr::null_mut()
+}
+
+/// `setAttrs(s0, ..., s7)`: sets up to `ATTRS_PER_CALL` attributes on the span whose handle is
+/// in `io`, in one crossing: their count, interned key ids, types and number values are in
+/// `io`, and a string value is the argument at its position. An unknown key id or a string
+/// value that is not a string skips that attribute. Returns nothing.
+unsafe extern "C" fn set_attrs(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let (args, _, shared) = unsafe { raw::args::<Shared, ATTRS_PER_CALL>(env, info) };
+    let handle = handle_in(shared.io(IO_ATTRS_HANDLE));
+    if !handle.is_recording() {
+        return std::ptr::null_mut();
+    }
+    let count = (shared.io(IO_ATTRS_COUNT).max(0.0) as usize).min(ATTRS_PER_CALL);
+    let Some(mut tracer) = borrow_tracer(env, shared) else {
+        return std::ptr::null_mut();
+    };
+    let keys = shared.keys.borrow();
+    for (i, &arg) in args.iter().enumerate().take(count) {
+        let kind = shared.io(IO_ATTRS_TYPES + i);
+        let value = if kind == ATTR_NUMBER {
+            number_attribute(shared.io(IO_ATTRS_VALUES + i))
+        } else if kind == ATTR_BOOLEAN {
+            AttributeValue::Bool(shared.io(IO_ATTRS_VALUES + i) != 0.0)
+        } else {
+            match read_string(env, arg) {
+                Some(s) => AttributeValue::String(s),
+                None => continue,
+            }
+        };
+        let key_id = shared.io(IO_ATTRS_KEYS + i);
+        if let Some(key) = (key_id >= 0.0).then(|| keys.get(key_id as usize)).flatten() {
+            tracer.set_attribute(handle, key.clone(), value);
+        }
     }
     std::ptr::null_mut()
 }
@@ -1124,6 +1174,7 @@ impl DistributedTracerBinding {
                     ("start", start),
                     ("end", end),
                     ("setAttr", set_attr),
+                    ("setAttrs", set_attrs),
                     ("rename", rename),
                     ("setAttribute", set_attribute),
                 ],
