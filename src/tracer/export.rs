@@ -272,6 +272,10 @@ const BUSY_POLLS_BEFORE_PARKING: u32 = 20;
 /// spent about 30% of its time in that lock (glibc malloc, perf) and cost 450 ns a span.
 const RETURNED_SPANS: usize = 768;
 
+/// Spans dropped on a full queue that the processor keeps for reuse at most: while spans end
+/// faster than they are exported, each dropped one is made again at the next start.
+const SPARE_SPANS: usize = 64;
+
 /// A bounded span queue drained by one background thread into a [`SpanExporter`].
 pub struct BatchProcessor {
     shared: Arc<Shared>,
@@ -279,6 +283,8 @@ pub struct BatchProcessor {
     queue: rtrb::Producer<Box<SpanData>>,
     /// Exported spans coming back from the thread, for [`Self::reusable_span`].
     returned: rtrb::Consumer<Box<SpanData>>,
+    /// Spans dropped because the queue was full, kept (up to `SPARE_SPANS`) for reuse.
+    spare: Vec<Box<SpanData>>,
     /// Spans pushed since the thread was last woken for a full batch.
     pushed_since_wake: usize,
     thread: Option<thread::JoinHandle<()>>,
@@ -324,6 +330,7 @@ impl BatchProcessor {
             shared,
             queue,
             returned,
+            spare: Vec::new(),
             pushed_since_wake: 0,
             thread,
         }
@@ -333,9 +340,16 @@ impl BatchProcessor {
     /// shut down. Never blocks on an export.
     pub fn on_end(&mut self, span: Box<SpanData>) {
         let shared = &*self.shared;
-        if shared.stopping.load(Ordering::Relaxed) || self.queue.push(span).is_err() {
-            // The span (given back inside the error) is dropped here.
+        if shared.stopping.load(Ordering::Relaxed) {
             shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(rtrb::PushError::Full(span)) = self.queue.push(span) {
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            // a dropped span's memory serves the next span rather than going back to malloc
+            if self.spare.len() < SPARE_SPANS {
+                self.spare.push(span);
+            }
             return;
         }
         // Every batch's worth of pushes wakes the thread once, if it is asleep: a thread that is
@@ -356,7 +370,7 @@ impl BatchProcessor {
     /// An exported span given back by the thread, whose memory (attribute and event lists,
     /// strings) a new span may reuse after [`SpanData::reuse`]; `None` when none is waiting.
     pub fn reusable_span(&mut self) -> Option<Box<SpanData>> {
-        self.returned.pop().ok()
+        self.spare.pop().or_else(|| self.returned.pop().ok())
     }
 
     /// Spans waiting in the queue.
