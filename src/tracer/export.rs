@@ -284,7 +284,7 @@ pub struct BatchProcessor {
     /// Exported spans coming back from the thread, for [`Self::reusable_span`].
     returned: rtrb::Consumer<Box<SpanData>>,
     /// Spans dropped because the queue was full, kept (up to `SPARE_SPANS`) for reuse.
-    spare: Vec<Box<SpanData>>,
+    spare: SpanBatch,
     /// Spans pushed since the thread was last woken for a full batch.
     pushed_since_wake: usize,
     thread: Option<thread::JoinHandle<()>>,
