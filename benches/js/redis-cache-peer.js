@@ -14,7 +14,13 @@ process.on('message', async ({ op, key }) => {
     process.disconnect()
     return
   }
-  const value = await cache.getAsync(key)
+  // the parent's write-through is asynchronous: on a busy machine it can land after the
+  // parent's short pause, so look again for up to a second before calling it missing
+  let value = await cache.getAsync(key)
+  for (let tries = 0; value === undefined && tries < 200; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    value = await cache.getAsync(key)
+  }
   if (value === undefined) {
     process.send({ error: `${key} not found in Redis` })
     return

@@ -20,6 +20,9 @@
 //! lock's compare-exchange and release). Flush's "everything queued at call time" holds
 //! because the flush request reaches the thread through the mutex after the pushes it follows,
 //! and the thread then drains what the ring holds.
+//! Spans go back too: after an export, the thread pushes the batch's spans onto a second ring,
+//! and the tracer makes its next sampled spans in them ([`BatchProcessor::reusable_span`]), so
+//! that memory allocated on the JS thread is also freed there (see `RETURNED_SPANS`).
 //! Exports use real time (`Instant` deadlines are what the HTTP client takes); tests wait on
 //! channels with timeouts, never on sleeps.
 
@@ -100,8 +103,6 @@ pub enum ExportResult {
     },
 }
 
-/// Where batches go. Called only from the processor's own thread, so it may block, but never
-/// past `deadline`.
 /// A batch of finished spans, each in the box it lived in from its start: spans move between the
 /// JS thread and the export thread as pointers, and their boxes go back to be reused (see
 /// [`BatchProcessor::reusable_span`]).
@@ -111,6 +112,8 @@ pub enum ExportResult {
 )]
 pub type SpanBatch = Vec<Box<SpanData>>;
 
+/// Where batches go. Called only from the processor's own thread, so it may block, but never
+/// past `deadline`.
 pub trait SpanExporter: Send {
     /// Delivers one batch, retrying as the exporter sees fit until `deadline`. The spans it
     /// leaves in `batch` go back to the tracer, which reuses their memory for new spans; an
@@ -367,8 +370,9 @@ impl BatchProcessor {
         }
     }
 
-    /// An exported span given back by the thread, whose memory (attribute and event lists,
-    /// strings) a new span may reuse after [`SpanData::reuse`]; `None` when none is waiting.
+    /// A finished span whose memory (its box, its attribute and event lists) a new span may
+    /// reuse after [`SpanData::reuse`]: one dropped on a full queue, or one the thread gave back
+    /// after exporting it; `None` when none is waiting.
     pub fn reusable_span(&mut self) -> Option<Box<SpanData>> {
         self.spare.pop().or_else(|| self.returned.pop().ok())
     }

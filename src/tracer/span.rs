@@ -315,9 +315,9 @@ impl SpanData {
     }
 
     /// Makes this (ended, exported) span a new started span, as [`Self::new`] would, keeping
-    /// the attribute and event lists' capacity (up to [`REUSED_LIST_CAPACITY`] entries) so that
-    /// setting attributes allocates nothing new. The old values are dropped here, on the thread
-    /// that made them.
+    /// the attribute and event lists' capacity (up to [`REUSED_LIST_CAPACITY`] entries), so that
+    /// only string values allocate. The old values are dropped here, on the thread that made
+    /// them.
     pub fn reuse(
         &mut self,
         trace_id: TraceId,

@@ -27,7 +27,11 @@
 //!   unsampled span, which is most spans at a low sample rate. The tracer checks it too, so a
 //!   binding that does not bother stays correct.
 //!
-//! **Unsampled spans cost a slot and nothing else.** A sampled slot holds a full [`SpanData`]; an
+//! **Sampled spans reuse exported ones.** A sampled slot holds a boxed [`SpanData`], which goes
+//! to the export thread as a pointer and comes back once exported; the next sampled span is made
+//! in it (`BatchProcessor::reusable_span`), keeping its lists' capacity.
+//!
+//! **Unsampled spans cost a slot and nothing else.** An
 //! unsampled slot holds what metrics and propagation need (ids, flags, trace state, start time,
 //! an error flag) and keeps its name in a buffer owned by the slot, which is cleared and refilled
 //! rather than reallocated. Start and end of an unsampled span therefore allocate nothing once
