@@ -449,13 +449,6 @@ function routeOf(req) {
 }
 
 /**
- * Express middleware that runs each request in one `server` span of a DistributedTracer,
- * parented on the incoming `traceparent` and active for the whole handler chain.
- *
- * @param {import('./express').TracingOptions} options
- * @returns {import('./express').TracingMiddleware}
- */
-/**
  * Queues an attribute on a bulwark span, to be set with the others of its request in one
  * crossing by `setQueuedAttributes`; sets it at once on a span of another tracer.
  */
@@ -469,6 +462,13 @@ function setQueuedAttributes(span) {
   if (span[kSetQueuedAttributes] !== undefined) span[kSetQueuedAttributes]()
 }
 
+/**
+ * Express middleware that runs each request in one `server` span of a DistributedTracer,
+ * parented on the incoming `traceparent` and active for the whole handler chain.
+ *
+ * @param {import('./express').TracingOptions} options
+ * @returns {import('./express').TracingMiddleware}
+ */
 function tracing(options) {
   const { tracer, ignore, spanName } = readTracingOptions(options)
 
