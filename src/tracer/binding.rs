@@ -778,6 +778,25 @@ unsafe extern "C" fn set_attribute(
     raw::boolean(env, stored)
 }
 
+/// An attribute value passed through `io`: its type in cell `type_cell`, a number or boolean in
+/// `value_cell`, a string as the call's argument `string` (`None` when that is not a string).
+fn io_attribute(
+    env: sys::napi_env,
+    shared: &Shared,
+    type_cell: usize,
+    value_cell: usize,
+    string: sys::napi_value,
+) -> Option<AttributeValue> {
+    let kind = shared.io(type_cell);
+    if kind == ATTR_NUMBER {
+        Some(number_attribute(shared.io(value_cell)))
+    } else if kind == ATTR_BOOLEAN {
+        Some(AttributeValue::Bool(shared.io(value_cell) != 0.0))
+    } else {
+        read_string(env, string).map(AttributeValue::String)
+    }
+}
+
 /// `setAttr(value?, key?)`: sets one attribute on the span whose handle is in `io`. The key is
 /// the interned id in `io`, or the second argument when that is -1; a number or boolean value
 /// is in `io` too, a string value (`IO_ATTR_TYPE` any other number) is the first argument.
@@ -791,16 +810,8 @@ unsafe extern "C" fn set_attr(
     if !handle.is_recording() {
         return std::ptr::null_mut();
     }
-    let kind = shared.io(IO_ATTR_TYPE);
-    let value = if kind == ATTR_NUMBER {
-        number_attribute(shared.io(IO_ATTR_VALUE))
-    } else if kind == ATTR_BOOLEAN {
-        AttributeValue::Bool(shared.io(IO_ATTR_VALUE) != 0.0)
-    } else {
-        match read_string(env, args[0]) {
-            Some(s) => AttributeValue::String(s),
-            None => return std::ptr::null_mut(),
-        }
+    let Some(value) = io_attribute(env, shared, IO_ATTR_TYPE, IO_ATTR_VALUE, args[0]) else {
+        return std::ptr::null_mut();
     };
     let key_id = shared.io(IO_ATTR_KEY);
     let key = if key_id >= 0.0 {
@@ -839,16 +850,9 @@ unsafe extern "C" fn set_attrs(
     };
     let keys = shared.keys.borrow();
     for (i, &arg) in args.iter().enumerate().take(count) {
-        let kind = shared.io(IO_ATTRS_TYPES + i);
-        let value = if kind == ATTR_NUMBER {
-            number_attribute(shared.io(IO_ATTRS_VALUES + i))
-        } else if kind == ATTR_BOOLEAN {
-            AttributeValue::Bool(shared.io(IO_ATTRS_VALUES + i) != 0.0)
-        } else {
-            match read_string(env, arg) {
-                Some(s) => AttributeValue::String(s),
-                None => continue,
-            }
+        let Some(value) = io_attribute(env, shared, IO_ATTRS_TYPES + i, IO_ATTRS_VALUES + i, arg)
+        else {
+            continue;
         };
         let key_id = shared.io(IO_ATTRS_KEYS + i);
         if let Some(key) = (key_id >= 0.0).then(|| keys.get(key_id as usize)).flatten() {

@@ -317,7 +317,10 @@ impl SpanData {
     /// Makes this (ended, exported) span a new started span, as [`Self::new`] would, keeping
     /// the attribute and event lists' capacity (up to [`REUSED_LIST_CAPACITY`] entries), so that
     /// only string values allocate. The old values are dropped here, on the thread that made
-    /// them.
+    /// them. Field by field rather than `*self = SpanData { attributes, events, ..new(..) }`:
+    /// that built and moved a whole new span and cost 30-40 ns more per sampled span. A field
+    /// added to the span must be reset here too (the tracer test
+    /// `a_reused_span_carries_nothing_of_the_span_before_it` checks the ones a span can carry).
     pub fn reuse(
         &mut self,
         trace_id: TraceId,
