@@ -36,7 +36,7 @@ const { kDecide, kDecision } = require('./lib/limiter')
 const { RateLimitError, invalidOption, invalidArgument, describe } = require('./lib/errors')
 const http = require('node:http')
 const { clientKey } = require('./lib/client-key')
-const { kStartSpan, kQueueAttribute, kSetQueuedAttributes, SpanKind } = require('./lib/tracer')
+const { kStartSpan, SpanKind } = require('./lib/tracer')
 const { Observability, PROMETHEUS_CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE } = require('./lib/observability')
 
 const SERVER_KIND = SpanKind.server
@@ -449,20 +449,6 @@ function routeOf(req) {
 }
 
 /**
- * Queues an attribute on a bulwark span, to be set with the others of its request in one
- * crossing by `setQueuedAttributes`; sets it at once on a span of another tracer.
- */
-function queueAttribute(span, key, value) {
-  if (span[kQueueAttribute] !== undefined) span[kQueueAttribute](key, value)
-  else span.setAttribute(key, value)
-}
-
-/** Sets the attributes `queueAttribute` queued on `span`. */
-function setQueuedAttributes(span) {
-  if (span[kSetQueuedAttributes] !== undefined) span[kSetQueuedAttributes]()
-}
-
-/**
  * Express middleware that runs each request in one `server` span of a DistributedTracer,
  * parented on the incoming `traceparent` and active for the whole handler chain.
  *
@@ -486,14 +472,13 @@ function tracing(options) {
     if (typeof address !== 'string' && socket) address = socket.remoteAddress
     let scheme = trustProxy ? req.protocol : undefined
     if (typeof scheme !== 'string') scheme = socket && socket.encrypted ? 'https' : 'http'
-    queueAttribute(span, 'http.request.method', req.method)
-    queueAttribute(span, 'url.path', query === -1 ? url : url.slice(0, query))
-    queueAttribute(span, 'url.scheme', scheme)
-    if (socket && typeof socket.localPort === 'number') queueAttribute(span, 'server.port', socket.localPort)
-    if (typeof address === 'string') queueAttribute(span, 'client.address', address)
+    span.setAttribute('http.request.method', req.method)
+    span.setAttribute('url.path', query === -1 ? url : url.slice(0, query))
+    span.setAttribute('url.scheme', scheme)
+    if (socket && typeof socket.localPort === 'number') span.setAttribute('server.port', socket.localPort)
+    if (typeof address === 'string') span.setAttribute('client.address', address)
     const agent = req.headers['user-agent']
-    if (typeof agent === 'string') queueAttribute(span, 'user_agent.original', agent)
-    setQueuedAttributes(span)
+    if (typeof agent === 'string') span.setAttribute('user_agent.original', agent)
   }
 
   return function bulwarkTracing(req, res, next) {
@@ -534,9 +519,8 @@ function tracing(options) {
       if (spanName === null && route !== undefined) span.updateName(routeSpanName(req.method, route))
       const code = res.statusCode
       if (sampled) {
-        if (route !== undefined) queueAttribute(span, 'http.route', route)
-        if (finished || res.headersSent) queueAttribute(span, 'http.response.status_code', code)
-        setQueuedAttributes(span)
+        if (route !== undefined) span.setAttribute('http.route', route)
+        if (finished || res.headersSent) span.setAttribute('http.response.status_code', code)
       }
       if (!finished) span.setStatus('error', 'aborted')
       else if (code >= 500) span.setStatus('error', `HTTP ${code}`)

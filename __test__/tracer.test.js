@@ -287,6 +287,53 @@ test('setAttributes: many attributes of every kind, over several crossings, all 
   assert.deepEqual(plainData.attributes, plain)
 })
 
+test('attributes set on spans in turn each reach their own span, in order, whichever ends first', async () => {
+  // attributes wait on the JS side to cross with their span's end: interleaving spans,
+  // ending them out of order and leaving one open must not move an attribute to another span
+  const tracer = memoryTracer({ limits: { maxAttributes: 3 } })
+  const a = tracer.startSpan('a')
+  const b = tracer.startSpan('b')
+  const open = tracer.startSpan('open')
+  a.setAttribute('who', 'a')
+  b.setAttribute('who', 'b')
+  a.setAttribute('n', 1)
+  a.setAttribute('n', 2) // replaced in place: the last value set wins
+  open.setAttribute('who', 'open') // this span stays open while the others end
+  b.setAttribute('list', [1, 2]) // an array crosses at once, after what waits
+  b.setAttribute('n', 3)
+  b.setAttribute('over', 'dropped') // the fourth key: over maxAttributes
+  a.setAttribute('late', true)
+  b.end()
+  const c = tracer.startSpan('c')
+  c.setAttribute('who', 'c')
+  a.end()
+  a.setAttribute('after', 'ignored') // calls on an ended span are ignored
+  c.end()
+  const byName = Object.fromEntries((await finished(tracer)).map((s) => [s.name, s]))
+  assert.deepEqual(Object.keys(byName).sort(), ['a', 'b', 'c'])
+  assert.deepEqual(byName.a.attributes, { who: 'a', n: 2, late: true })
+  assert.deepEqual(byName.b.attributes, { who: 'b', list: [1, 2], n: 3 })
+  assert.equal(byName.b.droppedAttributesCount, 1)
+  assert.deepEqual(byName.c.attributes, { who: 'c' })
+  assert.equal(byName.a.droppedAttributesCount, 0)
+  tracer.resetFinishedSpans()
+  open.end()
+  const [openData] = await finished(tracer)
+  assert.deepEqual(openData.attributes, { who: 'open' })
+
+  // exactly eight attributes ride with the end; the ninth sends the first eight before it
+  const roomy = memoryTracer()
+  for (const count of [7, 8, 9, 17]) {
+    const span = roomy.startSpan(`count-${count}`)
+    const expected = {}
+    for (let i = 0; i < count; i++) expected[`k${i}`] = i % 2 === 0 ? `v${i}` : i
+    for (const [key, value] of Object.entries(expected)) span.setAttribute(key, value)
+    span.end()
+    const [data] = (await finished(roomy)).filter((s) => s.name === `count-${count}`)
+    assert.deepEqual(data.attributes, expected, `${count} attributes`)
+  }
+})
+
 test('recordException, setStatus, updateName, explicit times, end twice', async () => {
   const tracer = memoryTracer()
   const span = tracer.startSpan('named', { startTime: 1_700_000_000_000 })

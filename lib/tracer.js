@@ -54,12 +54,6 @@ const kHandle = Symbol('bulwark.spanHandle')
 /** The unchecked start used by `bulwark/express` (see DistributedTracer[kStartSpan]). */
 const kStartSpan = Symbol('bulwark.startSpanUnchecked')
 const kCore = Symbol('bulwark.spanCore')
-/**
- * Queues an attribute to be set with others in one crossing, and sets what is queued: used by
- * `bulwark/express` (see Span[kQueueAttribute] and Span[kSetQueuedAttributes]).
- */
-const kQueueAttribute = Symbol('bulwark.queueAttribute')
-const kSetQueuedAttributes = Symbol('bulwark.setQueuedAttributes')
 
 /** A time argument (ms since the epoch, or a Date) as ms; undefined means now. */
 function toMs(time, name) {
@@ -163,9 +157,14 @@ class Span {
     return !this.#ended && this[kHandle] >= RECORDING
   }
 
-  /** Sets one attribute (string, number, boolean or an array of one of them). */
+  /**
+   * Sets one attribute (string, number, boolean or an array of one of them). Numbers, booleans
+   * and strings under an interned key are queued and cross with the span's `end()` (or with the
+   * next batch of eight); attributes can only be read once the span has ended, so the queue is
+   * invisible, and their order is kept.
+   */
   setAttribute(key, value) {
-    if (this[kHandle] >= RECORDING) this[kCore].setAttribute(this[kHandle], key, value)
+    if (this[kHandle] >= RECORDING) this[kCore].queueAttribute(this[kHandle], key, value)
     return this
   }
 
@@ -174,26 +173,9 @@ class Span {
     if (this[kHandle] >= RECORDING && attributes !== null && typeof attributes === 'object') {
       const core = this[kCore]
       const handle = this[kHandle]
-      try {
-        for (const key of Object.keys(attributes)) core.queueAttribute(handle, key, attributes[key])
-      } finally {
-        core.setQueuedAttributes()
-      }
+      for (const key of Object.keys(attributes)) core.queueAttribute(handle, key, attributes[key])
     }
     return this
-  }
-
-  /**
-   * Queues one attribute; it is set by the next `[kSetQueuedAttributes]()` (or sooner), several
-   * per crossing. The caller must call that before giving control back to other code.
-   */
-  [kQueueAttribute](key, value) {
-    if (this[kHandle] >= RECORDING) this[kCore].queueAttribute(this[kHandle], key, value)
-  }
-
-  /** Sets the attributes queued by `[kQueueAttribute]`. */
-  [kSetQueuedAttributes]() {
-    this[kCore].setQueuedAttributes()
   }
 
   /** Adds a timestamped event with optional attributes. */
@@ -249,10 +231,7 @@ class Span {
     if (this.#ended) return
     const ms = endTime === undefined ? NaN : toMs(endTime, 'endTime')
     this.#ended = true
-    const io = this[kCore].io
-    io[IO_END_HANDLE] = this[kHandle]
-    io[IO_END_TIME] = ms
-    this[kCore].end()
+    this[kCore].end(this[kHandle], ms)
   }
 
   /** Whether `end()` was called. */
@@ -378,34 +357,61 @@ class DistributedTracer extends binding.DistributedTracer {
     }
     const setAttr = fast.setAttr
     const setAttrs = fast.setAttrs
+    const endFast = fast.end
+    const endWithAttrs = fast.endWithAttrs
     const setAttributeSlow = fast.setAttribute
-    // Attributes queued for one setAttrs crossing: count and handle here, key ids, types and
-    // numbers in `io`, string values in `queuedStrings` (passed as setAttrs's arguments).
+    // The attribute queue: up to eight attributes of one sampled span, waiting to cross
+    // together, with the span's end when they can (one crossing fewer per span). Count and
+    // handle here; key ids, types and numbers in `io`; string values in `queuedStrings`
+    // (passed as the call's arguments). The queue is emptied before an attribute of another
+    // span, or one that cannot be queued, is set, so every span gets its attributes in order.
+    // A span's attributes cannot be read before it ends, so nothing sees them wait.
     const queuedStrings = new Array(ATTRS_PER_CALL).fill(undefined)
     let queued = 0
     let queuedHandle = 0
-    const setQueuedAttributes = () => {
-      if (queued === 0) return
+    /** Writes the queue's count and handle into `io` and empties it (the strings stay in q). */
+    const takeQueue = () => {
       io[IO_ATTRS_HANDLE] = queuedHandle
       io[IO_ATTRS_COUNT] = queued
-      const q = queuedStrings
       queued = 0
-      setAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
+    }
+    const clearStrings = () => {
+      const q = queuedStrings
       for (let i = 0; i < ATTRS_PER_CALL; i++) q[i] = undefined
+    }
+    const setQueuedAttributes = () => {
+      if (queued === 0) return
+      takeQueue()
+      const q = queuedStrings
+      setAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
+      clearStrings()
     }
     this.#core = {
       native,
       io,
-      end: fast.end,
-      setQueuedAttributes,
+      /** Ends the span `handle` at `ms` (NaN for now), with its queued attributes if any. */
+      end(handle, ms) {
+        io[IO_END_HANDLE] = handle
+        io[IO_END_TIME] = ms
+        if (queued === 0) {
+          endFast()
+        } else {
+          // the queue may hold another span's attributes: they go to their own span
+          takeQueue()
+          const q = queuedStrings
+          endWithAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
+          clearStrings()
+        }
+      },
       /**
-       * Queues one attribute for a setAttrs crossing; a value of another type or a key that is
-       * not interned is set at once (after what is queued, so the order holds).
+       * Queues one attribute; a value of another type or a key that is not interned is set at
+       * once (after what is queued, so the order holds). A full queue is sent before the next
+       * attribute joins it, so a span with eight attributes still sends them with its end.
        */
       queueAttribute(handle, key, value) {
         const type = typeof value
         const id = type === 'number' || type === 'boolean' || type === 'string' ? keyId(key) : -1
-        if (id < 0 || (queued !== 0 && handle !== queuedHandle)) setQueuedAttributes()
+        if (queued !== 0 && (id < 0 || handle !== queuedHandle || queued === ATTRS_PER_CALL)) setQueuedAttributes()
         if (id < 0) {
           this.setAttribute(handle, key, value)
           return
@@ -421,7 +427,6 @@ class DistributedTracer extends binding.DistributedTracer {
           io[IO_ATTRS_TYPES + i] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
           io[IO_ATTRS_VALUES + i] = type === 'number' ? value : (value ? 1 : 0)
         }
-        if (queued === ATTRS_PER_CALL) setQueuedAttributes()
       },
       /** Sets one attribute: numbers, booleans and strings by the fast path, the rest as values. */
       setAttribute(handle, key, value) {
@@ -744,4 +749,4 @@ class DistributedTracer extends binding.DistributedTracer {
   }
 }
 
-module.exports = { DistributedTracer, Span, SpanKind: KINDS, kStartSpan, kQueueAttribute, kSetQueuedAttributes }
+module.exports = { DistributedTracer, Span, SpanKind: KINDS, kStartSpan }

@@ -840,17 +840,48 @@ unsafe extern "C" fn set_attrs(
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
     let (args, _, shared) = unsafe { raw::args::<Shared, ATTRS_PER_CALL>(env, info) };
-    let handle = handle_in(shared.io(IO_ATTRS_HANDLE));
-    if !handle.is_recording() {
-        return std::ptr::null_mut();
+    if let Some(mut tracer) = borrow_tracer(env, shared) {
+        set_io_attributes(env, shared, &mut tracer, &args);
     }
-    let count = (shared.io(IO_ATTRS_COUNT).max(0.0) as usize).min(ATTRS_PER_CALL);
+    std::ptr::null_mut()
+}
+
+/// `endWithAttrs(s0, ..., s7)`: what `setAttrs` and then `end` do, in one crossing. The JS side
+/// queues attributes and sends them with the next end, which saves a crossing per span: the
+/// attributes go to the span in `IO_ATTRS_HANDLE`, usually but not always the one ended (the
+/// handle in `IO_END_HANDLE`). Returns nothing.
+unsafe extern "C" fn end_with_attrs(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let (args, _, shared) = unsafe { raw::args::<Shared, ATTRS_PER_CALL>(env, info) };
+    let handle = handle_in(shared.io(IO_END_HANDLE));
+    let time = nanos_of_ms(shared.io(IO_END_TIME));
     let Some(mut tracer) = borrow_tracer(env, shared) else {
         return std::ptr::null_mut();
     };
+    set_io_attributes(env, shared, &mut tracer, &args);
+    tracer.end(handle, time);
+    std::ptr::null_mut()
+}
+
+/// Sets the attributes described by the `IO_ATTRS_*` cells, string values from `strings`, on
+/// the span whose handle is in `IO_ATTRS_HANDLE` (nothing for an unsampled or stale handle).
+fn set_io_attributes(
+    env: sys::napi_env,
+    shared: &Shared,
+    tracer: &mut Tracer,
+    strings: &[sys::napi_value; ATTRS_PER_CALL],
+) {
+    let handle = handle_in(shared.io(IO_ATTRS_HANDLE));
+    if !handle.is_recording() {
+        return;
+    }
+    let count = (shared.io(IO_ATTRS_COUNT).max(0.0) as usize).min(ATTRS_PER_CALL);
     let keys = shared.keys.borrow();
-    for (i, &arg) in args.iter().enumerate().take(count) {
-        let Some(value) = io_attribute(env, shared, IO_ATTRS_TYPES + i, IO_ATTRS_VALUES + i, arg)
+    for (i, &string) in strings.iter().enumerate().take(count) {
+        let Some(value) =
+            io_attribute(env, shared, IO_ATTRS_TYPES + i, IO_ATTRS_VALUES + i, string)
         else {
             continue;
         };
@@ -859,7 +890,6 @@ unsafe extern "C" fn set_attrs(
             tracer.set_attribute(handle, key.clone(), value);
         }
     }
-    std::ptr::null_mut()
 }
 
 /// A span context as JS sees it (from `extract`, or a live span's `context`).
@@ -1165,7 +1195,7 @@ impl DistributedTracerBinding {
     /// Internal (used by the facade's constructor): the hot-path functions bound to this tracer.
     #[napi(
         js_name = "_fastPath",
-        ts_return_type = "{ start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }"
+        ts_return_type = "{ start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttrs(...values: Array<string | undefined>): void; endWithAttrs(...values: Array<string | undefined>): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let io = self.shared.io.get() as *mut f64;
@@ -1179,6 +1209,7 @@ impl DistributedTracerBinding {
                     ("end", end),
                     ("setAttr", set_attr),
                     ("setAttrs", set_attrs),
+                    ("endWithAttrs", end_with_attrs),
                     ("rename", rename),
                     ("setAttribute", set_attribute),
                 ],
