@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::export::{ExportResult, SpanBatch, SpanExporter};
 use super::ids::IdGenerator;
-use super::otlp::{encode_json, encode_protobuf, OtlpResource};
+use super::otlp::{encode_json, OtlpResource, ProtobufEncoder};
 
 /// The traces URL when neither an option nor the environment names one.
 pub const DEFAULT_TRACES_ENDPOINT: &str = "http://localhost:4318/v1/traces";
@@ -96,6 +96,8 @@ pub struct OtlpHttpExporter {
     config: OtlpHttpConfig,
     agent: ureq::Agent,
     jitter: IdGenerator,
+    /// Encodes each protobuf batch in the memory of the one before.
+    encoder: ProtobufEncoder,
 }
 
 impl OtlpHttpExporter {
@@ -111,6 +113,7 @@ impl OtlpHttpExporter {
             .build()
             .new_agent();
         OtlpHttpExporter {
+            encoder: ProtobufEncoder::new(&config.resource),
             config,
             agent,
             jitter: IdGenerator::new(),
@@ -172,29 +175,12 @@ impl OtlpHttpExporter {
         }
     }
 
-    /// The wait before retry number `attempt` (0-based): base × 2^attempt, capped, less up to
-    /// 20% jitter so that many processes do not retry in step.
-    fn backoff(&mut self, attempt: u32) -> Duration {
-        let full = RETRY_BASE
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(RETRY_MAX);
-        let fraction = (self.jitter.next_u64() % 1000) as f64 / 5000.0;
-        full.mul_f64(1.0 - fraction)
-    }
-}
-
-impl SpanExporter for OtlpHttpExporter {
-    fn export(&mut self, batch: &mut SpanBatch, deadline: Instant) -> ExportResult {
+    /// Sends `body`, retrying what may be retried, until it is taken, refused, or `deadline`
+    /// (or the exporter's own timeout) comes.
+    fn send(&mut self, body: &[u8], deadline: Instant) -> ExportResult {
         let failed = ExportResult::Failed {
             retryable: false,
             retry_after: None,
-        };
-        let body = match self.config.protocol {
-            Protocol::Protobuf => encode_protobuf(&self.config.resource, batch),
-            Protocol::Json => match encode_json(&self.config.resource, batch) {
-                Ok(body) => body,
-                Err(_) => return failed,
-            },
         };
         let deadline = deadline.min(Instant::now() + self.config.timeout);
         let mut attempt = 0;
@@ -203,7 +189,7 @@ impl SpanExporter for OtlpHttpExporter {
             if now >= deadline {
                 return failed;
             }
-            let result = self.send_once(&body, deadline - now);
+            let result = self.send_once(body, deadline - now);
             let ExportResult::Failed {
                 retryable: true,
                 retry_after,
@@ -223,6 +209,36 @@ impl SpanExporter for OtlpHttpExporter {
             // This is the export thread, whose job is to wait here; shutdown is bounded by its
             // own timeout and detaches rather than waiting for this.
             thread::sleep(wait);
+        }
+    }
+
+    /// The wait before retry number `attempt` (0-based): base × 2^attempt, capped, less up to
+    /// 20% jitter so that many processes do not retry in step.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let full = RETRY_BASE
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(RETRY_MAX);
+        let fraction = (self.jitter.next_u64() % 1000) as f64 / 5000.0;
+        full.mul_f64(1.0 - fraction)
+    }
+}
+
+impl SpanExporter for OtlpHttpExporter {
+    fn export(&mut self, batch: &mut SpanBatch, deadline: Instant) -> ExportResult {
+        match self.config.protocol {
+            Protocol::Protobuf => {
+                let body = self.encoder.encode(batch);
+                let result = self.send(&body, deadline);
+                self.encoder.recycle(body);
+                result
+            }
+            Protocol::Json => match encode_json(&self.config.resource, batch) {
+                Ok(body) => self.send(&body, deadline),
+                Err(_) => ExportResult::Failed {
+                    retryable: false,
+                    retry_after: None,
+                },
+            },
         }
     }
 }
