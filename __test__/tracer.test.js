@@ -334,6 +334,36 @@ test('attributes set on spans in turn each reach their own span, in order, which
   }
 })
 
+test('updateName on spans in turn: each span ends under its own last name, in export and metrics', async () => {
+  // a rename waits on the JS side for its span's end; renames of other spans, ends of other
+  // spans and unsampled spans must not move it
+  const tracer = memoryTracer()
+  const a = tracer.startSpan('a')
+  const b = tracer.startSpan('b')
+  a.updateName('a renamed')
+  b.updateName('b renamed') // sends a's rename before holding b's
+  a.updateName('a final') // the last name wins
+  const c = tracer.startSpan('c')
+  c.end() // another span's end leaves a's rename waiting
+  b.end()
+  a.end()
+  a.updateName('ignored') // calls on an ended span are ignored
+  const names = (await finished(tracer)).map((s) => s.name).sort()
+  assert.deepEqual(names, ['a final', 'b renamed', 'c'])
+
+  const unsampled = memoryTracer({ sampleRate: 0 })
+  const u1 = unsampled.startSpan('GET')
+  const u2 = unsampled.startSpan('GET')
+  u1.updateName('GET /a')
+  u2.updateName('GET /b')
+  u2.end()
+  u1.end()
+  const spans = unsampled.metrics().spans
+  assert.deepEqual(Object.keys(spans).sort(), ['GET /a', 'GET /b'])
+  assert.equal(spans['GET /a'].count, 1)
+  assert.equal(spans['GET /b'].count, 1)
+})
+
 test('recordException, setStatus, updateName, explicit times, end twice', async () => {
   const tracer = memoryTracer()
   const span = tracer.startSpan('named', { startTime: 1_700_000_000_000 })

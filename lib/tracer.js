@@ -46,6 +46,7 @@ const IO_ATTRS_KEYS = 26
 const ATTRS_PER_CALL = 8
 const IO_ATTRS_TYPES = IO_ATTRS_KEYS + ATTRS_PER_CALL
 const IO_ATTRS_VALUES = IO_ATTRS_TYPES + ATTRS_PER_CALL
+const IO_END_NAME = IO_ATTRS_VALUES + ATTRS_PER_CALL
 const ATTR_NUMBER = 0
 const ATTR_BOOLEAN = 1
 const ATTR_STRING = 2
@@ -379,6 +380,15 @@ class DistributedTracer extends binding.DistributedTracer {
       const q = queuedStrings
       for (let i = 0; i < ATTRS_PER_CALL; i++) q[i] = undefined
     }
+    // The rename held back for a span's end: its handle (0 for none) and interned name.
+    let renameHandle = 0
+    let renameId = -1
+    const sendRename = () => {
+      io[IO_RENAME_HANDLE] = renameHandle
+      io[IO_RENAME_NAME] = renameId
+      renameHandle = 0
+      fast.rename()
+    }
     const setQueuedAttributes = () => {
       if (queued === 0) return
       takeQueue()
@@ -389,10 +399,19 @@ class DistributedTracer extends binding.DistributedTracer {
     this.#core = {
       native,
       io,
-      /** Ends the span `handle` at `ms` (NaN for now), with its queued attributes if any. */
+      /**
+       * Ends the span `handle` at `ms` (NaN for now), with its queued attributes and its
+       * held-back rename if any.
+       */
       end(handle, ms) {
         io[IO_END_HANDLE] = handle
         io[IO_END_TIME] = ms
+        if (renameHandle === handle) {
+          io[IO_END_NAME] = renameId
+          renameHandle = 0
+        } else {
+          io[IO_END_NAME] = -1
+        }
         if (queued === 0) {
           endFast()
         } else {
@@ -466,12 +485,22 @@ class DistributedTracer extends binding.DistributedTracer {
         else fast.start()
         return io[IO_HANDLE]
       },
+      /**
+       * Renames the span `handle`. An interned name is held back and sent with the span's end
+       * (a name is only seen once the span ends, in its metrics and its export), one crossing
+       * fewer; a rename of another span first sends the one held.
+       */
       rename(handle, name) {
         const id = nameId(name)
+        if (renameHandle !== 0 && (renameHandle !== handle || id < 0)) sendRename()
+        if (id >= 0) {
+          renameHandle = handle
+          renameId = id
+          return
+        }
         io[IO_RENAME_HANDLE] = handle
         io[IO_RENAME_NAME] = id
-        if (id < 0) fast.rename(name)
-        else fast.rename()
+        fast.rename(name)
       },
     }
   }

@@ -544,8 +544,11 @@ const IO_ATTRS_TYPES: usize = IO_ATTRS_KEYS + ATTRS_PER_CALL;
 const IO_ATTRS_VALUES: usize = IO_ATTRS_TYPES + ATTRS_PER_CALL;
 /// Most attributes one setAttrs call sets.
 const ATTRS_PER_CALL: usize = 8;
+/// `io` cell read by end and endWithAttrs: an interned name to rename the span to as it ends
+/// (the JS side holds a rename back until the end, one crossing fewer), or -1 for none.
+const IO_END_NAME: usize = IO_ATTRS_VALUES + ATTRS_PER_CALL;
 /// Cells in `io`.
-const IO_LEN: usize = IO_ATTRS_VALUES + ATTRS_PER_CALL;
+const IO_LEN: usize = IO_END_NAME + 1;
 
 /// `IO_ATTR_TYPE` of a number value.
 const ATTR_NUMBER: f64 = 0.0;
@@ -726,17 +729,28 @@ unsafe extern "C" fn rename(env: sys::napi_env, info: sys::napi_callback_info) -
     std::ptr::null_mut()
 }
 
-/// `end()`: ends the span whose handle is in `io` (at the time in `io`, NaN for now). A stale
-/// or ended handle changes nothing. Returns nothing.
+/// `end()`: ends the span whose handle is in `io` (at the time in `io`, NaN for now; renamed
+/// first when `IO_END_NAME` holds a name). A stale or ended handle changes nothing. Returns
+/// nothing.
 unsafe extern "C" fn end(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     let (_, _, shared) = unsafe { raw::args::<Shared, 0>(env, info) };
-    let handle = handle_in(shared.io(IO_END_HANDLE));
-    let time = nanos_of_ms(shared.io(IO_END_TIME));
     let Some(mut tracer) = borrow_tracer(env, shared) else {
         return std::ptr::null_mut();
     };
-    tracer.end(handle, time);
+    end_from_io(shared, &mut tracer);
     std::ptr::null_mut()
+}
+
+/// Ends the span whose handle is in `IO_END_HANDLE` at the time in `IO_END_TIME`, renamed first
+/// to the interned name in `IO_END_NAME` when that is not -1.
+fn end_from_io(shared: &Shared, tracer: &mut Tracer) {
+    let handle = handle_in(shared.io(IO_END_HANDLE));
+    let time = nanos_of_ms(shared.io(IO_END_TIME));
+    let name_id = shared.io(IO_END_NAME);
+    if name_id >= 0.0 {
+        tracer.update_name_interned(handle, NameId(name_id as u32));
+    }
+    tracer.end(handle, time);
 }
 
 /// `setAttribute(handle, key, value)`: whether the attribute was stored. A value that is not an
@@ -855,13 +869,11 @@ unsafe extern "C" fn end_with_attrs(
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
     let (args, _, shared) = unsafe { raw::args::<Shared, ATTRS_PER_CALL>(env, info) };
-    let handle = handle_in(shared.io(IO_END_HANDLE));
-    let time = nanos_of_ms(shared.io(IO_END_TIME));
     let Some(mut tracer) = borrow_tracer(env, shared) else {
         return std::ptr::null_mut();
     };
     set_io_attributes(env, shared, &mut tracer, &args);
-    tracer.end(handle, time);
+    end_from_io(shared, &mut tracer);
     std::ptr::null_mut()
 }
 
