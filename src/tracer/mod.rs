@@ -7,7 +7,8 @@
 //! `sampler` (parent-based, trace-id ratio sampling that agrees with OpenTelemetry JS) and
 //! `metrics` (per-name span counts and latencies, and the tracer's counters), `span` (the span
 //! data model with OpenTelemetry's limits and status rules) and `otlp` (a batch of spans as an
-//! OTLP `ExportTraceServiceRequest`, in protobuf or OTLP/JSON), and last the export pipeline:
+//! OTLP `ExportTraceServiceRequest`, in protobuf or OTLP/JSON; `ProtobufEncoder` encodes batch
+//! after batch in the memory of the one before), and last the export pipeline:
 //! `export` (the batching span processor and its thread) and `otlp_http` (the OTLP/HTTP
 //! exporter and endpoint resolution). `tracer_core` ties them together: the [`Tracer`] that the
 //! binding wraps, holding live spans in a slab behind numeric [`SpanHandle`]s.
@@ -33,7 +34,7 @@ pub use export::{
 };
 pub use ids::{IdGenerator, SpanId, TraceId};
 pub use metrics::{SpanMetrics, SpanNameStats, TracerCounters, OVERFLOW_NAME};
-pub use otlp::{encode_json, encode_protobuf, export_request, OtlpResource};
+pub use otlp::{encode_json, encode_protobuf, export_request, OtlpResource, ProtobufEncoder};
 pub use otlp_http::{traces_endpoint, OtlpHttpConfig, OtlpHttpExporter, Protocol};
 pub use sampler::{SampleRate, Sampler, SamplingRule, SpanMatcher};
 pub use span::{AttributeValue, Attributes, Event, SpanData, SpanKind, SpanLimits, Status};

@@ -707,8 +707,9 @@ mod tests {
         let mut s = SpanData::new(
             TraceId::from_hex(TRACE).unwrap(),
             SpanId::from_hex(&format!("{:016x}", n + 1)).unwrap(),
-            (n % 2 == 0).then(|| SpanId::from_hex(PARENT).unwrap()),
-            if n % 3 == 0 {
+            n.is_multiple_of(2)
+                .then(|| SpanId::from_hex(PARENT).unwrap()),
+            if n.is_multiple_of(3) {
                 "a fairly long span name, on the heap"
             } else {
                 "short"
@@ -717,7 +718,7 @@ mod tests {
             SpanLimits::default(),
         );
         for i in 0..(n % 5) {
-            if (n + i) % 2 == 0 {
+            if (n + i).is_multiple_of(2) {
                 s.set_attribute(
                     format!("key.{i}").as_str(),
                     format!("value {n}-{i}").as_str(),
