@@ -327,7 +327,12 @@ class DistributedTracer extends binding.DistributedTracer {
     let namesFull = false
     const native = this
     /** The interned id of `name`, or -1 once the tracer interns no more (then the text crosses). */
+    // The last name (and below, the last key) looked up: a loop or a route names its spans
+    // alike, and comparing a string with itself costs less than hashing it into the Map.
+    let lastName
+    let lastNameId = -1
     const nameId = (name) => {
+      if (name === lastName) return lastNameId
       let id = names.get(name)
       if (id === undefined) {
         if (namesFull) return -1
@@ -338,12 +343,17 @@ class DistributedTracer extends binding.DistributedTracer {
         }
         names.set(name, id)
       }
+      lastName = name
+      lastNameId = id
       return id
     }
     const keys = new Map()
     let keysFull = false
     /** The interned id of attribute key `key`, or -1 (the text crosses). */
+    let lastKey
+    let lastKeyId = -1
     const keyId = (key) => {
+      if (key === lastKey) return lastKeyId
       let id = keys.get(key)
       if (id === undefined) {
         if (keysFull || typeof key !== 'string') return -1
@@ -354,6 +364,8 @@ class DistributedTracer extends binding.DistributedTracer {
         }
         keys.set(key, id)
       }
+      lastKey = key
+      lastKeyId = id
       return id
     }
     const setAttr = fast.setAttr
