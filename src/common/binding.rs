@@ -81,6 +81,17 @@ const STACK_STRING_BYTES: usize = 256;
 /// Reads a JS string whole; `None` when the value is not a string. A short string takes one
 /// N-API call, through a stack buffer; a longer one two (its length, then its bytes).
 pub fn read_string(env: sys::napi_env, value: sys::napi_value) -> Option<String> {
+    with_str(env, value, str::to_owned)
+}
+
+/// Runs `f` on a JS string's text; `None` when the value is not a string. A short string is read
+/// into a stack buffer in one N-API call and allocates nothing; a longer one takes two (its
+/// length, then its bytes) and a heap buffer.
+pub fn with_str<R>(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    f: impl FnOnce(&str) -> R,
+) -> Option<R> {
     let mut stack = [0u8; STACK_STRING_BYTES];
     let mut written = 0;
     let status = unsafe {
@@ -98,7 +109,7 @@ pub fn read_string(env: sys::napi_env, value: sys::napi_value) -> Option<String>
     // N-API writes at most size - 1 bytes and never splits a character, so with room left for
     // the longest character (4 bytes) the string was not cut short.
     if written + 4 < STACK_STRING_BYTES {
-        return String::from_utf8(stack[..written].to_vec()).ok();
+        return std::str::from_utf8(&stack[..written]).ok().map(f);
     }
     let mut len = 0;
     let status =
@@ -112,7 +123,7 @@ pub fn read_string(env: sys::napi_env, value: sys::napi_value) -> Option<String>
         sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), len + 1, &mut written)
     };
     buf.truncate(written);
-    String::from_utf8(buf).ok()
+    std::str::from_utf8(&buf).ok().map(f)
 }
 
 /// The longest key, in UTF-8 bytes, that the blocks accept.

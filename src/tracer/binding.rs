@@ -30,7 +30,8 @@ use super::span::{
 };
 use super::tracer_core::{NameId, Parent, SpanHandle, Tracer, TracerConfig};
 use crate::common::binding::{
-    describe_value, raw, read_clock, read_string, throw_invalid, value_type, OptionsReader,
+    describe_value, raw, read_clock, read_string, throw_invalid, value_type, with_str,
+    OptionsReader,
 };
 use crate::common::error::{integer_at_least, InvalidInput};
 
@@ -892,14 +893,23 @@ fn set_io_attributes(
     let count = (shared.io(IO_ATTRS_COUNT).max(0.0) as usize).min(ATTRS_PER_CALL);
     let keys = shared.keys.borrow();
     for (i, &string) in strings.iter().enumerate().take(count) {
-        let Some(value) =
-            io_attribute(env, shared, IO_ATTRS_TYPES + i, IO_ATTRS_VALUES + i, string)
-        else {
+        let key_id = shared.io(IO_ATTRS_KEYS + i);
+        let Some(key) = (key_id >= 0.0).then(|| keys.get(key_id as usize)).flatten() else {
             continue;
         };
-        let key_id = shared.io(IO_ATTRS_KEYS + i);
-        if let Some(key) = (key_id >= 0.0).then(|| keys.get(key_id as usize)).flatten() {
-            tracer.set_attribute(handle, key.clone(), value);
+        let kind = shared.io(IO_ATTRS_TYPES + i);
+        if kind == ATTR_NUMBER || kind == ATTR_BOOLEAN {
+            if let Some(value) =
+                io_attribute(env, shared, IO_ATTRS_TYPES + i, IO_ATTRS_VALUES + i, string)
+            {
+                tracer.set_attribute(handle, key.clone(), value);
+            }
+        } else {
+            // a string value is read from the stack into a string the span kept (see
+            // `SpanData::set_attribute_str`): no allocation on a reused span
+            with_str(env, string, |text| {
+                tracer.set_attribute_str(handle, key.clone(), text)
+            });
         }
     }
 }

@@ -580,6 +580,18 @@ impl Tracer {
             .is_some_and(|span| span.set_attribute(key, value))
     }
 
+    /// Sets a string attribute from `value` (see [`SpanData::set_attribute_str`]). Returns
+    /// whether it was stored.
+    pub fn set_attribute_str<K: AsRef<str> + Into<AttributeKey>>(
+        &mut self,
+        h: SpanHandle,
+        key: K,
+        value: &str,
+    ) -> bool {
+        self.recording_mut(h)
+            .is_some_and(|span| span.set_attribute_str(key, value))
+    }
+
     /// Counts an attribute the binding could not convert (an unsupported value), so that it
     /// shows in the exported dropped-attributes count. Returns whether the span records.
     pub fn count_dropped_attribute(&mut self, h: SpanHandle) -> bool {
