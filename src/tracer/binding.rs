@@ -793,22 +793,40 @@ unsafe extern "C" fn set_attribute(
     raw::boolean(env, stored)
 }
 
-/// An attribute value passed through `io`: its type in cell `type_cell`, a number or boolean in
-/// `value_cell`, a string as the call's argument `string` (`None` when that is not a string).
-fn io_attribute(
-    env: sys::napi_env,
-    shared: &Shared,
-    type_cell: usize,
-    value_cell: usize,
-    string: sys::napi_value,
-) -> Option<AttributeValue> {
-    let kind = shared.io(type_cell);
+/// A number or boolean attribute value passed through `io`: `kind` is its `IO_ATTR_TYPE` cell
+/// and `number` its value cell; `None` for a string, which comes as a call argument instead.
+fn io_scalar(kind: f64, number: f64) -> Option<AttributeValue> {
     if kind == ATTR_NUMBER {
-        Some(number_attribute(shared.io(value_cell)))
+        Some(number_attribute(number))
     } else if kind == ATTR_BOOLEAN {
-        Some(AttributeValue::Bool(shared.io(value_cell) != 0.0))
+        Some(AttributeValue::Bool(number != 0.0))
     } else {
-        read_string(env, string).map(AttributeValue::String)
+        None
+    }
+}
+
+/// Sets one attribute passed through `io` on span `handle`: a number or boolean from its cells
+/// (`kind`, `number`, see [`io_scalar`]), or a string from the call argument `string`, read
+/// through the stack into a string the span kept (see `SpanData::set_attribute_str`: no
+/// allocation on a reused span). An argument that is not a string sets nothing.
+fn set_io_attribute(
+    env: sys::napi_env,
+    tracer: &mut Tracer,
+    handle: SpanHandle,
+    key: AttributeKey,
+    kind: f64,
+    number: f64,
+    string: sys::napi_value,
+) {
+    match io_scalar(kind, number) {
+        Some(value) => {
+            tracer.set_attribute(handle, key, value);
+        }
+        None => {
+            with_str(env, string, |text| {
+                tracer.set_attribute_str(handle, key, text)
+            });
+        }
     }
 }
 
@@ -825,9 +843,6 @@ unsafe extern "C" fn set_attr(
     if !handle.is_recording() {
         return std::ptr::null_mut();
     }
-    let Some(value) = io_attribute(env, shared, IO_ATTR_TYPE, IO_ATTR_VALUE, args[0]) else {
-        return std::ptr::null_mut();
-    };
     let key_id = shared.io(IO_ATTR_KEY);
     let key = if key_id >= 0.0 {
         match shared.keys.borrow().get(key_id as usize) {
@@ -841,7 +856,8 @@ unsafe extern "C" fn set_attr(
         }
     };
     if let Some(mut tracer) = borrow_tracer(env, shared) {
-        tracer.set_attribute(handle, key, value);
+        let (kind, number) = (shared.io(IO_ATTR_TYPE), shared.io(IO_ATTR_VALUE));
+        set_io_attribute(env, &mut tracer, handle, key, kind, number, args[0]);
     }
     std::ptr::null_mut()
 }
@@ -897,20 +913,11 @@ fn set_io_attributes(
         let Some(key) = (key_id >= 0.0).then(|| keys.get(key_id as usize)).flatten() else {
             continue;
         };
-        let kind = shared.io(IO_ATTRS_TYPES + i);
-        if kind == ATTR_NUMBER || kind == ATTR_BOOLEAN {
-            if let Some(value) =
-                io_attribute(env, shared, IO_ATTRS_TYPES + i, IO_ATTRS_VALUES + i, string)
-            {
-                tracer.set_attribute(handle, key.clone(), value);
-            }
-        } else {
-            // a string value is read from the stack into a string the span kept (see
-            // `SpanData::set_attribute_str`): no allocation on a reused span
-            with_str(env, string, |text| {
-                tracer.set_attribute_str(handle, key.clone(), text)
-            });
-        }
+        let (kind, number) = (
+            shared.io(IO_ATTRS_TYPES + i),
+            shared.io(IO_ATTRS_VALUES + i),
+        );
+        set_io_attribute(env, tracer, handle, key.clone(), kind, number, string);
     }
 }
 

@@ -80,16 +80,11 @@ fn any_value(value: &AttributeValue) -> AnyValue {
     AnyValue { value: Some(value) }
 }
 
+/// `attributes` as OTLP key-value pairs.
 fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
-    attributes
-        .iter()
-        .map(|(key, value)| KeyValue {
-            key: key.to_string(),
-            value: Some(any_value(value)),
-            // Profiles-only string-table reference; 0 is left off the wire and out of the JSON.
-            ..KeyValue::default()
-        })
-        .collect()
+    let mut list = Vec::with_capacity(attributes.len());
+    set_key_values(&mut list, attributes);
+    list
 }
 
 fn kind(kind: SpanKind) -> span::SpanKind {
@@ -114,45 +109,11 @@ fn status(status: &Status) -> ProtoStatus {
     }
 }
 
+/// `data` as an OTLP span message.
 fn proto_span(data: &SpanData) -> Span {
-    Span {
-        trace_id: data.trace_id.to_bytes().to_vec(),
-        span_id: data.span_id.to_bytes().to_vec(),
-        // An empty tracestate is an empty string, which proto3 leaves off the wire.
-        trace_state: data
-            .trace_state
-            .header_value(usize::MAX)
-            .unwrap_or_default(),
-        // A root span's parent is empty bytes: "If this is a root span, then this field must be
-        // empty."
-        parent_span_id: data
-            .parent_span_id
-            .map(|id| id.to_bytes().to_vec())
-            .unwrap_or_default(),
-        // Bits 0-7 are the W3C trace flags; bits 8-9 (parent remoteness) are left unset, which
-        // the proto defines as "unknown".
-        flags: u32::from(data.flags.bits()),
-        name: data.name.to_string(),
-        kind: kind(data.kind) as i32,
-        start_time_unix_nano: data.start_unix_nanos,
-        end_time_unix_nano: data.end_unix_nanos,
-        attributes: key_values(&data.attributes),
-        dropped_attributes_count: data.dropped_attributes,
-        events: data
-            .events
-            .iter()
-            .map(|event| span::Event {
-                time_unix_nano: event.time_unix_nanos,
-                name: event.name.clone(),
-                attributes: key_values(&event.attributes),
-                dropped_attributes_count: event.dropped,
-            })
-            .collect(),
-        dropped_events_count: data.dropped_events,
-        links: Vec::new(),
-        dropped_links_count: 0,
-        status: Some(status(&data.status)),
-    }
+    let mut message = Span::default();
+    set_span(&mut message, data);
+    message
 }
 
 /// The request carrying `spans`: one resource, one scope (`bulwark` at this crate's version).
@@ -310,13 +271,16 @@ fn set_key_values(to: &mut Vec<KeyValue>, from: &Attributes) {
             None => to.push(KeyValue {
                 key: key.to_string(),
                 value: Some(any_value(value)),
+                // Profiles-only string-table reference; 0 is left off the wire and out of the
+                // JSON.
                 ..KeyValue::default()
             }),
         }
     }
 }
 
-/// Sets every field of `message` from `data`, as [`proto_span`] would make it.
+/// Sets every field of `message` from `data`, in the memory `message` already has (a fresh
+/// message for [`proto_span`], the batch before's for [`ProtobufEncoder`]).
 fn set_span(message: &mut Span, data: &SpanData) {
     set_bytes(&mut message.trace_id, &data.trace_id.to_bytes());
     set_bytes(&mut message.span_id, &data.span_id.to_bytes());
