@@ -322,3 +322,125 @@ test('a tracer of another make (same methods) gets its attributes one by one', a
   assert.equal(attributes.name, 'GET /things/:id')
   assert.equal(span.ended, true)
 })
+
+/** A raw HTTP/1.1 connection to `port`: what it sends, and every byte it receives. */
+async function rawConnection(port) {
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let received = ''
+  socket.setEncoding('latin1')
+  socket.on('data', (chunk) => {
+    received += chunk
+  })
+  return {
+    socket,
+    /** Resolves once `count` responses (by their status lines) have arrived. */
+    async responses(count) {
+      while ((received.match(/HTTP\/1\.1 \d{3}/g) || []).length < count) await once(socket, 'data')
+      return received.match(/HTTP\/1\.1 \d{3}/g).map((line) => Number(line.slice(9)))
+    },
+  }
+}
+
+test('pipelined requests on one connection each end their own span, with their own route and status', async () => {
+  const tracer = memoryTracer()
+  const { port } = await serve({ tracer }, (app) => {
+    app.get('/slow/:id', async (req, res) => {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      res.status(201).send('slow')
+    })
+    app.get('/fast/:id', (req, res) => res.status(500).send('fast'))
+  })
+  const connection = await rawConnection(port)
+  // both requests in one write: the second is parsed while the first is still being answered
+  connection.socket.write('GET /slow/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /fast/2 HTTP/1.1\r\nHost: a\r\n\r\n')
+  assert.deepEqual(await connection.responses(2), [201, 500])
+  connection.socket.destroy()
+  await once(connection.socket, 'close')
+  const spans = (await finished(tracer)).sort((a, b) => a.name.localeCompare(b.name))
+  assert.deepEqual(spans.map((s) => [s.name, s.attributes['http.route'], s.attributes['http.response.status_code'], s.status.code]), [
+    ['GET /fast/:id', '/fast/:id', 500, 'error'],
+    ['GET /slow/:id', '/slow/:id', 201, 'unset'],
+  ])
+})
+
+test('a keep-alive connection is watched by one close listener, however many requests it carries', async () => {
+  const tracer = memoryTracer()
+  let socket
+  const { port } = await serve({ tracer }, (app) => {
+    app.get('/k', (req, res) => {
+      socket = req.socket
+      res.send('k')
+    })
+  })
+  const connection = await rawConnection(port)
+  for (let i = 1; i <= 5; i++) {
+    connection.socket.write('GET /k HTTP/1.1\r\nHost: a\r\n\r\n')
+    assert.equal((await connection.responses(i)).length, i)
+  }
+  const closeListeners = socket.listeners('close').length
+  connection.socket.write('GET /k HTTP/1.1\r\nHost: a\r\n\r\n')
+  await connection.responses(6)
+  assert.equal(socket.listeners('close').length, closeListeners)
+  assert.equal(socket.listeners('close').filter((f) => f.name === 'onSocketClose').length, 1)
+  connection.socket.destroy()
+  const spans = await finished(tracer)
+  assert.equal(spans.length, 6)
+  assert.ok(spans.every((s) => s.name === 'GET /k' && s.attributes['http.response.status_code'] === 200))
+})
+
+test('a request whose client left before the middleware ran ends its span at once, aborted', async () => {
+  const tracer = memoryTracer()
+  let clientGone
+  const gone = new Promise((resolve) => { clientGone = resolve })
+  let handled
+  const wasHandled = new Promise((resolve) => { handled = resolve })
+  const app = express()
+  // a slow middleware first: the client goes away while it waits
+  app.use(async (req, res, next) => {
+    await gone
+    await new Promise((resolve) => setImmediate(resolve))
+    next()
+  })
+  app.use(tracing({ tracer }))
+  app.get('/late', (req, res) => {
+    handled(req.span)
+    res.send('too late')
+  })
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  servers.push(server)
+  server.on('connection', (socket) => socket.on('close', () => clientGone()))
+  const connection = await rawConnection(server.address().port)
+  connection.socket.write('GET /late HTTP/1.1\r\nHost: a\r\n\r\n')
+  await new Promise((resolve) => setImmediate(resolve))
+  connection.socket.destroy()
+  const span = await wasHandled
+  assert.equal(span.ended, true)
+  const [exported] = await finished(tracer)
+  assert.equal(exported.name, 'GET /late')
+  assert.deepEqual(exported.status, { code: 'error', message: 'aborted' })
+})
+
+test('a span whose end throws does not take the server down', async () => {
+  let ends = 0
+  const tracer = {
+    startSpan: () => ({
+      sampled: false,
+      ended: false,
+      setAttribute() {},
+      setStatus() {},
+      updateName() {},
+      end() {
+        ends++
+        throw new Error('end failed')
+      },
+    }),
+    extract: () => null,
+    withSpan: (s, fn) => fn(),
+  }
+  const app = await serve({ tracer }, (a) => a.get('/x', (req, res) => res.send('ok')))
+  assert.equal(await app.get('/x'), 200)
+  assert.equal(await app.get('/x'), 200)
+  assert.equal(ends, 2)
+})

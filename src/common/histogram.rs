@@ -52,7 +52,14 @@ impl<const N: usize> BoundCounts<N> {
     /// Counts `value` in its bucket.
     #[inline]
     pub fn record(&mut self, value: u64) {
-        let index = self.bounds.partition_point(|&bound| bound < value);
+        // The bounds below `value`, counted without branches: every comparison is independent,
+        // where a binary search chains a load, a compare and a conditional move per step (about
+        // 10 ns of every span's end, in a profile of unsampled spans).
+        let index: usize = self
+            .bounds
+            .iter()
+            .map(|&bound| usize::from(bound < value))
+            .sum();
         if let Some(count) = self.counts.get_mut(index) {
             *count += 1;
         }
