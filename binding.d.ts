@@ -65,8 +65,14 @@ export type CircuitBreakerBinding = CircuitBreaker
 export declare class DistributedTracer {
   /** Creates a tracer; every option is validated and unknown options are refused. */
   constructor(options: DistributedTracerOptions)
-  /** Internal (used by the facade's constructor): the hot-path functions bound to this tracer. */
+  /**
+   * Internal (used by the facade, once per thread): the hot-path functions, shared by every
+   * tracer of this thread, and their `io` array. Each call is for the tracer whose slot
+   * (`_fastSlot()`) is in the array's `IO_TRACER` cell.
+   */
   _fastPath(): { start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttrs(...values: Array<string | undefined>): void; endWithAttrs(...values: Array<string | undefined>): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }
+  /** Internal: this tracer's slot, for the fast path's `IO_TRACER` cell. */
+  _fastSlot(): number
   /**
    * Internal: the id of span name `name` for the fast path (interned once; the same name
    * gets the same id), or -1 once the tracer interns no more names (pass the name instead).

@@ -124,8 +124,10 @@ export type TracingMiddleware<Req extends IncomingMessage = TracingRequest, Res 
  * on the incoming `traceparent` and active for the whole handler chain. The span is named
  * `METHOD route` (the matched route template, `req.baseUrl` included) when the response
  * finishes, or `METHOD` when no route matched; it carries the OpenTelemetry HTTP server
- * attributes, has status error on 5xx, and ends on 'finish' (or on 'close', with status error
- * 'aborted', when the client went away first).
+ * attributes, has status error on 5xx, and ends when the response finishes (or with status
+ * error 'aborted' when the client went away first). No listener is added to the response: the
+ * middleware hears of finished responses on Node's `http.server.response.finish` diagnostics
+ * channel and of aborted ones from one 'close' listener per connection.
  *
  * @throws {TypeError} with `code: 'ERR_BULWARK_INVALID_OPTION'` on a bad option.
  */

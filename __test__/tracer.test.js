@@ -334,6 +334,52 @@ test('attributes set on spans in turn each reach their own span, in order, which
   }
 })
 
+test('tracers of one thread share the fast path: attributes, renames and ids stay with their own tracer', async () => {
+  // every tracer of a thread calls the same native functions through one shared array; what
+  // one tracer queues or holds back must survive another tracer's calls in between
+  const first = memoryTracer()
+  const second = memoryTracer()
+  const unsampled = memoryTracer({ sampleRate: 0 })
+  const a = first.startSpan('first')
+  a.setAttribute('who', 'first')
+  a.setAttribute('n', 1)
+  a.updateName('first renamed')
+  const b = second.startSpan('second')
+  b.setAttribute('who', 'second')
+  b.setAttribute('flag', true)
+  b.updateName('second renamed')
+  const u = unsampled.startSpan('u')
+  u.setAttribute('ignored', 1)
+  a.setAttribute('late', 'first again')
+  const bIds = [b.traceId, b.spanId]
+  b.end()
+  u.end()
+  a.end()
+  const [aData] = await finished(first)
+  const [bData] = await finished(second)
+  assert.equal(aData.name, 'first renamed')
+  assert.deepEqual(aData.attributes, { who: 'first', n: 1, late: 'first again' })
+  assert.equal(bData.name, 'second renamed')
+  assert.deepEqual(bData.attributes, { who: 'second', flag: true })
+  assert.deepEqual([bData.traceId, bData.spanId], bIds)
+  assert.deepEqual(await finished(unsampled), [])
+  assert.equal(unsampled.metrics().spans.u.count, 1)
+  assert.equal(first.metrics().spans['first renamed'].count, 1)
+  assert.equal(second.metrics().spans.first, undefined)
+
+  // a tracer made after others were collected reuses a slot and works like the rest
+  let spare = memoryTracer()
+  spare.startSpan('spare').end()
+  spare = null
+  if (global.gc) global.gc()
+  const later = memoryTracer()
+  const l = later.startSpan('later')
+  l.setAttribute('k', 'v')
+  l.end()
+  const [lData] = await finished(later)
+  assert.deepEqual([lData.name, lData.attributes], ['later', { k: 'v' }])
+})
+
 test('updateName on spans in turn: each span ends under its own last name, in export and metrics', async () => {
   // a rename waits on the JS side for its span's end; renames of other spans, ends of other
   // spans and unsampled spans must not move it

@@ -47,6 +47,8 @@ const ATTRS_PER_CALL = 8
 const IO_ATTRS_TYPES = IO_ATTRS_KEYS + ATTRS_PER_CALL
 const IO_ATTRS_VALUES = IO_ATTRS_TYPES + ATTRS_PER_CALL
 const IO_END_NAME = IO_ATTRS_VALUES + ATTRS_PER_CALL
+// the slot of the tracer a fast-path call is for (the functions are shared by every tracer)
+const IO_TRACER = IO_END_NAME + 1
 const ATTR_NUMBER = 0
 const ATTR_BOOLEAN = 1
 const ATTR_STRING = 2
@@ -303,6 +305,240 @@ function jsRules(options) {
   })
 }
 
+/**
+ * One tracer's hot path in JS: interned names and keys, the attribute queue and the held-back
+ * rename, around the thread's shared fast-path functions (`_fastPath`). Every tracer's core is
+ * an instance of this one class, so V8 sees one set of functions at each call site.
+ */
+class TracerCore {
+  constructor(native, fast, slot) {
+    this.native = native
+    this.fast = fast
+    // the `io` array is shared with every tracer of the thread: a call writes this tracer's
+    // slot first, and nothing waits there between calls
+    this.io = fast.io
+    this.slot = slot
+    this.names = new Map()
+    this.namesFull = false
+    // The last name (and below, the last key) looked up: a loop or a route names its spans
+    // alike, and comparing a string with itself costs less than hashing it into the Map.
+    this.lastName = undefined
+    this.lastNameId = -1
+    this.keys = new Map()
+    this.keysFull = false
+    this.lastKey = undefined
+    this.lastKeyId = -1
+    // The attribute queue: up to eight attributes of one sampled span, waiting to cross
+    // together, with the span's end when they can (one crossing fewer per span). Count and
+    // handle here; key ids, types and numbers in `queue` (laid out as io's IO_ATTRS_* cells,
+    // and copied there as the queue is sent); string values in `queuedStrings` (passed as the
+    // call's arguments). The queue is emptied before an attribute of another span, or one that
+    // cannot be queued, is set, so every span gets its attributes in order. A span's
+    // attributes cannot be read before it ends, so nothing sees them wait.
+    this.queuedStrings = new Array(ATTRS_PER_CALL).fill(undefined)
+    this.queue = new Float64Array(3 * ATTRS_PER_CALL)
+    this.queued = 0
+    this.queuedHandle = 0
+    // The rename held back for a span's end: its handle (0 for none) and interned name.
+    this.renameHandle = 0
+    this.renameId = -1
+  }
+
+  /** The interned id of `name`, or -1 once the tracer interns no more (then the text crosses). */
+  nameId(name) {
+    if (name === this.lastName) return this.lastNameId
+    let id = this.names.get(name)
+    if (id === undefined) {
+      if (this.namesFull) return -1
+      id = this.native._internName(name)
+      if (id < 0) {
+        this.namesFull = true
+        return -1
+      }
+      this.names.set(name, id)
+    }
+    this.lastName = name
+    this.lastNameId = id
+    return id
+  }
+
+  /** The interned id of attribute key `key`, or -1 (the text crosses). */
+  keyId(key) {
+    if (key === this.lastKey) return this.lastKeyId
+    let id = this.keys.get(key)
+    if (id === undefined) {
+      if (this.keysFull || typeof key !== 'string') return -1
+      id = this.native._internKey(key)
+      if (id < 0) {
+        this.keysFull = true
+        return -1
+      }
+      this.keys.set(key, id)
+    }
+    this.lastKey = key
+    this.lastKeyId = id
+    return id
+  }
+
+  /** Writes the queue into `io` and empties it (the strings stay in queuedStrings). */
+  takeQueue() {
+    const io = this.io
+    const queue = this.queue
+    const queued = this.queued
+    io[IO_ATTRS_HANDLE] = this.queuedHandle
+    io[IO_ATTRS_COUNT] = queued
+    for (let i = 0; i < queued; i++) {
+      io[IO_ATTRS_KEYS + i] = queue[i]
+      io[IO_ATTRS_TYPES + i] = queue[ATTRS_PER_CALL + i]
+      io[IO_ATTRS_VALUES + i] = queue[2 * ATTRS_PER_CALL + i]
+    }
+    this.queued = 0
+  }
+
+  clearStrings() {
+    const q = this.queuedStrings
+    for (let i = 0; i < ATTRS_PER_CALL; i++) q[i] = undefined
+  }
+
+  sendRename() {
+    const io = this.io
+    io[IO_TRACER] = this.slot
+    io[IO_RENAME_HANDLE] = this.renameHandle
+    io[IO_RENAME_NAME] = this.renameId
+    this.renameHandle = 0
+    this.fast.rename()
+  }
+
+  setQueuedAttributes() {
+    if (this.queued === 0) return
+    this.takeQueue()
+    this.io[IO_TRACER] = this.slot
+    const q = this.queuedStrings
+    this.fast.setAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
+    this.clearStrings()
+  }
+
+  /**
+   * Ends the span `handle` at `ms` (NaN for now), with its queued attributes and its held-back
+   * rename if any.
+   */
+  end(handle, ms) {
+    const io = this.io
+    io[IO_TRACER] = this.slot
+    io[IO_END_HANDLE] = handle
+    io[IO_END_TIME] = ms
+    if (this.renameHandle === handle) {
+      io[IO_END_NAME] = this.renameId
+      this.renameHandle = 0
+    } else {
+      io[IO_END_NAME] = -1
+    }
+    if (this.queued === 0) {
+      this.fast.end()
+    } else {
+      // the queue may hold another span's attributes: they go to their own span
+      this.takeQueue()
+      const q = this.queuedStrings
+      this.fast.endWithAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
+      this.clearStrings()
+    }
+  }
+
+  /**
+   * Queues one attribute; a value of another type or a key that is not interned is set at
+   * once (after what is queued, so the order holds). A full queue is sent before the next
+   * attribute joins it, so a span with eight attributes still sends them with its end.
+   */
+  queueAttribute(handle, key, value) {
+    const type = typeof value
+    const id = type === 'number' || type === 'boolean' || type === 'string' ? this.keyId(key) : -1
+    if (this.queued !== 0 && (id < 0 || handle !== this.queuedHandle || this.queued === ATTRS_PER_CALL)) this.setQueuedAttributes()
+    if (id < 0) {
+      this.setAttribute(handle, key, value)
+      return
+    }
+    const i = this.queued
+    this.queued = i + 1
+    this.queuedHandle = handle
+    const queue = this.queue
+    queue[i] = id
+    if (type === 'string') {
+      queue[ATTRS_PER_CALL + i] = ATTR_STRING
+      this.queuedStrings[i] = value
+    } else {
+      queue[ATTRS_PER_CALL + i] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
+      queue[2 * ATTRS_PER_CALL + i] = type === 'number' ? value : (value ? 1 : 0)
+    }
+  }
+
+  /** Sets one attribute: numbers, booleans and strings by the fast path, the rest as values. */
+  setAttribute(handle, key, value) {
+    const io = this.io
+    io[IO_TRACER] = this.slot
+    const type = typeof value
+    if (type !== 'number' && type !== 'boolean' && type !== 'string') {
+      this.fast.setAttribute(handle, key, value)
+      return
+    }
+    const id = this.keyId(key)
+    if (id < 0 && typeof key !== 'string') {
+      // the slow path names the bad key in its error
+      this.fast.setAttribute(handle, key, value)
+      return
+    }
+    io[IO_ATTR_HANDLE] = handle
+    io[IO_ATTR_KEY] = id
+    if (type === 'string') {
+      io[IO_ATTR_TYPE] = ATTR_STRING
+      if (id < 0) this.fast.setAttr(value, key)
+      else this.fast.setAttr(value)
+    } else {
+      io[IO_ATTR_TYPE] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
+      io[IO_ATTR_VALUE] = type === 'number' ? value : (value ? 1 : 0)
+      if (id < 0) this.fast.setAttr(undefined, key)
+      else this.fast.setAttr()
+    }
+  }
+
+  /** Starts a local span; returns its handle, its ids left in `io`. */
+  start(name, kind, parentHandle, startMs, rate) {
+    const id = this.nameId(name)
+    const io = this.io
+    io[IO_TRACER] = this.slot
+    io[IO_NAME] = id
+    io[IO_KIND] = kind
+    io[IO_PARENT] = parentHandle
+    io[IO_START_TIME] = startMs
+    io[IO_RATE] = rate
+    if (id < 0) this.fast.start(name)
+    else this.fast.start()
+    return io[IO_HANDLE]
+  }
+
+  /**
+   * Renames the span `handle`. An interned name is held back and sent with the span's end (a
+   * name is only seen once the span ends, in its metrics and its export), one crossing fewer;
+   * a rename of another span first sends the one held.
+   */
+  rename(handle, name) {
+    const id = this.nameId(name)
+    if (this.renameHandle !== 0 && (this.renameHandle !== handle || id < 0)) this.sendRename()
+    if (id >= 0) {
+      this.renameHandle = handle
+      this.renameId = id
+      return
+    }
+    const io = this.io
+    io[IO_TRACER] = this.slot
+    io[IO_RENAME_HANDLE] = handle
+    io[IO_RENAME_NAME] = id
+    this.fast.rename(name)
+  }
+}
+
+/** This thread's fast-path functions and `io` array (see `_fastPath`), made by the first tracer. */
+let fastPath = null
+
 class DistributedTracer extends binding.DistributedTracer {
   #core
   #storage = new AsyncLocalStorage()
@@ -319,202 +555,12 @@ class DistributedTracer extends binding.DistributedTracer {
     super(nativeOptions)
     this.#rules = rules
     this.#defaultRate = options.sampleRate === undefined ? 1 : options.sampleRate
-    // The hot calls are functions bound to this tracer's native state (no per-call unwrap);
-    // their numbers go through the shared `io` array, and span names as interned ids.
-    const fast = this._fastPath()
-    const io = fast.io
-    const names = new Map()
-    let namesFull = false
-    const native = this
-    /** The interned id of `name`, or -1 once the tracer interns no more (then the text crosses). */
-    // The last name (and below, the last key) looked up: a loop or a route names its spans
-    // alike, and comparing a string with itself costs less than hashing it into the Map.
-    let lastName
-    let lastNameId = -1
-    const nameId = (name) => {
-      if (name === lastName) return lastNameId
-      let id = names.get(name)
-      if (id === undefined) {
-        if (namesFull) return -1
-        id = native._internName(name)
-        if (id < 0) {
-          namesFull = true
-          return -1
-        }
-        names.set(name, id)
-      }
-      lastName = name
-      lastNameId = id
-      return id
-    }
-    const keys = new Map()
-    let keysFull = false
-    /** The interned id of attribute key `key`, or -1 (the text crosses). */
-    let lastKey
-    let lastKeyId = -1
-    const keyId = (key) => {
-      if (key === lastKey) return lastKeyId
-      let id = keys.get(key)
-      if (id === undefined) {
-        if (keysFull || typeof key !== 'string') return -1
-        id = native._internKey(key)
-        if (id < 0) {
-          keysFull = true
-          return -1
-        }
-        keys.set(key, id)
-      }
-      lastKey = key
-      lastKeyId = id
-      return id
-    }
-    const setAttr = fast.setAttr
-    const setAttrs = fast.setAttrs
-    const endFast = fast.end
-    const endWithAttrs = fast.endWithAttrs
-    const setAttributeSlow = fast.setAttribute
-    // The attribute queue: up to eight attributes of one sampled span, waiting to cross
-    // together, with the span's end when they can (one crossing fewer per span). Count and
-    // handle here; key ids, types and numbers in `io`; string values in `queuedStrings`
-    // (passed as the call's arguments). The queue is emptied before an attribute of another
-    // span, or one that cannot be queued, is set, so every span gets its attributes in order.
-    // A span's attributes cannot be read before it ends, so nothing sees them wait.
-    const queuedStrings = new Array(ATTRS_PER_CALL).fill(undefined)
-    let queued = 0
-    let queuedHandle = 0
-    /** Writes the queue's count and handle into `io` and empties it (the strings stay in q). */
-    const takeQueue = () => {
-      io[IO_ATTRS_HANDLE] = queuedHandle
-      io[IO_ATTRS_COUNT] = queued
-      queued = 0
-    }
-    const clearStrings = () => {
-      const q = queuedStrings
-      for (let i = 0; i < ATTRS_PER_CALL; i++) q[i] = undefined
-    }
-    // The rename held back for a span's end: its handle (0 for none) and interned name.
-    let renameHandle = 0
-    let renameId = -1
-    const sendRename = () => {
-      io[IO_RENAME_HANDLE] = renameHandle
-      io[IO_RENAME_NAME] = renameId
-      renameHandle = 0
-      fast.rename()
-    }
-    const setQueuedAttributes = () => {
-      if (queued === 0) return
-      takeQueue()
-      const q = queuedStrings
-      setAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
-      clearStrings()
-    }
-    this.#core = {
-      native,
-      io,
-      /**
-       * Ends the span `handle` at `ms` (NaN for now), with its queued attributes and its
-       * held-back rename if any.
-       */
-      end(handle, ms) {
-        io[IO_END_HANDLE] = handle
-        io[IO_END_TIME] = ms
-        if (renameHandle === handle) {
-          io[IO_END_NAME] = renameId
-          renameHandle = 0
-        } else {
-          io[IO_END_NAME] = -1
-        }
-        if (queued === 0) {
-          endFast()
-        } else {
-          // the queue may hold another span's attributes: they go to their own span
-          takeQueue()
-          const q = queuedStrings
-          endWithAttrs(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])
-          clearStrings()
-        }
-      },
-      /**
-       * Queues one attribute; a value of another type or a key that is not interned is set at
-       * once (after what is queued, so the order holds). A full queue is sent before the next
-       * attribute joins it, so a span with eight attributes still sends them with its end.
-       */
-      queueAttribute(handle, key, value) {
-        const type = typeof value
-        const id = type === 'number' || type === 'boolean' || type === 'string' ? keyId(key) : -1
-        if (queued !== 0 && (id < 0 || handle !== queuedHandle || queued === ATTRS_PER_CALL)) setQueuedAttributes()
-        if (id < 0) {
-          this.setAttribute(handle, key, value)
-          return
-        }
-        const i = queued
-        queued++
-        queuedHandle = handle
-        io[IO_ATTRS_KEYS + i] = id
-        if (type === 'string') {
-          io[IO_ATTRS_TYPES + i] = ATTR_STRING
-          queuedStrings[i] = value
-        } else {
-          io[IO_ATTRS_TYPES + i] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
-          io[IO_ATTRS_VALUES + i] = type === 'number' ? value : (value ? 1 : 0)
-        }
-      },
-      /** Sets one attribute: numbers, booleans and strings by the fast path, the rest as values. */
-      setAttribute(handle, key, value) {
-        const type = typeof value
-        if (type !== 'number' && type !== 'boolean' && type !== 'string') {
-          setAttributeSlow(handle, key, value)
-          return
-        }
-        const id = keyId(key)
-        if (id < 0 && typeof key !== 'string') {
-          // the slow path names the bad key in its error
-          setAttributeSlow(handle, key, value)
-          return
-        }
-        io[IO_ATTR_HANDLE] = handle
-        io[IO_ATTR_KEY] = id
-        if (type === 'string') {
-          io[IO_ATTR_TYPE] = ATTR_STRING
-          if (id < 0) setAttr(value, key)
-          else setAttr(value)
-        } else {
-          io[IO_ATTR_TYPE] = type === 'number' ? ATTR_NUMBER : ATTR_BOOLEAN
-          io[IO_ATTR_VALUE] = type === 'number' ? value : (value ? 1 : 0)
-          if (id < 0) setAttr(undefined, key)
-          else setAttr()
-        }
-      },
-      /** Starts a local span; returns its handle, its ids left in `io`. */
-      start(name, kind, parentHandle, startMs, rate) {
-        const id = nameId(name)
-        io[IO_NAME] = id
-        io[IO_KIND] = kind
-        io[IO_PARENT] = parentHandle
-        io[IO_START_TIME] = startMs
-        io[IO_RATE] = rate
-        if (id < 0) fast.start(name)
-        else fast.start()
-        return io[IO_HANDLE]
-      },
-      /**
-       * Renames the span `handle`. An interned name is held back and sent with the span's end
-       * (a name is only seen once the span ends, in its metrics and its export), one crossing
-       * fewer; a rename of another span first sends the one held.
-       */
-      rename(handle, name) {
-        const id = nameId(name)
-        if (renameHandle !== 0 && (renameHandle !== handle || id < 0)) sendRename()
-        if (id >= 0) {
-          renameHandle = handle
-          renameId = id
-          return
-        }
-        io[IO_RENAME_HANDLE] = handle
-        io[IO_RENAME_NAME] = id
-        fast.rename(name)
-      },
-    }
+    // The hot calls are native functions shared by every tracer of this thread (no per-call
+    // unwrap), reached through a TracerCore whose methods are likewise shared: with functions
+    // or closures of its own per tracer, a process with two tracers turned V8's call sites here
+    // megamorphic (an unsampled span cost about 20 ns more with a second tracer in use).
+    if (fastPath === null) fastPath = this._fastPath()
+    this.#core = new TracerCore(this, fastPath, this._fastSlot())
   }
 
   #rateFor(name) {
@@ -579,6 +625,10 @@ class DistributedTracer extends binding.DistributedTracer {
     const core = this.#core
     const rate = this.#rules === null ? NaN : this.#rateFor(name)
     let handle
+    if (parent === undefined || parent === null) {
+      // a root: the commonest case, checked first
+      return new Span(core, core.start(name, kind, 0, startTime === undefined ? NaN : startTime, rate), undefined, core.io)
+    }
     if (parent instanceof Span && parent[kCore] === core && !parent.ended) {
       handle = core.start(name, kind, parent[kHandle], startTime === undefined ? NaN : startTime, rate)
     } else if (parent instanceof Span || isContext(parent)) {
@@ -587,9 +637,6 @@ class DistributedTracer extends binding.DistributedTracer {
       handle = this._startRemote(name, kind, formatTraceparent(ctx), state, startTime, rate)
     } else if (typeof parent === 'string') {
       handle = this._startRemote(name, kind, parent, undefined, startTime, rate)
-    } else if (parent === undefined || parent === null) {
-      parent = undefined
-      handle = core.start(name, kind, 0, startTime === undefined ? NaN : startTime, rate)
     } else {
       throw invalidArgument(TypeError, `options.parent must be a Span, a SpanContext or a traceparent string, received ${describe(parent)}`)
     }

@@ -2,10 +2,12 @@
 //! header propagation and the active-span context).
 //!
 //! Options are read and validated here into a [`TracerConfig`], naming the option in every
-//! error. The three hot calls (`start`, `end`, `setAttribute`) are plain functions bound to the
-//! tracer's state (see `common::binding::raw`), made once per tracer by `_fastPath()`; they take
-//! and return numbers (span handles) so that a span costs one cheap crossing per operation. The
-//! rest are napi-rs methods. `flush` and `shutdown` wait on the libuv pool (`AsyncTask`), never
+//! error. The hot calls (`start`, `end`, the attribute setters) are plain functions (see
+//! `common::binding::raw`) made once per thread by `_fastPath()` and shared by every tracer of
+//! that thread ([`FastPath`]): the tracer a call is for is a number in their `io` array. They
+//! take and return numbers (span handles) so that a span costs one cheap crossing per
+//! operation. The rest are napi-rs methods. `flush` and `shutdown` wait on the libuv pool
+//! (`AsyncTask`), never
 //! on the JS thread; the export thread is a plain Rust thread, which does not hold the event loop.
 
 use std::cell::RefCell;
@@ -483,17 +485,100 @@ struct Shared {
     tracer: RefCell<Tracer>,
     /// Attributes the fast path could not convert, counted here as well as on their span.
     unsupported_attributes: std::cell::Cell<u64>,
-    /// The fast path's arguments and results, shared with JS as one Float64Array (`io`; the
-    /// `IO_*` constants name its cells). JS writes a call's numbers there and calls with no
-    /// argument to convert; the start writes the new span's ids back (the trace id as four
-    /// big-endian 32-bit words, the span id as two, then the trace flags) and its handle, so a
-    /// JS Span knows its ids without another crossing, also after `end()` frees its slot.
-    io: std::cell::UnsafeCell<[f64; IO_LEN]>,
     /// Attribute keys interned for the fast path (`_internKey`), by id; copying one into a
     /// span allocates nothing (see [`shared_key`]).
     keys: RefCell<Vec<AttributeKey>>,
     /// Their ids, by key.
     key_ids: RefCell<HashMap<String, u32>>,
+}
+
+/// The fast-path functions' state, one per thread (so one per JS environment), shared by every
+/// tracer made there.
+///
+/// Why shared: functions made per tracer are different functions to V8, so in a process with
+/// two tracers (a sampled one and an unsampled one, say) the call sites in `lib/tracer.js` saw
+/// several targets and V8 stopped inlining and calling them directly. An unsampled span cost
+/// about 100 ns with one tracer in use and about 120 ns with two (measured 2026-11-28). With
+/// these functions shared, and the JS side's per-tracer closures made methods of one class
+/// (`TracerCore`), the spans bench (two bulwark tracers in one process) went from 121 to 105 ns
+/// unsampled and from 215 to 180 ns sampled.
+struct FastPath {
+    /// The calls' arguments and results, shared with JS as one Float64Array (`io`; the `IO_*`
+    /// constants name its cells). JS writes a call's numbers there, the tracer's slot in
+    /// `IO_TRACER` first, and calls with no argument to convert; the start writes the new
+    /// span's ids back and its handle, so a JS Span knows its ids without another crossing,
+    /// also after `end()` frees its slot.
+    io: std::cell::UnsafeCell<[f64; IO_LEN]>,
+    /// The tracers of this thread by slot; a dropped tracer leaves an empty slot for the next.
+    /// Weak: the JS object owns its tracer, and a thread's end drops nothing here.
+    tracers: RefCell<Vec<std::rc::Weak<Shared>>>,
+}
+
+thread_local! {
+    /// This thread's fast path, made on first use.
+    static FAST_PATH: Rc<FastPath> = Rc::new(FastPath {
+        io: std::cell::UnsafeCell::new([0.0; IO_LEN]),
+        tracers: RefCell::new(Vec::new()),
+    });
+}
+
+impl FastPath {
+    /// Reads cell `i` of `io`.
+    #[inline]
+    fn io(&self, i: usize) -> f64 {
+        // SAFETY: only this thread touches `io`; JS writes it between calls, never during one.
+        unsafe { (*self.io.get())[i] }
+    }
+
+    /// The tracer whose slot is in `IO_TRACER`, if it is still alive. Borrowed rather than
+    /// upgraded (no count to raise and drop on every call): a tracer is only ever dropped by
+    /// V8's finalizer, never during a call.
+    #[inline]
+    fn tracer(&self) -> Option<std::cell::Ref<'_, Shared>> {
+        let slot = self.io(IO_TRACER);
+        if !(0.0..=f64::from(u32::MAX)).contains(&slot) {
+            return None;
+        }
+        std::cell::Ref::filter_map(self.tracers.borrow(), |tracers| {
+            let tracer = tracers.get(slot as usize)?;
+            // SAFETY: a strong count above zero means the `Shared` is alive, and it stays so
+            // for the call (see above); the reference lives no longer than the borrow.
+            (tracer.strong_count() > 0).then(|| unsafe { &*tracer.as_ptr() })
+        })
+        .ok()
+    }
+
+    /// Gives `shared` a slot (an empty one if there is one) and returns it.
+    fn register(&self, shared: &Rc<Shared>) -> u32 {
+        let mut tracers = self.tracers.borrow_mut();
+        let slot = match tracers.iter().position(|t| t.strong_count() == 0) {
+            Some(slot) => {
+                tracers[slot] = Rc::downgrade(shared);
+                slot
+            }
+            None => {
+                tracers.push(Rc::downgrade(shared));
+                tracers.len() - 1
+            }
+        };
+        slot as u32
+    }
+
+    /// Writes the ids of `handle` (zeros for a span that was not started) and the handle into
+    /// `io`.
+    fn publish_ids(&self, tracer: &Tracer, handle: SpanHandle) {
+        let mut words = [0.0; IO_ID_WORDS];
+        if let Some((trace_id, span_id, flags)) = tracer.ids(handle) {
+            let n = words_of_24(u128::from_be_bytes(trace_id.to_bytes()), 128, &mut words);
+            let span = u64::from_be_bytes(span_id.to_bytes());
+            let n = n + words_of_24(u128::from(span), 64, &mut words[n..]);
+            words[n] = f64::from(flags.bits());
+        }
+        // SAFETY: only this thread touches `io`; JS reads it between calls.
+        let io = unsafe { &mut *self.io.get() };
+        io[IO_IDS..IO_IDS + IO_ID_WORDS].copy_from_slice(&words);
+        io[IO_HANDLE] = f64::from(handle.0);
+    }
 }
 
 /// `io` cells written by a start: the trace id as six big-endian words (five of 24 bits, then
@@ -548,8 +633,10 @@ const ATTRS_PER_CALL: usize = 8;
 /// `io` cell read by end and endWithAttrs: an interned name to rename the span to as it ends
 /// (the JS side holds a rename back until the end, one crossing fewer), or -1 for none.
 const IO_END_NAME: usize = IO_ATTRS_VALUES + ATTRS_PER_CALL;
+/// `io` cell read by every fast-path call: the slot of the tracer the call is for.
+const IO_TRACER: usize = IO_END_NAME + 1;
 /// Cells in `io`.
-const IO_LEN: usize = IO_END_NAME + 1;
+const IO_LEN: usize = IO_TRACER + 1;
 
 /// `IO_ATTR_TYPE` of a number value.
 const ATTR_NUMBER: f64 = 0.0;
@@ -572,31 +659,6 @@ fn words_of_24(value: u128, bits: u32, out: &mut [f64]) -> usize {
         n += 1;
     }
     n
-}
-
-impl Shared {
-    /// Reads cell `i` of `io`.
-    #[inline]
-    fn io(&self, i: usize) -> f64 {
-        // SAFETY: only this thread touches `io`; JS writes it between calls, never during one.
-        unsafe { (*self.io.get())[i] }
-    }
-
-    /// Writes the ids of `handle` (zeros for a span that was not started) and the handle into
-    /// `io`.
-    fn publish_ids(&self, tracer: &Tracer, handle: SpanHandle) {
-        let mut words = [0.0; IO_ID_WORDS];
-        if let Some((trace_id, span_id, flags)) = tracer.ids(handle) {
-            let n = words_of_24(u128::from_be_bytes(trace_id.to_bytes()), 128, &mut words);
-            let span = u64::from_be_bytes(span_id.to_bytes());
-            let n = n + words_of_24(u128::from(span), 64, &mut words[n..]);
-            words[n] = f64::from(flags.bits());
-        }
-        // SAFETY: only this thread touches `io`; JS reads it between calls.
-        let io = unsafe { &mut *self.io.get() };
-        io[IO_IDS..IO_IDS + IO_ID_WORDS].copy_from_slice(&words);
-        io[IO_HANDLE] = f64::from(handle.0);
-    }
 }
 
 /// A span handle argument: a number that is a `u32`; anything else reads as no span (0).
@@ -660,23 +722,27 @@ fn handle_in(n: f64) -> SpanHandle {
 /// time, rate); the name is the argument when the id cell is -1. Writes the ids and the handle
 /// (0 when the live-span bound is reached) into `io` and returns nothing.
 unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, 1>(env, info) };
-    let name_id = shared.io(IO_NAME);
-    let parent = handle_in(shared.io(IO_PARENT));
+    let (args, _, fast) = unsafe { raw::args::<FastPath, 1>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
+    let name_id = fast.io(IO_NAME);
+    let parent = handle_in(fast.io(IO_PARENT));
     let parent = if parent.is_none() {
         Parent::None
     } else {
         Parent::Local(parent)
     };
-    let kind = shared.io(IO_KIND);
+    let kind = fast.io(IO_KIND);
     let kind = if kind >= 0.0 && (kind as usize) < KINDS.len() {
         KINDS[kind as usize]
     } else {
         SpanKind::Internal
     };
-    let time = nanos_of_ms(shared.io(IO_START_TIME));
+    let time = nanos_of_ms(fast.io(IO_START_TIME));
     // NaN (no rate) is checked first: a refused rate would build an error message.
-    let rate = shared.io(IO_RATE);
+    let rate = fast.io(IO_RATE);
     let rate = if rate.is_nan() {
         None
     } else {
@@ -687,7 +753,7 @@ unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) ->
             return std::ptr::null_mut();
         };
         let handle = tracer.start_interned(NameId(name_id as u32), kind, parent, time, rate);
-        shared.publish_ids(&tracer, handle);
+        fast.publish_ids(&tracer, handle);
     } else {
         let name = match name_of(env, args[0]) {
             Ok(name) => name,
@@ -700,7 +766,7 @@ unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) ->
             return std::ptr::null_mut();
         };
         let handle = tracer.start_span_with_rate(&name, kind, parent, time, rate);
-        shared.publish_ids(&tracer, handle);
+        fast.publish_ids(&tracer, handle);
     }
     std::ptr::null_mut()
 }
@@ -708,9 +774,13 @@ unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) ->
 /// `rename(name?)`: renames the span whose handle is in `io` to the interned name in `io`, or
 /// to the argument when the id cell is -1. Returns nothing.
 unsafe extern "C" fn rename(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, 1>(env, info) };
-    let handle = handle_in(shared.io(IO_RENAME_HANDLE));
-    let name_id = shared.io(IO_RENAME_NAME);
+    let (args, _, fast) = unsafe { raw::args::<FastPath, 1>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
+    let handle = handle_in(fast.io(IO_RENAME_HANDLE));
+    let name_id = fast.io(IO_RENAME_NAME);
     if name_id >= 0.0 {
         if let Some(mut tracer) = borrow_tracer(env, shared) {
             tracer.update_name_interned(handle, NameId(name_id as u32));
@@ -734,20 +804,24 @@ unsafe extern "C" fn rename(env: sys::napi_env, info: sys::napi_callback_info) -
 /// first when `IO_END_NAME` holds a name). A stale or ended handle changes nothing. Returns
 /// nothing.
 unsafe extern "C" fn end(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (_, _, shared) = unsafe { raw::args::<Shared, 0>(env, info) };
+    let (_, _, fast) = unsafe { raw::args::<FastPath, 0>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
     let Some(mut tracer) = borrow_tracer(env, shared) else {
         return std::ptr::null_mut();
     };
-    end_from_io(shared, &mut tracer);
+    end_from_io(fast, &mut tracer);
     std::ptr::null_mut()
 }
 
 /// Ends the span whose handle is in `IO_END_HANDLE` at the time in `IO_END_TIME`, renamed first
 /// to the interned name in `IO_END_NAME` when that is not -1.
-fn end_from_io(shared: &Shared, tracer: &mut Tracer) {
-    let handle = handle_in(shared.io(IO_END_HANDLE));
-    let time = nanos_of_ms(shared.io(IO_END_TIME));
-    let name_id = shared.io(IO_END_NAME);
+fn end_from_io(fast: &FastPath, tracer: &mut Tracer) {
+    let handle = handle_in(fast.io(IO_END_HANDLE));
+    let time = nanos_of_ms(fast.io(IO_END_TIME));
+    let name_id = fast.io(IO_END_NAME);
     if name_id >= 0.0 {
         tracer.update_name_interned(handle, NameId(name_id as u32));
     }
@@ -760,7 +834,11 @@ unsafe extern "C" fn set_attribute(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, 3>(env, info) };
+    let (args, _, fast) = unsafe { raw::args::<FastPath, 3>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
     let handle = handle_of(env, args[0]);
     if !handle.is_recording() {
         return raw::boolean(env, false);
@@ -838,12 +916,16 @@ unsafe extern "C" fn set_attr(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, 2>(env, info) };
-    let handle = handle_in(shared.io(IO_ATTR_HANDLE));
+    let (args, _, fast) = unsafe { raw::args::<FastPath, 2>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
+    let handle = handle_in(fast.io(IO_ATTR_HANDLE));
     if !handle.is_recording() {
         return std::ptr::null_mut();
     }
-    let key_id = shared.io(IO_ATTR_KEY);
+    let key_id = fast.io(IO_ATTR_KEY);
     let key = if key_id >= 0.0 {
         match shared.keys.borrow().get(key_id as usize) {
             Some(key) => key.clone(),
@@ -856,7 +938,7 @@ unsafe extern "C" fn set_attr(
         }
     };
     if let Some(mut tracer) = borrow_tracer(env, shared) {
-        let (kind, number) = (shared.io(IO_ATTR_TYPE), shared.io(IO_ATTR_VALUE));
+        let (kind, number) = (fast.io(IO_ATTR_TYPE), fast.io(IO_ATTR_VALUE));
         set_io_attribute(env, &mut tracer, handle, key, kind, number, args[0]);
     }
     std::ptr::null_mut()
@@ -870,9 +952,13 @@ unsafe extern "C" fn set_attrs(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, ATTRS_PER_CALL>(env, info) };
+    let (args, _, fast) = unsafe { raw::args::<FastPath, ATTRS_PER_CALL>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
     if let Some(mut tracer) = borrow_tracer(env, shared) {
-        set_io_attributes(env, shared, &mut tracer, &args);
+        set_io_attributes(env, fast, shared, &mut tracer, &args);
     }
     std::ptr::null_mut()
 }
@@ -885,12 +971,16 @@ unsafe extern "C" fn end_with_attrs(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, shared) = unsafe { raw::args::<Shared, ATTRS_PER_CALL>(env, info) };
+    let (args, _, fast) = unsafe { raw::args::<FastPath, ATTRS_PER_CALL>(env, info) };
+    let Some(shared) = fast.tracer() else {
+        return std::ptr::null_mut();
+    };
+    let shared = &*shared;
     let Some(mut tracer) = borrow_tracer(env, shared) else {
         return std::ptr::null_mut();
     };
-    set_io_attributes(env, shared, &mut tracer, &args);
-    end_from_io(shared, &mut tracer);
+    set_io_attributes(env, fast, shared, &mut tracer, &args);
+    end_from_io(fast, &mut tracer);
     std::ptr::null_mut()
 }
 
@@ -898,25 +988,23 @@ unsafe extern "C" fn end_with_attrs(
 /// the span whose handle is in `IO_ATTRS_HANDLE` (nothing for an unsampled or stale handle).
 fn set_io_attributes(
     env: sys::napi_env,
+    fast: &FastPath,
     shared: &Shared,
     tracer: &mut Tracer,
     strings: &[sys::napi_value; ATTRS_PER_CALL],
 ) {
-    let handle = handle_in(shared.io(IO_ATTRS_HANDLE));
+    let handle = handle_in(fast.io(IO_ATTRS_HANDLE));
     if !handle.is_recording() {
         return;
     }
-    let count = (shared.io(IO_ATTRS_COUNT).max(0.0) as usize).min(ATTRS_PER_CALL);
+    let count = (fast.io(IO_ATTRS_COUNT).max(0.0) as usize).min(ATTRS_PER_CALL);
     let keys = shared.keys.borrow();
     for (i, &string) in strings.iter().enumerate().take(count) {
-        let key_id = shared.io(IO_ATTRS_KEYS + i);
+        let key_id = fast.io(IO_ATTRS_KEYS + i);
         let Some(key) = (key_id >= 0.0).then(|| keys.get(key_id as usize)).flatten() else {
             continue;
         };
-        let (kind, number) = (
-            shared.io(IO_ATTRS_TYPES + i),
-            shared.io(IO_ATTRS_VALUES + i),
-        );
+        let (kind, number) = (fast.io(IO_ATTRS_TYPES + i), fast.io(IO_ATTRS_VALUES + i));
         set_io_attribute(env, tracer, handle, key.clone(), kind, number, string);
     }
 }
@@ -1156,6 +1244,8 @@ impl Task for ExportWait {
 #[napi(js_name = "DistributedTracer")]
 pub struct DistributedTracerBinding {
     shared: Rc<Shared>,
+    /// This tracer's slot in the thread's [`FastPath`].
+    slot: u32,
     memory: Option<MemoryExporter>,
     handle: ProcessorHandle,
     export_timeout: Duration,
@@ -1207,32 +1297,37 @@ impl DistributedTracerBinding {
         let tracer = Tracer::start(settings.config, settings.clock, exporter)
             .map_err(|e| throw_invalid(env.raw(), e))?;
         let handle = tracer.processor_handle();
+        let shared = Rc::new(Shared {
+            tracer: RefCell::new(tracer),
+            unsupported_attributes: std::cell::Cell::new(0),
+            keys: RefCell::new(Vec::new()),
+            key_ids: RefCell::new(HashMap::new()),
+        });
+        let slot = FAST_PATH.with(|fast| fast.register(&shared));
         Ok(DistributedTracerBinding {
-            shared: Rc::new(Shared {
-                tracer: RefCell::new(tracer),
-                unsupported_attributes: std::cell::Cell::new(0),
-                io: std::cell::UnsafeCell::new([0.0; IO_LEN]),
-                keys: RefCell::new(Vec::new()),
-                key_ids: RefCell::new(HashMap::new()),
-            }),
+            shared,
+            slot,
             memory,
             handle,
             export_timeout,
         })
     }
 
-    /// Internal (used by the facade's constructor): the hot-path functions bound to this tracer.
+    /// Internal (used by the facade, once per thread): the hot-path functions, shared by every
+    /// tracer of this thread, and their `io` array. Each call is for the tracer whose slot
+    /// (`_fastSlot()`) is in the array's `IO_TRACER` cell.
     #[napi(
         js_name = "_fastPath",
         ts_return_type = "{ start(name?: string): void; end(): void; rename(name?: string): void; setAttr(value?: string, key?: string): void; setAttrs(...values: Array<string | undefined>): void; endWithAttrs(...values: Array<string | undefined>): void; setAttribute(handle: number, key: string, value: unknown): boolean; io: Float64Array }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let io = self.shared.io.get() as *mut f64;
-        // SAFETY: the callbacks read their data as `Rc<Shared>`; `io` is owned by it.
+        let fast = FAST_PATH.with(Rc::clone);
+        let io = fast.io.get() as *mut f64;
+        // SAFETY: the callbacks read their data as `Rc<FastPath>`; `io` is owned by it.
         unsafe {
             raw::fast_path_object(
                 env,
-                &self.shared,
+                &fast,
                 &[
                     ("start", start),
                     ("end", end),
@@ -1245,6 +1340,12 @@ impl DistributedTracerBinding {
                 ("io", io, IO_LEN),
             )
         }
+    }
+
+    /// Internal: this tracer's slot, for the fast path's `IO_TRACER` cell.
+    #[napi(js_name = "_fastSlot")]
+    pub fn fast_slot(&self) -> u32 {
+        self.slot
     }
 
     /// Internal: the id of span name `name` for the fast path (interned once; the same name
@@ -1293,8 +1394,7 @@ impl DistributedTracerBinding {
         let start = start_time_ms.and_then(nanos_of_ms);
         let rate = rate.and_then(|r| SampleRate::new("rate", r).ok());
         let handle = self.with(|t| t.start_span_with_rate(&name, kind, parent, start, rate));
-        self.shared
-            .publish_ids(&self.shared.tracer.borrow(), handle);
+        FAST_PATH.with(|fast| fast.publish_ids(&self.shared.tracer.borrow(), handle));
         f64::from(handle.0)
     }
 
