@@ -36,6 +36,26 @@ test('ids are lowercase hex of the W3C lengths and the traceparent carries them'
   other.end()
 })
 
+test('the ids a Span shows are the ids exported, for every bit pattern of the words', async () => {
+  // the JS side keeps each 32-bit id word as a signed integer: words with the top bit set
+  // (about half of them) must print as the same hex as the exporter's
+  const tracer = memoryTracer()
+  const shown = new Map()
+  for (let i = 0; i < 400; i++) {
+    const span = tracer.startSpan(`s${i}`)
+    shown.set(`s${i}`, [span.traceId, span.spanId])
+    span.end()
+  }
+  const exported = await finished(tracer)
+  assert.equal(exported.length, 400)
+  let highWords = 0
+  for (const s of exported) {
+    assert.deepEqual(shown.get(s.name), [s.traceId, s.spanId], s.name)
+    for (const hex of s.traceId.match(/.{8}/g).concat(s.spanId.match(/.{8}/g))) if (parseInt(hex[0], 16) >= 8) highWords++
+  }
+  assert.ok(highWords > 400, `words with the top bit set: ${highWords}`)
+})
+
 test('ids read after end() are the span\'s own, and a child of an ended span joins its trace', async () => {
   for (const sampleRate of [1, 0]) {
     const tracer = memoryTracer({ sampleRate })

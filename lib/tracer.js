@@ -74,9 +74,9 @@ function isContext(value) {
   return value !== null && typeof value === 'object' && typeof value.traceId === 'string' && typeof value.spanId === 'string'
 }
 
-/** A word of `digits` hex digits (24 bits or fewer) as lowercase hex. */
-function hexWord(word, digits) {
-  return word.toString(16).padStart(digits, '0')
+/** A 32-bit id word (kept as a signed integer) as 8 lowercase hex digits. */
+function hexWord(word) {
+  return (word >>> 0).toString(16).padStart(8, '0')
 }
 
 /** One span: ids, attributes, events, status and end. Made by `tracer.startSpan`. */
@@ -84,35 +84,30 @@ class Span {
   #ctx = null
   #ended = false
   #parent
-  // The ids as the native start published them (see `io` in src/tracer/binding.rs): six
-  // words of trace id, three of span id, and the flags, every one a small integer (24 bits at
-  // most), so that keeping them allocates nothing. Kept here so that they survive `end()`,
-  // which frees the native slot, and so that reading them needs no crossing.
+  // The ids as the native start published them (see `io` in src/tracer/binding.rs): four
+  // 32-bit words of trace id and two of span id, each kept as a signed 32-bit integer (`| 0`:
+  // a small integer to V8, so keeping them allocates nothing), and the flags. Kept here so that
+  // they survive `end()`, which frees the native slot, and so that reading them needs no
+  // crossing.
   #t0
   #t1
   #t2
   #t3
-  #t4
-  #t5
   #s0
   #s1
-  #s2
   #flags
 
   constructor(core, handle, parent, io) {
     this[kCore] = core
     this[kHandle] = handle
     this.#parent = parent
-    this.#t0 = io[0]
-    this.#t1 = io[1]
-    this.#t2 = io[2]
-    this.#t3 = io[3]
-    this.#t4 = io[4]
-    this.#t5 = io[5]
-    this.#s0 = io[6]
-    this.#s1 = io[7]
-    this.#s2 = io[8]
-    this.#flags = io[9]
+    this.#t0 = io[0] | 0
+    this.#t1 = io[1] | 0
+    this.#t2 = io[2] | 0
+    this.#t3 = io[3] | 0
+    this.#s0 = io[4] | 0
+    this.#s1 = io[5] | 0
+    this.#flags = io[6]
   }
 
   /** The span's context: ids, flags and trace state (after `end()`, without trace state). */
@@ -128,12 +123,12 @@ class Span {
 
   /** 32 lowercase hex digits. */
   get traceId() {
-    return hexWord(this.#t0, 6) + hexWord(this.#t1, 6) + hexWord(this.#t2, 6) + hexWord(this.#t3, 6) + hexWord(this.#t4, 6) + hexWord(this.#t5, 2)
+    return hexWord(this.#t0) + hexWord(this.#t1) + hexWord(this.#t2) + hexWord(this.#t3)
   }
 
   /** 16 lowercase hex digits. */
   get spanId() {
-    return hexWord(this.#s0, 6) + hexWord(this.#s1, 6) + hexWord(this.#s2, 4)
+    return hexWord(this.#s0) + hexWord(this.#s1)
   }
 
   /** The parent's span id, or undefined for a root span. */

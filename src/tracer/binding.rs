@@ -592,10 +592,15 @@ impl FastPath {
     fn publish_ids(&self, tracer: &Tracer, handle: SpanHandle) {
         let mut words = [0.0; IO_ID_WORDS];
         if let Some((trace_id, span_id, flags)) = tracer.ids(handle) {
-            let n = words_of_24(u128::from_be_bytes(trace_id.to_bytes()), 128, &mut words);
-            let span = u64::from_be_bytes(span_id.to_bytes());
-            let n = n + words_of_24(u128::from(span), 64, &mut words[n..]);
-            words[n] = f64::from(flags.bits());
+            let trace = trace_id.to_bytes();
+            let span = span_id.to_bytes();
+            for (word, bytes) in words
+                .iter_mut()
+                .zip(trace.chunks_exact(4).chain(span.chunks_exact(4)))
+            {
+                *word = f64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+            }
+            words[IO_ID_WORDS - 1] = f64::from(flags.bits());
         }
         // SAFETY: only this thread touches `io`; JS reads it between calls.
         let io = unsafe { &mut *self.io.get() };
@@ -604,13 +609,14 @@ impl FastPath {
     }
 }
 
-/// `io` cells written by a start: the trace id as six big-endian words (five of 24 bits, then
-/// its last 8 bits), the span id as three (two of 24 bits, then its last 16), then the flags.
-/// Words of 24 bits fit V8's small integers, so a JS Span keeps them without allocating a heap
-/// number per word; each is exactly 6 hex digits.
+/// `io` cells written by a start: the trace id as four big-endian 32-bit words, the span id as
+/// two, then the flags. JS keeps each word as a signed 32-bit integer (`| 0`), which V8 holds as
+/// a small integer on 64-bit builds, so a Span keeps them without allocating; seven words
+/// rather than the ten of 24 bits an earlier layout used (each word read and stored is time on
+/// every span, sampled or not).
 const IO_IDS: usize = 0;
 /// `io` cells written by a start: the number of id words.
-const IO_ID_WORDS: usize = 10;
+const IO_ID_WORDS: usize = 7;
 /// `io` cell written by a start: the new span's handle (0 when none started).
 const IO_HANDLE: usize = 10;
 /// `io` cell read by start: the interned name id, or -1 when the name is the call's argument.
@@ -668,21 +674,6 @@ const ATTR_BOOLEAN: f64 = 1.0;
 
 /// How many attribute keys a tracer interns for the fast path; keys past it cross as text.
 const MAX_INTERNED_KEYS: usize = 1024;
-
-/// The 24-bit words of a big-endian id of `bits` bits held in the low bits of `value`, the
-/// last word shorter when `bits` is not a multiple of 24, written into `out` from its start;
-/// returns the words written.
-fn words_of_24(value: u128, bits: u32, out: &mut [f64]) -> usize {
-    let mut n = 0;
-    let mut left = bits;
-    while left > 0 {
-        let width = left.min(24);
-        left -= width;
-        out[n] = ((value >> left) & ((1u128 << width) - 1)) as u32 as f64;
-        n += 1;
-    }
-    n
-}
 
 /// A span handle argument: a number that is a `u32`; anything else reads as no span (0).
 fn handle_of(env: sys::napi_env, value: sys::napi_value) -> SpanHandle {
