@@ -80,6 +80,31 @@ test('values come back as the type they went in, from memory and from disk', asy
   await reopened.close()
 })
 
+test('a toJSON or an option getter that uses the same cache does not change what a set stores', () => {
+  // the value's kind, its TTL and its stale window cross in one shared array, which the cache's
+  // own calls from user code (a toJSON, a getter on the options) also write
+  const clock = new TestClock(START)
+  const cache = new PersistentCache({ maxEntries: 100, clock })
+  cache.set('text', 'a string')
+  cache.set('bytes', Buffer.from('xy'))
+  cache.set('object', { toJSON: () => (cache.get('text'), { n: 1 }) })
+  assert.deepEqual(cache.get('object'), { n: 1 })
+  cache.set('array', [{ toJSON: () => (cache.get('bytes'), 'x') }])
+  assert.deepEqual(cache.get('array'), ['x'])
+  const options = {
+    get ttlMs() {
+      cache.get('bytes') // writes the kind of a Buffer
+      cache.set('other', 'o', { ttlMs: 50_000 }) // writes a TTL of its own
+      return 1000
+    },
+  }
+  cache.set('timed', { n: 2 }, options)
+  assert.deepEqual(cache.get('timed'), { n: 2 })
+  clock.advance(1000)
+  assert.equal(cache.get('timed'), undefined, 'the TTL is the one given for this set')
+  assert.equal(cache.get('other'), 'o')
+})
+
 test('undefined, functions, symbols, BigInt, circular objects and other views are a TypeError', () => {
   const cache = new PersistentCache({ maxEntries: 10 })
   const circular = { a: 1 }

@@ -309,14 +309,17 @@ class PersistentCache extends binding.PersistentCache {
     const payload = this.#encode(value)
     const io = this.#io
     const kind = io[KIND]
-    io[KEEP_STALE] = 0
     if (options === undefined) {
+      io[KEEP_STALE] = 0
       io[TTL] = -1
       this.#set(key, payload)
     } else {
       readOptions(options, SET_OPTIONS)
       const ttlMs = readMs(options, 'ttlMs', 1)
       const tags = readTags(options)
+      // the options' getters may have used this cache: its cells are written after them
+      io[KIND] = kind
+      io[KEEP_STALE] = 0
       io[TTL] = ttlMs === undefined ? -1 : ttlMs
       this.#set(key, payload, tags)
     }
@@ -529,7 +532,11 @@ class PersistentCache extends binding.PersistentCache {
     return this.#closed
   }
 
-  /** Sets io[KIND] and returns what crosses: a string (string or JSON text) or the bytes. */
+  /**
+   * Sets io[KIND] and returns what crosses: a string (string or JSON text) or the bytes. The
+   * kind is written after `JSON.stringify`: a `toJSON` may use this cache, and its calls write
+   * the same cell.
+   */
   #encode(value) {
     const io = this.#io
     switch (typeof value) {
@@ -555,8 +562,11 @@ class PersistentCache extends binding.PersistentCache {
         if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) {
           throw unstorable(`value must be ${VALUE_TYPES}, received an ArrayBuffer (wrap it in a Uint8Array)`)
         }
-        io[KIND] = JSON_KIND
-        return encodeJson(value)
+        {
+          const text = encodeJson(value)
+          io[KIND] = JSON_KIND
+          return text
+        }
       case 'number':
         if (!Number.isFinite(value)) {
           throw invalidArgument(RangeError, `value must be a finite number (JSON has no ${value}), received ${value}`)
