@@ -459,6 +459,22 @@ describe('events', () => {
     assert.equal(duration, 42)
   })
 
+  test('an event carries its own call\'s duration when a state listener fires another call first', async () => {
+    // the probe's success closes the breaker; the 'close' listener fires (and fails) a call of
+    // its own before the probe's 'success' is emitted
+    const { clock, breaker } = make()
+    await trip(breaker)
+    clock.advance(1000)
+    const durations = []
+    breaker.on('success', (value, ms) => durations.push([value, ms]))
+    breaker.on('failure', (error, ms) => durations.push([error.message, ms]))
+    breaker.once('close', () => {
+      breaker.fire(() => { throw new Error('inner') }).catch(() => {})
+    })
+    assert.equal(await breaker.fire(async () => { clock.advance(42); return 'probe' }), 'probe')
+    assert.deepEqual(durations, [['inner', 0], ['probe', 42]])
+  })
+
   test('a listener that throws does not break the breaker', async () => {
     process.on('warning', () => {})
     const { clock, breaker } = make()

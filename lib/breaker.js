@@ -301,8 +301,11 @@ class CircuitBreaker extends EventEmitter {
   }
 
   #settleSuccess(ticket, start, value) {
-    if (this.#record(ticket, start, SUCCESS)) this.#noticeTransitions()
-    if (this.listenerCount('success') !== 0) this.#emit('success', value, this.#figures[DURATION_MS])
+    // the duration is read before the state listeners run: one of them may record a call
+    const changed = this.#record(ticket, start, SUCCESS)
+    const durationMs = this.#figures[DURATION_MS]
+    if (changed) this.#noticeTransitions()
+    if (this.listenerCount('success') !== 0) this.#emit('success', value, durationMs)
   }
 
   #runWithTimeout(fn, ticket, start) {
@@ -334,9 +337,11 @@ class CircuitBreaker extends EventEmitter {
   #timedValue(call, value) {
     if (call.settled) return
     this.#settledCall(call)
-    if (this.#record(call.ticket, call.start, SUCCESS)) this.#noticeTransitions()
+    const changed = this.#record(call.ticket, call.start, SUCCESS)
+    const durationMs = this.#figures[DURATION_MS]
+    if (changed) this.#noticeTransitions()
     call.resolve(value)
-    if (this.listenerCount('success') !== 0) this.#emit('success', value, this.#figures[DURATION_MS])
+    if (this.listenerCount('success') !== 0) this.#emit('success', value, durationMs)
   }
 
   #timedError(call, error) {
@@ -349,8 +354,9 @@ class CircuitBreaker extends EventEmitter {
   #timedOut(call) {
     if (call.settled) return
     this.#settledCall(call)
-    if (this.#record(call.ticket, call.start, TIMEOUT)) this.#noticeTransitions()
+    const changed = this.#record(call.ticket, call.start, TIMEOUT)
     const durationMs = this.#figures[DURATION_MS]
+    if (changed) this.#noticeTransitions()
     const error = new BreakerTimeoutError(`breaker ${this.#name}: the call took longer than ${this.#timeoutMs} ms`, { timeoutMs: this.#timeoutMs, breaker: this.#name })
     if (call.controller !== null) call.controller.abort(error)
     call.reject(error)
@@ -432,8 +438,10 @@ class CircuitBreaker extends EventEmitter {
         this.#callbackFailed('isFailure', callbackError)
       }
     }
-    if (this.#record(ticket, start, failed ? FAILURE : SUCCESS)) this.#noticeTransitions()
-    this.#emit(failed ? 'failure' : 'success', error, this.#figures[DURATION_MS])
+    const changed = this.#record(ticket, start, failed ? FAILURE : SUCCESS)
+    const durationMs = this.#figures[DURATION_MS]
+    if (changed) this.#noticeTransitions()
+    this.#emit(failed ? 'failure' : 'success', error, durationMs)
   }
 
   #refuse() {
