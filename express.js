@@ -484,15 +484,14 @@ function settle(open, finished) {
   }
 }
 
-/** Node published a finished response: its open request (on its socket) ends, finished. */
-function onResponseFinish(message) {
-  const socket = message.socket
-  const waiting = socket !== null && typeof socket === 'object' ? socket[kOpenRequests] : undefined
-  if (waiting === undefined || waiting.length === 0) return
-  const res = message.response
+/**
+ * Takes the open requests for which `matches(open, arg)` holds out of `waiting` and ends them,
+ * finished.
+ */
+function settleFinished(waiting, matches, arg) {
   for (let i = 0; i < waiting.length;) {
     const open = waiting[i]
-    if (open.res !== res) {
+    if (!matches(open, arg)) {
       i++
       continue
     }
@@ -500,6 +499,17 @@ function onResponseFinish(message) {
     else waiting.splice(i, 1)
     settle(open, true)
   }
+}
+
+const isOpenFor = (open, res) => open.res === res
+const hasFinished = (open) => open.res.writableFinished === true
+
+/** Node published a finished response: its open request (on its socket) ends, finished. */
+function onResponseFinish(message) {
+  const socket = message.socket
+  const waiting = socket !== null && typeof socket === 'object' ? socket[kOpenRequests] : undefined
+  if (waiting === undefined || waiting.length === 0) return
+  settleFinished(waiting, isOpenFor, message.response)
 }
 
 /** A watched connection closed: its requests that did not finish were aborted. */
@@ -532,10 +542,7 @@ function whenResponseDone(res, socket, end) {
   } else if (waiting.length !== 0) {
     // an earlier request of this connection is still listed: pipelined and not answered yet,
     // or answered before a tracing middleware saw it (its finish was published already)
-    for (let i = 0; i < waiting.length;) {
-      if (waiting[i].res.writableFinished === true) settle(waiting.splice(i, 1)[0], true)
-      else i++
-    }
+    settleFinished(waiting, hasFinished)
   }
   waiting.push(new OpenRequest(res, end))
   return false

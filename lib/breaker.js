@@ -301,11 +301,19 @@ class CircuitBreaker extends EventEmitter {
   }
 
   #settleSuccess(ticket, start, value) {
-    // the duration is read before the state listeners run: one of them may record a call
-    const changed = this.#record(ticket, start, SUCCESS)
+    const durationMs = this.#recordSettled(ticket, start, SUCCESS)
+    if (this.listenerCount('success') !== 0) this.#emit('success', value, durationMs)
+  }
+
+  /**
+   * Records a settled call, then runs the state listeners of any transition it caused; returns
+   * its duration, read before they run (a listener may record a call of its own).
+   */
+  #recordSettled(ticket, start, outcome) {
+    const changed = this.#record(ticket, start, outcome)
     const durationMs = this.#figures[DURATION_MS]
     if (changed) this.#noticeTransitions()
-    if (this.listenerCount('success') !== 0) this.#emit('success', value, durationMs)
+    return durationMs
   }
 
   #runWithTimeout(fn, ticket, start) {
@@ -337,9 +345,7 @@ class CircuitBreaker extends EventEmitter {
   #timedValue(call, value) {
     if (call.settled) return
     this.#settledCall(call)
-    const changed = this.#record(call.ticket, call.start, SUCCESS)
-    const durationMs = this.#figures[DURATION_MS]
-    if (changed) this.#noticeTransitions()
+    const durationMs = this.#recordSettled(call.ticket, call.start, SUCCESS)
     call.resolve(value)
     if (this.listenerCount('success') !== 0) this.#emit('success', value, durationMs)
   }
@@ -354,9 +360,7 @@ class CircuitBreaker extends EventEmitter {
   #timedOut(call) {
     if (call.settled) return
     this.#settledCall(call)
-    const changed = this.#record(call.ticket, call.start, TIMEOUT)
-    const durationMs = this.#figures[DURATION_MS]
-    if (changed) this.#noticeTransitions()
+    const durationMs = this.#recordSettled(call.ticket, call.start, TIMEOUT)
     const error = new BreakerTimeoutError(`breaker ${this.#name}: the call took longer than ${this.#timeoutMs} ms`, { timeoutMs: this.#timeoutMs, breaker: this.#name })
     if (call.controller !== null) call.controller.abort(error)
     call.reject(error)
@@ -438,9 +442,7 @@ class CircuitBreaker extends EventEmitter {
         this.#callbackFailed('isFailure', callbackError)
       }
     }
-    const changed = this.#record(ticket, start, failed ? FAILURE : SUCCESS)
-    const durationMs = this.#figures[DURATION_MS]
-    if (changed) this.#noticeTransitions()
+    const durationMs = this.#recordSettled(ticket, start, failed ? FAILURE : SUCCESS)
     this.#emit(failed ? 'failure' : 'success', error, durationMs)
   }
 

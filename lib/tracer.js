@@ -301,6 +301,40 @@ function jsRules(options) {
 }
 
 /**
+ * Interned ids of a tracer's span names or attribute keys: each string is asked of the addon
+ * once, then found in a Map; -1 once the addon interns no more (the text then crosses).
+ */
+class Interner {
+  constructor(intern) {
+    this.intern = intern
+    this.ids = new Map()
+    this.full = false
+    // The last string looked up: a loop or a route names its spans alike, and comparing a
+    // string with itself costs less than hashing it into the Map.
+    this.last = undefined
+    this.lastId = -1
+  }
+
+  /** The interned id of `text`, or -1 (a string that is not interned, or not a string). */
+  id(text) {
+    if (text === this.last) return this.lastId
+    let id = this.ids.get(text)
+    if (id === undefined) {
+      if (this.full || typeof text !== 'string') return -1
+      id = this.intern(text)
+      if (id < 0) {
+        this.full = true
+        return -1
+      }
+      this.ids.set(text, id)
+    }
+    this.last = text
+    this.lastId = id
+    return id
+  }
+}
+
+/**
  * One tracer's hot path in JS: interned names and keys, the attribute queue and the held-back
  * rename, around the thread's shared fast-path functions (`_fastPath`). Every tracer's core is
  * an instance of this one class, so V8 sees one set of functions at each call site.
@@ -313,16 +347,8 @@ class TracerCore {
     // slot first, and nothing waits there between calls
     this.io = fast.io
     this.slot = slot
-    this.names = new Map()
-    this.namesFull = false
-    // The last name (and below, the last key) looked up: a loop or a route names its spans
-    // alike, and comparing a string with itself costs less than hashing it into the Map.
-    this.lastName = undefined
-    this.lastNameId = -1
-    this.keys = new Map()
-    this.keysFull = false
-    this.lastKey = undefined
-    this.lastKeyId = -1
+    this.names = new Interner((name) => native._internName(name))
+    this.keys = new Interner((key) => native._internKey(key))
     // The attribute queue: up to eight attributes of one sampled span, waiting to cross
     // together, with the span's end when they can (one crossing fewer per span). Count and
     // handle here; key ids, types and numbers in `queue` (laid out as io's IO_ATTRS_* cells,
@@ -337,42 +363,6 @@ class TracerCore {
     // The rename held back for a span's end: its handle (0 for none) and interned name.
     this.renameHandle = 0
     this.renameId = -1
-  }
-
-  /** The interned id of `name`, or -1 once the tracer interns no more (then the text crosses). */
-  nameId(name) {
-    if (name === this.lastName) return this.lastNameId
-    let id = this.names.get(name)
-    if (id === undefined) {
-      if (this.namesFull) return -1
-      id = this.native._internName(name)
-      if (id < 0) {
-        this.namesFull = true
-        return -1
-      }
-      this.names.set(name, id)
-    }
-    this.lastName = name
-    this.lastNameId = id
-    return id
-  }
-
-  /** The interned id of attribute key `key`, or -1 (the text crosses). */
-  keyId(key) {
-    if (key === this.lastKey) return this.lastKeyId
-    let id = this.keys.get(key)
-    if (id === undefined) {
-      if (this.keysFull || typeof key !== 'string') return -1
-      id = this.native._internKey(key)
-      if (id < 0) {
-        this.keysFull = true
-        return -1
-      }
-      this.keys.set(key, id)
-    }
-    this.lastKey = key
-    this.lastKeyId = id
-    return id
   }
 
   /** Writes the queue into `io` and empties it (the strings stay in queuedStrings). */
@@ -446,7 +436,7 @@ class TracerCore {
    */
   queueAttribute(handle, key, value) {
     const type = typeof value
-    const id = type === 'number' || type === 'boolean' || type === 'string' ? this.keyId(key) : -1
+    const id = type === 'number' || type === 'boolean' || type === 'string' ? this.keys.id(key) : -1
     if (this.queued !== 0 && (id < 0 || handle !== this.queuedHandle || this.queued === ATTRS_PER_CALL)) this.setQueuedAttributes()
     if (id < 0) {
       this.setAttribute(handle, key, value)
@@ -475,7 +465,7 @@ class TracerCore {
       this.fast.setAttribute(handle, key, value)
       return
     }
-    const id = this.keyId(key)
+    const id = this.keys.id(key)
     if (id < 0 && typeof key !== 'string') {
       // the slow path names the bad key in its error
       this.fast.setAttribute(handle, key, value)
@@ -497,7 +487,7 @@ class TracerCore {
 
   /** Starts a local span; returns its handle, its ids left in `io`. */
   start(name, kind, parentHandle, startMs, rate) {
-    const id = this.nameId(name)
+    const id = this.names.id(name)
     const io = this.io
     io[IO_TRACER] = this.slot
     io[IO_NAME] = id
@@ -516,7 +506,7 @@ class TracerCore {
    * a rename of another span first sends the one held.
    */
   rename(handle, name) {
-    const id = this.nameId(name)
+    const id = this.names.id(name)
     if (this.renameHandle !== 0 && (this.renameHandle !== handle || id < 0)) this.sendRename()
     if (id >= 0) {
       this.renameHandle = handle

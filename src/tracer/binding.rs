@@ -704,6 +704,22 @@ fn name_of(
     })
 }
 
+/// A fast-path call's arguments, the thread's [`FastPath`] and the tracer the call is for;
+/// `None` when that tracer is gone.
+///
+/// # Safety
+/// `info` must be the callback info of a function made by `_fastPath()` (its data is the
+/// thread's `Rc<FastPath>`).
+#[inline]
+unsafe fn fast_call<'a, const N: usize>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Option<([sys::napi_value; N], &'a FastPath, &'a Shared)> {
+    let (args, _, fast) = unsafe { raw::args::<FastPath, N>(env, info) };
+    let fast: &'a FastPath = fast;
+    Some((args, fast, fast.tracer()?))
+}
+
 /// Borrows the tracer for a fast-path call; `None` (and a thrown error) on re-entry.
 fn borrow_tracer<'a>(
     env: sys::napi_env,
@@ -736,8 +752,7 @@ fn handle_in(n: f64) -> SpanHandle {
 /// time, rate); the name is the argument when the id cell is -1. Writes the ids and the handle
 /// (0 when the live-span bound is reached) into `io` and returns nothing.
 unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (args, _, fast) = unsafe { raw::args::<FastPath, 1>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((args, fast, shared)) = (unsafe { fast_call::<1>(env, info) }) else {
         return std::ptr::null_mut();
     };
     let name_id = fast.io(IO_NAME);
@@ -787,8 +802,7 @@ unsafe extern "C" fn start(env: sys::napi_env, info: sys::napi_callback_info) ->
 /// `rename(name?)`: renames the span whose handle is in `io` to the interned name in `io`, or
 /// to the argument when the id cell is -1. Returns nothing.
 unsafe extern "C" fn rename(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (args, _, fast) = unsafe { raw::args::<FastPath, 1>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((args, fast, shared)) = (unsafe { fast_call::<1>(env, info) }) else {
         return std::ptr::null_mut();
     };
     let handle = handle_in(fast.io(IO_RENAME_HANDLE));
@@ -816,8 +830,7 @@ unsafe extern "C" fn rename(env: sys::napi_env, info: sys::napi_callback_info) -
 /// first when `IO_END_NAME` holds a name). A stale or ended handle changes nothing. Returns
 /// nothing.
 unsafe extern "C" fn end(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let (_, _, fast) = unsafe { raw::args::<FastPath, 0>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((_, fast, shared)) = (unsafe { fast_call::<0>(env, info) }) else {
         return std::ptr::null_mut();
     };
     let Some(mut tracer) = borrow_tracer(env, shared) else {
@@ -845,8 +858,7 @@ unsafe extern "C" fn set_attribute(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, fast) = unsafe { raw::args::<FastPath, 3>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((args, _, shared)) = (unsafe { fast_call::<3>(env, info) }) else {
         return std::ptr::null_mut();
     };
     let handle = handle_of(env, args[0]);
@@ -926,8 +938,7 @@ unsafe extern "C" fn set_attr(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, fast) = unsafe { raw::args::<FastPath, 2>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((args, fast, shared)) = (unsafe { fast_call::<2>(env, info) }) else {
         return std::ptr::null_mut();
     };
     let handle = handle_in(fast.io(IO_ATTR_HANDLE));
@@ -961,8 +972,7 @@ unsafe extern "C" fn set_attrs(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, fast) = unsafe { raw::args::<FastPath, ATTRS_PER_CALL>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((args, fast, shared)) = (unsafe { fast_call::<ATTRS_PER_CALL>(env, info) }) else {
         return std::ptr::null_mut();
     };
     if let Some(mut tracer) = borrow_tracer(env, shared) {
@@ -979,8 +989,7 @@ unsafe extern "C" fn end_with_attrs(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
-    let (args, _, fast) = unsafe { raw::args::<FastPath, ATTRS_PER_CALL>(env, info) };
-    let Some(shared) = fast.tracer() else {
+    let Some((args, fast, shared)) = (unsafe { fast_call::<ATTRS_PER_CALL>(env, info) }) else {
         return std::ptr::null_mut();
     };
     let Some(mut tracer) = borrow_tracer(env, shared) else {
