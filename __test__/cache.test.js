@@ -105,6 +105,113 @@ test('a toJSON or an option getter that uses the same cache does not change what
   assert.equal(cache.get('other'), 'o')
 })
 
+test('caches used in turn each answer from their own entries, kinds and TTLs', async () => {
+  // interleaved calls on caches of one process (with and without hot objects) must never reach
+  // another cache's entries, figures or options
+  const clock = new TestClock(START)
+  const hot = new PersistentCache({ maxEntries: 100, hotObjects: 4, clock })
+  const plain = new PersistentCache({ maxEntries: 100, clock })
+  const third = new PersistentCache({ maxEntries: 100, clock })
+  hot.set('k', { owner: 'hot' })
+  plain.set('k', Buffer.from('plain'), { ttlMs: 1000 })
+  third.set('k', 'third', { ttlMs: 5000 })
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(hot.get('k'), { owner: 'hot' })
+    assert.deepEqual(plain.get('k'), Buffer.from('plain'))
+    assert.equal(third.get('k'), 'third')
+  }
+  assert.equal(hot.get('k'), hot.get('k'), 'a hot object is still the same instance')
+  assert.equal(plain.delete('k'), true)
+  assert.equal(plain.has('k'), false)
+  assert.equal(hot.has('k'), true)
+  assert.equal(third.has('k'), true)
+  plain.set('k', 7, { ttlMs: 1000 })
+  clock.advance(1000)
+  assert.equal(plain.get('k'), undefined, 'the TTL given to this cache')
+  assert.equal(third.get('k'), 'third', 'the TTL given to the other')
+  assert.deepEqual(await hot.getOrSet('loaded', async () => ['h']), ['h'])
+  assert.equal(await third.getOrSet('loaded', async () => 't'), 't')
+  assert.deepEqual(hot.get('loaded'), ['h'])
+  assert.equal(third.get('loaded'), 't')
+  assert.equal(plain.get('loaded'), undefined)
+  assert.equal(hot.stats().sets, 2)
+  assert.equal(plain.stats().sets, 2)
+  assert.equal(third.stats().sets, 2)
+})
+
+test('user code that uses another cache in the middle of a set does not change what the set stores', () => {
+  // a toJSON, an options getter and a tags getter run while a set's kind, TTL and tags are
+  // being gathered; what they do on another cache must not leak into this set
+  const clock = new TestClock(START)
+  const cache = new PersistentCache({ maxEntries: 100, clock })
+  const other = new PersistentCache({ maxEntries: 100, clock })
+  other.set('bytes', Buffer.from('xy'), { ttlMs: 50_000 })
+  cache.set('object', { toJSON: () => (other.get('bytes'), other.set('s', 'text'), { n: 1 }) })
+  assert.deepEqual(cache.get('object'), { n: 1 })
+  const options = {
+    get ttlMs() {
+      other.get('bytes')
+      other.set('timed', 'o', { ttlMs: 50_000 })
+      return 1000
+    },
+  }
+  cache.set('timed', { n: 2 }, options)
+  const tags = ['a']
+  Object.defineProperty(tags, 1, {
+    enumerable: true,
+    get() {
+      other.get('bytes') // writes a Buffer's kind into the shared cells
+      other.set('tagged', 'other', { ttlMs: 50_000, tags: ['b'] })
+      return 'b'
+    },
+  })
+  cache.set('tagged', { n: 3 }, { ttlMs: 2000, tags })
+  assert.deepEqual(cache.get('timed'), { n: 2 })
+  assert.deepEqual(cache.get('tagged'), { n: 3 })
+  clock.advance(1000)
+  assert.equal(cache.get('timed'), undefined, 'the TTL given to this set')
+  assert.deepEqual(cache.get('tagged'), { n: 3 })
+  clock.advance(1000)
+  assert.equal(cache.get('tagged'), undefined, 'the TTL given with the tags')
+  assert.equal(other.get('timed'), 'o')
+  assert.equal(other.get('tagged'), 'other')
+  assert.deepEqual(other.get('bytes'), Buffer.from('xy'))
+  assert.equal(other.get('s'), 'text')
+  assert.equal(cache.get('s'), undefined)
+})
+
+test('caches collected by V8 leave the others working, and the caches made after them work like the rest', () => {
+  // in a child with --expose-gc: each round uses a cache last, drops it, collects it (its native
+  // state is freed by V8's finalizer), and makes the next
+  const script = `
+    const { PersistentCache } = require(${JSON.stringify(require.resolve('..'))})
+    const settle = () => new Promise((resolve) => setImmediate(resolve))
+    ;(async () => {
+      const keep = new PersistentCache({ maxEntries: 100 })
+      keep.set('k', 'keep')
+      for (let round = 0; round < 40; round++) {
+        let gone = new PersistentCache({ maxEntries: 10 })
+        gone.set('k', 'gone')
+        gone.get('k')
+        gone = null
+        global.gc()
+        await settle()
+        const next = new PersistentCache({ maxEntries: 10 })
+        if (next.get('k') !== undefined) throw new Error('round ' + round + ': a new cache holds k')
+        next.set('k', { round })
+        if (next.get('k').round !== round) throw new Error('round ' + round + ': ' + JSON.stringify(next.get('k')))
+        if (keep.get('k') !== 'keep') throw new Error('round ' + round + ': keep holds ' + keep.get('k'))
+        await next.close()
+      }
+      process.stdout.write('ok')
+    })().catch((error) => { console.error(error); process.exit(1) })
+  `
+  const { spawnSync } = require('node:child_process')
+  const child = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(child.status, 0, child.stderr)
+  assert.equal(child.stdout, 'ok')
+})
+
 test('undefined, functions, symbols, BigInt, circular objects and other views are a TypeError', () => {
   const cache = new PersistentCache({ maxEntries: 10 })
   const circular = { a: 1 }

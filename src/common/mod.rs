@@ -7,6 +7,7 @@ pub mod clock;
 pub mod error;
 pub mod histogram;
 pub mod redis;
+pub(crate) mod slots;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{ErrorCode, InvalidInput, InvalidKind};

@@ -36,6 +36,7 @@ use crate::common::binding::{
     OptionsReader,
 };
 use crate::common::error::{integer_at_least, InvalidInput};
+use crate::common::slots::SlotRegistry;
 
 const TRACER_OPTIONS: &[&str] = &[
     "serviceName",
@@ -509,19 +510,15 @@ struct FastPath {
     /// span's ids back and its handle, so a JS Span knows its ids without another crossing,
     /// also after `end()` frees its slot.
     io: std::cell::UnsafeCell<[f64; IO_LEN]>,
-    /// The tracers of this thread by slot; a dropped tracer leaves an empty slot for the next.
-    /// Weak: the JS object owns its tracer, and a thread's end drops nothing here.
-    tracers: RefCell<Vec<std::rc::Weak<Shared>>>,
-    /// The slot and tracer the last call was for (NaN and null for none).
-    last: std::cell::Cell<(f64, *const Shared)>,
+    /// The tracers of this thread by slot.
+    tracers: SlotRegistry<Shared>,
 }
 
 thread_local! {
     /// This thread's fast path, made on first use.
     static FAST_PATH: Rc<FastPath> = Rc::new(FastPath {
         io: std::cell::UnsafeCell::new([0.0; IO_LEN]),
-        tracers: RefCell::new(Vec::new()),
-        last: std::cell::Cell::new((f64::NAN, std::ptr::null())),
+        tracers: SlotRegistry::default(),
     });
 }
 
@@ -533,58 +530,10 @@ impl FastPath {
         unsafe { (*self.io.get())[i] }
     }
 
-    /// The tracer whose slot is in `IO_TRACER`, if it is still alive. The last one found is
-    /// remembered: a call for the same tracer as the one before (nearly all of them) costs one
-    /// comparison instead of a walk from the slot to the tracer (about 5 ns a call, measured).
+    /// The tracer whose slot is in `IO_TRACER`, if it is still alive.
     #[inline]
     fn tracer(&self) -> Option<&Shared> {
-        let slot = self.io(IO_TRACER);
-        let (last_slot, last) = self.last.get();
-        if slot == last_slot {
-            // SAFETY: `last` is alive: a tracer's drop forgets it first (see `forget`).
-            return Some(unsafe { &*last });
-        }
-        self.find(slot)
-    }
-
-    #[cold]
-    fn find(&self, slot: f64) -> Option<&Shared> {
-        if !(0.0..=f64::from(u32::MAX)).contains(&slot) {
-            return None;
-        }
-        let tracers = self.tracers.borrow();
-        let tracer = tracers.get(slot as usize)?;
-        if tracer.strong_count() == 0 {
-            return None;
-        }
-        let found = tracer.as_ptr();
-        self.last.set((slot, found));
-        // SAFETY: alive (strong count above zero), and a tracer is only dropped by V8's
-        // finalizer, never during a call; its drop forgets it here first.
-        Some(unsafe { &*found })
-    }
-
-    /// Forgets the tracer in `slot` as the last one found (it is being dropped).
-    fn forget(&self, slot: u32) {
-        if self.last.get().0 == f64::from(slot) {
-            self.last.set((f64::NAN, std::ptr::null()));
-        }
-    }
-
-    /// Gives `shared` a slot (an empty one if there is one) and returns it.
-    fn register(&self, shared: &Rc<Shared>) -> u32 {
-        let mut tracers = self.tracers.borrow_mut();
-        let slot = match tracers.iter().position(|t| t.strong_count() == 0) {
-            Some(slot) => {
-                tracers[slot] = Rc::downgrade(shared);
-                slot
-            }
-            None => {
-                tracers.push(Rc::downgrade(shared));
-                tracers.len() - 1
-            }
-        };
-        slot as u32
+        self.tracers.get(self.io(IO_TRACER))
     }
 
     /// Writes the ids of `handle` (zeros for a span that was not started) and the handle into
@@ -1271,7 +1220,7 @@ impl Drop for DistributedTracerBinding {
     fn drop(&mut self) {
         // before `shared` goes: the fast path must not hand it out again. A thread that is
         // ending may have dropped its fast path already, which then remembers nothing.
-        let _ = FAST_PATH.try_with(|fast| fast.forget(self.slot));
+        let _ = FAST_PATH.try_with(|fast| fast.tracers.forget(self.slot));
     }
 }
 
@@ -1327,7 +1276,7 @@ impl DistributedTracerBinding {
             keys: RefCell::new(Vec::new()),
             key_ids: RefCell::new(HashMap::new()),
         });
-        let slot = FAST_PATH.with(|fast| fast.register(&shared));
+        let slot = FAST_PATH.with(|fast| fast.tracers.register(&shared));
         Ok(DistributedTracerBinding {
             shared,
             slot,
