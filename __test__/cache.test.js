@@ -105,6 +105,36 @@ test('a toJSON or an option getter that uses the same cache does not change what
   assert.equal(cache.get('other'), 'o')
 })
 
+test('strings with lone surrogates are keys of their own and values that come back unchanged, in both tiers', async (t) => {
+  // JS strings may hold a surrogate that is not half of a pair; UTF-8 cannot, and reading them
+  // as UTF-8 made 'a\uD800', 'a\uDBFF' and 'a\uFFFD' one key, and changed such a string value
+  const dir = tempDir(t)
+  const keys = ['a\uD800', 'a\uDBFF', 'a\uFFFD', 'a\uDC00\uD800', 'a\uD83D\uDE00', 'a\uD83D']
+  const values = ['x\uD800y', '\uDFFF', 'plain', '\uFFFD', '😀\uD83D', { s: 'j\uD800' }]
+  const cache = new PersistentCache({ maxEntries: 100, dir })
+  keys.forEach((key, i) => cache.set(key, values[i], { tags: [`t\uD800${i % 2}`] }))
+  const check = (c, where) => {
+    keys.forEach((key, i) => assert.deepEqual(c.get(key), values[i], `${where}: key ${JSON.stringify(key)}`))
+  }
+  check(cache, 'memory')
+  assert.equal(cache.size, keys.length)
+  await cache.close()
+  const reopened = new PersistentCache({ maxEntries: 100, dir })
+  check(reopened, 'disk, after a restart')
+  // tags and prefixes with lone surrogates select exactly their own entries
+  assert.equal(reopened.invalidateTag('t\uD8000'), 3)
+  assert.equal(reopened.invalidateTag('t\uFFFD1'), 0)
+  assert.equal(reopened.invalidatePrefix('a\uD83D'), 1, 'a lone high surrogate is not the start of a pair')
+  assert.deepEqual(keys.map((key) => reopened.has(key)), [false, true, false, true, false, false])
+  assert.equal(reopened.invalidatePrefix('a\uDBFF'), 1)
+  assert.equal(reopened.get('a\uDC00\uD800'), '\uFFFD')
+  // the key limit counts these as UTF-8 counts U+FFFD: three bytes each
+  reopened.set('\uD800'.repeat(21845), 'longest')
+  assert.equal(reopened.get('\uD800'.repeat(21845)), 'longest')
+  assert.throws(() => reopened.set('\uD800'.repeat(21846), 'v'), isInvalidArgument(RangeError, /65538 bytes/))
+  await reopened.close()
+})
+
 test('caches used in turn each answer from their own entries, kinds and TTLs', async () => {
   // interleaved calls on caches of one process (with and without hot objects) must never reach
   // another cache's entries, figures or options

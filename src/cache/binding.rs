@@ -32,6 +32,7 @@ use crate::common::binding::{
     describe_value, raw, read_clock, read_string, throw_invalid, value_type, Mailbox, OptionsReader,
 };
 use crate::common::error::{integer_at_least, InvalidInput};
+use crate::common::wtf8;
 
 const CACHE_OPTIONS: &[&str] = &[
     "maxEntries",
@@ -192,8 +193,24 @@ unsafe fn read_key(
         Some(Ok(())) if buf.is_empty() => Err(InvalidInput::argument_range(format!(
             "{name} must be a non-empty string, received an empty string"
         ))),
-        Some(Ok(())) => Ok(()),
+        Some(Ok(())) => {
+            // a key with a lone surrogate gets bytes of its own (WTF-8, as long as its UTF-8)
+            if wtf8::may_hide_lone_surrogates(buf) {
+                unsafe { wtf8::reread_as_wtf8(env, value, buf) };
+            }
+            Ok(())
+        }
     }
+}
+
+/// A selector argument (a tag or a key prefix) as the bytes keys and tags are stored as
+/// (WTF-8, see `common::wtf8`); `None` when it is not a string.
+fn read_wtf8(env: sys::napi_env, value: sys::napi_value) -> Option<Vec<u8>> {
+    let mut bytes = read_string(env, value)?.into_bytes();
+    if wtf8::may_hide_lone_surrogates(&bytes) {
+        unsafe { wtf8::reread_as_wtf8(env, value, &mut bytes) };
+    }
+    Some(bytes)
 }
 
 /// The bytes of a Uint8Array (or Buffer) argument; `None` for anything else.
@@ -253,6 +270,7 @@ unsafe fn to_js(env: sys::napi_env, kind: ValueKind, bytes: &[u8]) -> sys::napi_
                 &mut result,
             );
         },
+        ValueKind::IllFormedString => result = unsafe { wtf8::create_string(env, bytes) },
         ValueKind::Bytes => unsafe {
             let mut data = ptr::null_mut();
             sys::napi_create_buffer_copy(
@@ -383,14 +401,12 @@ fn read_tags(
         .map(|i| {
             let mut item = ptr::null_mut();
             unsafe { sys::napi_get_element(env, value, i, &mut item) };
-            read_string(env, item)
-                .map(String::into_bytes)
-                .ok_or_else(|| {
-                    InvalidInput::argument_type(format!(
-                        "options.tags[{i}] must be a string, received {}",
-                        describe_value(env, item)
-                    ))
-                })
+            read_wtf8(env, item).ok_or_else(|| {
+                InvalidInput::argument_type(format!(
+                    "options.tags[{i}] must be a string, received {}",
+                    describe_value(env, item)
+                ))
+            })
         })
         .collect()
 }
@@ -430,9 +446,23 @@ unsafe extern "C" fn set(env: sys::napi_env, info: sys::napi_callback_info) -> s
                 keep_stale_ms,
             };
             match kind {
-                ValueKind::String | ValueKind::Json => {
+                ValueKind::String | ValueKind::Json | ValueKind::IllFormedString => {
                     let mut buf = shared.value.borrow_mut();
                     let read = read_utf8_into(env, args[1], &mut buf, usize::MAX);
+                    // JSON text is always well-formed (JSON.stringify escapes lone surrogates); a
+                    // string with one is kept as WTF-8 under a kind of its own
+                    let mut kind = if kind == ValueKind::Json {
+                        kind
+                    } else {
+                        ValueKind::String
+                    };
+                    if read.is_some()
+                        && kind == ValueKind::String
+                        && wtf8::may_hide_lone_surrogates(&buf)
+                        && wtf8::reread_as_wtf8(env, args[1], &mut buf) == Some(false)
+                    {
+                        kind = ValueKind::IllFormedString;
+                    }
                     let outcome = match read {
                         Some(_) => cache.set(key, kind, &buf, &options).map_err(Failure::from),
                         None => Err(InvalidInput::argument_type(format!(
@@ -729,8 +759,8 @@ impl PersistentCacheBinding {
     }
 
     fn read_selector(&self, env: &Env, value: &Unknown, name: &str) -> Result<Vec<u8>> {
-        match read_string(env.raw(), value.raw()) {
-            Some(s) => Ok(s.into_bytes()),
+        match read_wtf8(env.raw(), value.raw()) {
+            Some(bytes) => Ok(bytes),
             None => Err(throw_invalid(
                 env.raw(),
                 InvalidInput::argument_type(format!(

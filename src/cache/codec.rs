@@ -20,6 +20,9 @@ pub enum ValueKind {
     Json = 2,
     /// A plain Uint8Array (not a Buffer), stored as is; `get` rebuilds a Uint8Array.
     Uint8Array = 3,
+    /// A JS string with a lone surrogate, which UTF-8 cannot hold, stored as WTF-8 (see
+    /// `common::wtf8`). The binding picks this kind itself when it reads such a string.
+    IllFormedString = 4,
 }
 
 impl ValueKind {
@@ -30,6 +33,7 @@ impl ValueKind {
             1 => Some(ValueKind::Bytes),
             2 => Some(ValueKind::Json),
             3 => Some(ValueKind::Uint8Array),
+            4 => Some(ValueKind::IllFormedString),
             _ => None,
         }
     }
@@ -370,6 +374,7 @@ mod tests {
             .starts_with("compression"));
         assert_eq!(ValueKind::from_byte(2), Some(ValueKind::Json));
         assert_eq!(ValueKind::from_byte(3), Some(ValueKind::Uint8Array));
-        assert_eq!(ValueKind::from_byte(4), None);
+        assert_eq!(ValueKind::from_byte(4), Some(ValueKind::IllFormedString));
+        assert_eq!(ValueKind::from_byte(5), None);
     }
 }

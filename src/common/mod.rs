@@ -8,6 +8,7 @@ pub mod error;
 pub mod histogram;
 pub mod redis;
 pub(crate) mod slots;
+pub(crate) mod wtf8;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{ErrorCode, InvalidInput, InvalidKind};
