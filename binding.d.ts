@@ -288,6 +288,12 @@ export declare class RateLimiter {
 }
 export type RateLimiterBinding = RateLimiter
 
+/**
+ * Internal (the cache's Redis tier): the string whose WTF-8 is `bytes` (keys, tags and values
+ * with a lone surrogate come back from Redis so).
+ */
+export declare function _decodeWtf8(bytes: Uint8Array): string
+
 /** Raw versus stored payload bytes. */
 export interface CacheCompressionStats {
   /** Payload bytes given to `set`. */
@@ -381,8 +387,11 @@ export interface CacheTierEvent {
   kind: string
   /** `delete`, `tag`, `prefix` or `clear` (`invalidated`). */
   op?: string
-  /** The key, tag or prefix (`invalidated`); the reason (`flush`). */
-  arg?: string
+  /**
+   * The key, tag or prefix as WTF-8 (`invalidated`; `_decodeWtf8` makes it a string); the
+   * reason (`flush`).
+   */
+  arg?: Buffer
 }
 
 /**

@@ -849,3 +849,4 @@ module.exports.QueryOptimizer = nativeBinding.QueryOptimizer
 module.exports.QueryOptimizerBinding = nativeBinding.QueryOptimizerBinding
 module.exports.RateLimiter = nativeBinding.RateLimiter
 module.exports.RateLimiterBinding = nativeBinding.RateLimiterBinding
+module.exports._decodeWtf8 = nativeBinding._decodeWtf8

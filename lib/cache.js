@@ -40,6 +40,7 @@ const STRING = 0
 const BYTES = 1
 const JSON_KIND = 2
 const UINT8 = 3
+const ILL_FORMED_STRING = 4 // a string with a lone surrogate, as WTF-8 (set natively; seen from the Redis tier)
 
 const SET_OPTIONS = ['ttlMs', 'tags']
 const GET_OR_SET_OPTIONS = ['ttlMs', 'staleWhileRevalidateMs', 'tags']
@@ -203,7 +204,7 @@ class PersistentCache extends binding.PersistentCache {
     }
     for (const event of events) {
       try {
-        if (event.kind === 'invalidated') this.#applyRemote(event.op, event.arg)
+        if (event.kind === 'invalidated') this.#applyRemote(event.op, binding._decodeWtf8(event.arg))
         else this.#applyRemote('clear', '')
       } catch (error) {
         process.emitWarning(error)
@@ -220,16 +221,20 @@ class PersistentCache extends binding.PersistentCache {
       waiter.resolve(MISS)
       return
     }
-    // kind byte, tags (16-bit length, NUL-separated), payload (src/cache/redis_tier.rs)
+    // kind byte, tags (16-bit length, NUL-separated), payload (src/cache/redis_tier.rs); tags,
+    // and a string with a lone surrogate, are WTF-8
     const kind = bytes[0]
     const tagsLength = bytes.length >= 3 ? bytes.readUInt16LE(1) : 0
-    const tags = tagsLength > 0 ? bytes.toString('utf8', 3, 3 + tagsLength).split('\0') : undefined
+    const tags = tagsLength > 0 ? binding._decodeWtf8(bytes.subarray(3, 3 + tagsLength)).split('\0') : undefined
     const payload = bytes.subarray(3 + tagsLength)
     let value
     let local
     switch (kind) {
       case STRING:
         value = local = payload.toString('utf8')
+        break
+      case ILL_FORMED_STRING:
+        value = local = binding._decodeWtf8(payload)
         break
       case JSON_KIND:
         local = payload.toString('utf8')

@@ -886,6 +886,24 @@ const REDIS_TIER_OPTIONS: &[&str] = &[
     "retryMs",
 ];
 
+/// A string argument of the Redis tier as WTF-8 (what the local tiers store keys and tags as).
+fn tier_string(env: &Env, value: &Unknown, name: &str) -> Result<Vec<u8>> {
+    read_wtf8(env.raw(), value.raw()).ok_or_else(|| {
+        throw_invalid(
+            env.raw(),
+            InvalidInput::argument_type(format!("{name} must be a string")),
+        )
+    })
+}
+
+/// Internal (the cache's Redis tier): the string whose WTF-8 is `bytes` (keys, tags and values
+/// with a lone surrogate come back from Redis so).
+#[napi(js_name = "_decodeWtf8", ts_return_type = "string")]
+pub fn decode_wtf8<'env>(env: &'env Env, bytes: Uint8Array) -> Unknown<'env> {
+    // SAFETY: a string made in this call's environment
+    unsafe { Unknown::from_raw_unchecked(env.raw(), wtf8::create_string(env.raw(), &bytes)) }
+}
+
 /// An invalidation from another instance (`invalidated`, with `op` and `arg`) or a flush of the
 /// local tiers (`flush`, with the reason in `arg`).
 #[napi(object)]
@@ -894,8 +912,9 @@ pub struct CacheTierEvent {
     pub kind: String,
     /// `delete`, `tag`, `prefix` or `clear` (`invalidated`).
     pub op: Option<String>,
-    /// The key, tag or prefix (`invalidated`); the reason (`flush`).
-    pub arg: Option<String>,
+    /// The key, tag or prefix as WTF-8 (`invalidated`; `_decodeWtf8` makes it a string); the
+    /// reason (`flush`).
+    pub arg: Option<Buffer>,
 }
 
 /// What `_take` hands over: lookups packed in `got` (id, ttlMs or -1, start and end in `data`
@@ -1043,12 +1062,13 @@ impl CacheRedisTierBinding {
     }
 
     /// Queues a lookup of `key`; its id.
-    #[napi]
-    pub fn get(&self, key: String) -> f64 {
+    #[napi(ts_args_type = "key: string")]
+    pub fn get(&self, env: Env, key: Unknown) -> Result<f64> {
+        let key = tier_string(&env, &key, "key")?;
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         self.pending.borrow_mut().push(Command::Get { id, key });
-        id as f64
+        Ok(id as f64)
     }
 
     /// Queues a write-through: `kind` (the value's kind) and its payload.
@@ -1057,37 +1077,66 @@ impl CacheRedisTierBinding {
     )]
     pub fn set(
         &self,
-        key: String,
+        env: Env,
+        key: Unknown,
         kind: u32,
-        payload: Either<String, Uint8Array>,
+        payload: Unknown,
         ttl_ms: Option<f64>,
-        tags: Option<Vec<String>>,
-    ) {
-        let bytes: &[u8] = match &payload {
-            Either::A(text) => text.as_bytes(),
-            Either::B(data) => data,
+        tags: Option<Unknown>,
+    ) -> Result<()> {
+        let key = tier_string(&env, &key, "key")?;
+        let mut kind = kind as u8;
+        let bytes = if value_type(env.raw(), payload.raw()) == ValueType::String {
+            let mut text = read_string(env.raw(), payload.raw())
+                .unwrap_or_default()
+                .into_bytes();
+            // a string with a lone surrogate goes as WTF-8, under the kind the local tiers use
+            if kind == ValueKind::String as u8
+                && wtf8::may_hide_lone_surrogates(&text)
+                && unsafe { wtf8::reread_as_wtf8(env.raw(), payload.raw(), &mut text) }
+                    == Some(false)
+            {
+                kind = ValueKind::IllFormedString as u8;
+            }
+            text
+        } else {
+            unsafe { typed_bytes(env.raw(), payload.raw()) }
+                .ok_or_else(|| {
+                    throw_invalid(
+                        env.raw(),
+                        InvalidInput::argument_type("payload must be a string or a Uint8Array"),
+                    )
+                })?
+                .to_vec()
         };
-        let tags = tags.unwrap_or_default();
-        let joined = tags.join("\0");
+        let tags = match tags {
+            Some(tags) if value_type(env.raw(), tags.raw()) != ValueType::Undefined => {
+                read_tags(env.raw(), tags.raw()).map_err(|e| throw_invalid(env.raw(), e))?
+            }
+            _ => Vec::new(),
+        };
+        let joined = tags.join(&b'\0');
         let tags_len = joined.len().min(u16::MAX as usize);
         let mut value = Vec::with_capacity(bytes.len() + 3 + tags_len);
-        value.push(kind as u8);
+        value.push(kind);
         value.extend_from_slice(&(tags_len as u16).to_le_bytes());
-        value.extend_from_slice(&joined.as_bytes()[..tags_len]);
-        value.extend_from_slice(bytes);
+        value.extend_from_slice(&joined[..tags_len]);
+        value.extend_from_slice(&bytes);
         self.pending.borrow_mut().push(Command::Set {
             key,
             value,
             ttl_ms: ttl_ms.filter(|t| *t > 0.0).map(|t| t.ceil() as u64),
             tags,
         });
+        Ok(())
     }
 
     /// Queues an invalidation (`delete`, `tag`, `prefix`, `clear`) for Redis and the others.
-    #[napi]
-    pub fn invalidate(&self, op: String, arg: String) -> Result<()> {
+    #[napi(ts_args_type = "op: string, arg: string")]
+    pub fn invalidate(&self, env: Env, op: String, arg: Unknown) -> Result<()> {
         let op = InvalidateOp::parse(&op)
             .ok_or_else(|| Error::from_reason(format!("unknown invalidation {op}")))?;
+        let arg = tier_string(&env, &arg, "arg")?;
         self.pending
             .borrow_mut()
             .push(Command::Invalidate { op, arg });
@@ -1159,12 +1208,12 @@ impl CacheRedisTierBinding {
                 Event::Invalidated { op, arg } => others.push(CacheTierEvent {
                     kind: "invalidated".into(),
                     op: Some(op.name().into()),
-                    arg: Some(arg),
+                    arg: Some(Buffer::from(arg)),
                 }),
                 Event::Flush { reason } => others.push(CacheTierEvent {
                     kind: "flush".into(),
                     op: None,
-                    arg: Some(reason.into()),
+                    arg: Some(Buffer::from(reason.as_bytes())),
                 }),
             }
         }

@@ -17,6 +17,9 @@
 //!   whose subscription was lost and made again (Redis restarted, connection cut). Both are
 //!   reported as flush events and counted.
 //!
+//! Keys, tags and invalidation arguments are bytes: the WTF-8 of the JS strings (see
+//! `common::wtf8`), so that a key with a lone surrogate is a key of its own here too.
+//!
 //! Nothing here touches the local tiers: events go to the binding, which applies them on the JS
 //! thread.
 
@@ -96,25 +99,25 @@ pub enum Command {
         /// Matches the answer to the call.
         id: u64,
         /// The cache key.
-        key: String,
+        key: Vec<u8>,
     },
     /// Write an entry through to Redis.
     Set {
         /// The cache key.
-        key: String,
+        key: Vec<u8>,
         /// Kind byte and payload.
         value: Vec<u8>,
         /// Time to live; none: no expiry.
         ttl_ms: Option<u64>,
         /// Tags of the entry.
-        tags: Vec<String>,
+        tags: Vec<Vec<u8>>,
     },
     /// Remove from Redis, then tell the other instances.
     Invalidate {
         /// What to remove.
         op: InvalidateOp,
         /// The key, tag or prefix (empty for `Clear`).
-        arg: String,
+        arg: Vec<u8>,
     },
 }
 
@@ -134,7 +137,7 @@ pub enum Event {
         /// What.
         op: InvalidateOp,
         /// The key, tag or prefix.
-        arg: String,
+        arg: Vec<u8>,
     },
     /// The local tiers must be dropped: a gap in a publisher's numbers, or a subscription made
     /// again after it was lost.
@@ -257,15 +260,26 @@ impl Drop for RedisTier {
 }
 
 /// Escapes the glob characters of a `SCAN MATCH` pattern.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
+fn glob_escape(text: &[u8]) -> Vec<u8> {
+    // byte by byte: no byte of a multi-byte (WTF-8) character is ASCII
+    let mut out = Vec::with_capacity(text.len());
+    for &b in text {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
         }
-        out.push(c);
+        out.push(b);
     }
     out
+}
+
+/// `<prefix><kind>:<name>`: the Redis key of a value (`kind` "v") or of a tag's set ("t").
+fn redis_key(prefix: &str, kind: &str, name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + kind.len() + 1 + name.len());
+    key.extend_from_slice(prefix.as_bytes());
+    key.extend_from_slice(kind.as_bytes());
+    key.push(b':');
+    key.extend_from_slice(name);
+    key
 }
 
 /// Removes every key of a tag's set, the set itself, and publishes; atomically.
@@ -291,8 +305,8 @@ struct CommandWorker {
 }
 
 impl CommandWorker {
-    fn value_key(&self, key: &str) -> String {
-        format!("{}v:{}", self.settings.prefix, key)
+    fn value_key(&self, key: &[u8]) -> Vec<u8> {
+        redis_key(&self.settings.prefix, "v", key)
     }
 
     fn run(mut self, receiver: Receiver<Vec<Command>>, notify: Notify) {
@@ -314,10 +328,12 @@ impl CommandWorker {
         }
     }
 
-    fn message(&mut self, op: InvalidateOp, arg: &str) -> String {
+    fn message(&mut self, op: InvalidateOp, arg: &[u8]) -> Vec<u8> {
         // numbered even when sending fails: receivers then see the gap and flush
         self.seq += 1;
-        format!("{} {} {} {}", self.publisher, self.seq, op.code(), arg)
+        let mut message = format!("{} {} {} ", self.publisher, self.seq, op.code()).into_bytes();
+        message.extend_from_slice(arg);
+        message
     }
 
     fn run_batch(&mut self, commands: Vec<Command>, notify: &Notify) {
@@ -345,7 +361,7 @@ impl CommandWorker {
                     pipe.ignore();
                     for tag in tags {
                         pipe.cmd("SADD")
-                            .arg(format!("{}t:{}", self.settings.prefix, tag))
+                            .arg(redis_key(&self.settings.prefix, "t", &tag))
                             .arg(&key)
                             .ignore();
                     }
@@ -365,7 +381,7 @@ impl CommandWorker {
                             pipe.cmd("EVAL")
                                 .arg(TAG_SCRIPT)
                                 .arg(1)
-                                .arg(format!("{}t:{}", self.settings.prefix, arg))
+                                .arg(redis_key(&self.settings.prefix, "t", &arg))
                                 .arg(format!("{}v:", self.settings.prefix))
                                 .arg(&self.settings.channel)
                                 .arg(message)
@@ -375,12 +391,11 @@ impl CommandWorker {
                             // the keys are found with SCAN between pipelines: send what is
                             // queued, remove, then publish with the next pipeline
                             self.send(&mut pipe, &mut gets, notify);
-                            let pattern = match op {
-                                InvalidateOp::Prefix => {
-                                    format!("{}*", glob_escape(&self.value_key(&arg)))
-                                }
-                                _ => format!("{}*", glob_escape(&self.settings.prefix)),
+                            let mut pattern = match op {
+                                InvalidateOp::Prefix => glob_escape(&self.value_key(&arg)),
+                                _ => glob_escape(self.settings.prefix.as_bytes()),
                             };
+                            pattern.push(b'*');
                             if let Err(e) = self.remove_matching(&pattern) {
                                 self.link.fail(e);
                                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -398,11 +413,11 @@ impl CommandWorker {
         self.send(&mut pipe, &mut gets, notify);
     }
 
-    fn remove_matching(&mut self, pattern: &str) -> Result<(), StoreError> {
+    fn remove_matching(&mut self, pattern: &[u8]) -> Result<(), StoreError> {
         let connection = self.link.connection()?;
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
@@ -501,12 +516,12 @@ pub struct Sequences {
 
 impl Sequences {
     /// The event a message stands for (`None` for our own messages and unreadable ones).
-    pub fn on_message(&mut self, me: &str, payload: &str) -> Option<Event> {
-        let mut parts = payload.splitn(4, ' ');
-        let publisher = parts.next()?;
-        let seq: u64 = parts.next()?.parse().ok()?;
-        let op = InvalidateOp::parse(parts.next()?)?;
-        let arg = parts.next().unwrap_or("").to_string();
+    pub fn on_message(&mut self, me: &str, payload: &[u8]) -> Option<Event> {
+        let mut parts = payload.splitn(4, |&b| b == b' ');
+        let publisher = std::str::from_utf8(parts.next()?).ok()?;
+        let seq: u64 = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let op = InvalidateOp::parse(std::str::from_utf8(parts.next()?).ok()?)?;
+        let arg = parts.next().unwrap_or_default().to_vec();
         if publisher == me {
             return None;
         }
@@ -567,7 +582,7 @@ impl Subscriber {
             while !self.stop.load(Ordering::Relaxed) {
                 match pubsub.get_message() {
                     Ok(message) => {
-                        let payload: String = match message.get_payload() {
+                        let payload: Vec<u8> = match message.get_payload() {
                             Ok(payload) => payload,
                             Err(_) => continue,
                         };
@@ -600,40 +615,54 @@ mod tests {
     #[test]
     fn messages_in_order_are_applied_and_a_gap_asks_for_a_flush() {
         let mut seq = Sequences::default();
-        assert_eq!(seq.on_message("me", "me 1 d k"), None);
+        assert_eq!(seq.on_message("me", b"me 1 d k"), None);
         assert_eq!(
-            seq.on_message("me", "other 7 d some key"),
+            seq.on_message("me", b"other 7 d some key"),
             Some(Event::Invalidated {
                 op: InvalidateOp::Delete,
-                arg: "some key".into()
+                arg: b"some key".to_vec()
             })
         );
         assert_eq!(
-            seq.on_message("me", "other 8 t news"),
+            seq.on_message("me", b"other 8 t news"),
             Some(Event::Invalidated {
                 op: InvalidateOp::Tag,
-                arg: "news".into()
+                arg: b"news".to_vec()
             })
         );
         // the same message twice is applied once
-        assert_eq!(seq.on_message("me", "other 8 t news"), None);
+        assert_eq!(seq.on_message("me", b"other 8 t news"), None);
         assert_eq!(
-            seq.on_message("me", "other 10 p a:"),
+            seq.on_message("me", b"other 10 p a:"),
             Some(Event::Flush { reason: "gap" })
         );
         // another publisher has its own numbers
         assert_eq!(
-            seq.on_message("me", "third 1 c "),
+            seq.on_message("me", b"third 1 c "),
             Some(Event::Invalidated {
                 op: InvalidateOp::Clear,
-                arg: String::new()
+                arg: Vec::new()
             })
         );
-        assert_eq!(seq.on_message("me", "garbage"), None);
+        assert_eq!(seq.on_message("me", b"garbage"), None);
     }
 
     #[test]
     fn scan_patterns_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(glob_escape(b"a*b?[c]\\"), b"a\\*b\\?\\[c\\]\\\\");
+        // a lone surrogate's WTF-8 passes as it is
+        assert_eq!(glob_escape(b"k\xED\xA0\x80*"), b"k\xED\xA0\x80\\*");
+    }
+
+    #[test]
+    fn messages_carry_arguments_that_are_not_utf8() {
+        let mut seq = Sequences::default();
+        assert_eq!(
+            seq.on_message("me", b"other 1 d a\xED\xA0\x80 b"),
+            Some(Event::Invalidated {
+                op: InvalidateOp::Delete,
+                arg: b"a\xED\xA0\x80 b".to_vec()
+            })
+        );
     }
 }
