@@ -181,6 +181,26 @@ describe('PersistentCache with a Redis tier', async () => {
     assert.equal(b.stats().redis.flushes, 0)
   })
 
+  test('a tag with a NUL character is refused with a Redis tier, before anything is stored', { skip: service.skip }, async () => {
+    // the tier stores an entry's tags NUL-separated: another instance would read 'a\0b' as the
+    // tags 'a' and 'b', and an invalidation of 'a\0b' would miss its copy
+    const a = open(prefix())
+    assert.throws(() => a.set('k', 'v', { tags: ['ok', 'a\0b'] }), (error) => {
+      assert.ok(error instanceof RangeError)
+      assert.equal(error.code, 'ERR_BULWARK_INVALID_ARGUMENT')
+      assert.match(error.message, /options\.tags\[1\] must not contain a NUL character/)
+      return true
+    })
+    assert.equal(a.get('k'), undefined)
+    await assert.rejects(a.getOrSet('k', async () => 'v', { tags: ['a\0b'] }), RangeError)
+    assert.equal(a.stats().sets, 0)
+    // without a Redis tier such a tag is one tag like any other
+    const local = new PersistentCache({ maxEntries: 10 })
+    local.set('k', 'v', { tags: ['a\0b'] })
+    assert.equal(local.invalidateTag('a'), 0)
+    assert.equal(local.invalidateTag('a\0b'), 1)
+  })
+
   test('a gap in a publisher\'s messages drops the local tiers, counted', { skip: service.skip }, async () => {
     const keyPrefix = prefix()
     const cache = open(keyPrefix)

@@ -85,10 +85,24 @@ function readMs(options, name, min) {
   return value
 }
 
-function readTags(options) {
+/**
+ * Checks `options.tags`: undefined or an array (its items are checked natively). With a Redis
+ * tier (`shared`), a tag may not hold a NUL character: the tier stores an entry's tags
+ * NUL-separated, so another instance would read such a tag as two, and an invalidation of it
+ * would not reach that instance's copy.
+ */
+function readTags(options, shared) {
   const tags = options.tags
   if (tags !== undefined && !Array.isArray(tags)) {
     throw invalidArgument(TypeError, `options.tags must be an array of strings, received ${describe(tags)}`)
+  }
+  if (shared && tags !== undefined) {
+    for (let i = 0; i < tags.length; i++) {
+      const tag = tags[i]
+      if (typeof tag === 'string' && tag.includes('\0')) {
+        throw invalidArgument(RangeError, `options.tags[${i}] must not contain a NUL character in a cache with a redis tier (it separates the tags stored in Redis), received string ${JSON.stringify(tag)}`)
+      }
+    }
   }
   return tags
 }
@@ -321,7 +335,7 @@ class PersistentCache extends binding.PersistentCache {
     } else {
       readOptions(options, SET_OPTIONS)
       const ttlMs = readMs(options, 'ttlMs', 1)
-      const tags = readTags(options)
+      const tags = readTags(options, this.#tier !== null)
       // the options' getters may have used this cache: its cells are written after them
       io[KIND] = kind
       io[KEEP_STALE] = 0
@@ -438,7 +452,7 @@ class PersistentCache extends binding.PersistentCache {
         readOptions(options, GET_OR_SET_OPTIONS)
         ttlMs = readMs(options, 'ttlMs', 1)
         swrMs = readMs(options, 'staleWhileRevalidateMs', 0) || 0
-        tags = readTags(options)
+        tags = readTags(options, this.#tier !== null)
       }
       found = this.#lookupStale(key)
     } catch (error) {
