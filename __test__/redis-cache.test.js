@@ -181,7 +181,7 @@ describe('PersistentCache with a Redis tier', async () => {
     assert.equal(b.stats().redis.flushes, 0)
   })
 
-  test('a tag with a NUL character is refused with a Redis tier, before anything is stored', { skip: service.skip }, async () => {
+  test('with a Redis tier, a tag with a NUL character or more than 64 KiB of tags is refused, before anything is stored', { skip: service.skip }, async () => {
     // the tier stores an entry's tags NUL-separated: another instance would read 'a\0b' as the
     // tags 'a' and 'b', and an invalidation of 'a\0b' would miss its copy
     const a = open(prefix())
@@ -194,6 +194,12 @@ describe('PersistentCache with a Redis tier', async () => {
     assert.equal(a.get('k'), undefined)
     await assert.rejects(a.getOrSet('k', async () => 'v', { tags: ['a\0b'] }), RangeError)
     assert.equal(a.stats().sets, 0)
+    // the tier stores at most 65,535 bytes of tag text with an entry: more is refused, not cut
+    const many = Array.from({ length: 5 }, (_, i) => `${i}`.repeat(13_107))
+    assert.throws(() => a.set('k', 'v', { tags: many }), /options\.tags must hold at most 65535 bytes of UTF-8 together .* received 65539 bytes/)
+    many[4] = many[4].slice(4)
+    a.set('k', 'v', { tags: many })
+    assert.equal(a.get('k'), 'v')
     // without a Redis tier such a tag is one tag like any other
     const local = new PersistentCache({ maxEntries: 10 })
     local.set('k', 'v', { tags: ['a\0b'] })

@@ -85,11 +85,15 @@ function readMs(options, name, min) {
   return value
 }
 
+/** The most bytes of tag text (NUL-separated) the Redis tier stores with an entry. */
+const MAX_SHARED_TAG_BYTES = 65535
+
 /**
  * Checks `options.tags`: undefined or an array (its items are checked natively). With a Redis
  * tier (`shared`), a tag may not hold a NUL character: the tier stores an entry's tags
- * NUL-separated, so another instance would read such a tag as two, and an invalidation of it
- * would not reach that instance's copy.
+ * NUL-separated (after a 16-bit length), so another instance would read such a tag as two, and
+ * an invalidation of it would not reach that instance's copy; for the same reason the tags of
+ * one entry may not exceed MAX_SHARED_TAG_BYTES together.
  */
 function readTags(options, shared) {
   const tags = options.tags
@@ -97,11 +101,17 @@ function readTags(options, shared) {
     throw invalidArgument(TypeError, `options.tags must be an array of strings, received ${describe(tags)}`)
   }
   if (shared && tags !== undefined) {
+    let bytes = 0
     for (let i = 0; i < tags.length; i++) {
       const tag = tags[i]
-      if (typeof tag === 'string' && tag.includes('\0')) {
+      if (typeof tag !== 'string') continue
+      if (tag.includes('\0')) {
         throw invalidArgument(RangeError, `options.tags[${i}] must not contain a NUL character in a cache with a redis tier (it separates the tags stored in Redis), received string ${JSON.stringify(tag)}`)
       }
+      bytes += (i > 0 ? 1 : 0) + Buffer.byteLength(tag)
+    }
+    if (bytes > MAX_SHARED_TAG_BYTES) {
+      throw invalidArgument(RangeError, `options.tags must hold at most ${MAX_SHARED_TAG_BYTES} bytes of UTF-8 together (with a separator between two) in a cache with a redis tier, received ${bytes} bytes`)
     }
   }
   return tags
