@@ -475,7 +475,9 @@ test('tags and prefixes invalidate across both tiers and survive a restart', asy
   assert.throws(() => reopened.invalidateTag(''), isInvalidArgument(RangeError, /tag/))
   assert.throws(() => reopened.invalidatePrefix(3), isInvalidArgument(TypeError, /prefix/))
   assert.throws(() => reopened.set('k', 'v', { tags: 'users' }), isInvalidArgument(TypeError, /tags/))
-  assert.throws(() => reopened.set('k', 'v', { tags: [1] }), isInvalidArgument(TypeError, /tags\[0\]/))
+  assert.throws(() => reopened.set('k', 'v', { tags: [1] }), isInvalidArgument(TypeError, /options\.tags\[0\] must be a string/))
+  assert.throws(() => reopened.set('k', 'v', { tags: ['ok', ''] }), isInvalidArgument(RangeError, /options\.tags\[1\] must be a non-empty string/))
+  assert.equal(reopened.has('k'), false)
   await reopened.close()
 })
 

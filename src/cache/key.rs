@@ -34,7 +34,7 @@ pub fn validate_key(key: &[u8]) -> Result<(), InvalidInput> {
 pub fn validate_tags<T: AsRef<[u8]>>(tags: &[T]) -> Result<(), InvalidInput> {
     if tags.len() > u16::MAX as usize {
         return Err(InvalidInput::argument_range(format!(
-            "tags must hold at most {} tags, received {}",
+            "options.tags must hold at most {} tags, received {}",
             u16::MAX,
             tags.len()
         )));
@@ -43,7 +43,7 @@ pub fn validate_tags<T: AsRef<[u8]>>(tags: &[T]) -> Result<(), InvalidInput> {
         let len = tag.as_ref().len();
         if len == 0 || len > MAX_TAG_BYTES {
             return Err(InvalidInput::argument_range(format!(
-                "tags[{i}] must be a non-empty string of at most {MAX_TAG_BYTES} bytes, received {len} bytes"
+                "options.tags[{i}] must be a non-empty string of at most {MAX_TAG_BYTES} bytes, received {len} bytes"
             )));
         }
     }

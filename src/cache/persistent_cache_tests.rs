@@ -236,7 +236,7 @@ fn bad_keys_tags_and_ttls_are_refused_naming_them() {
     let err = cache
         .set(b"k", ValueKind::String, b"v", &bad_tags)
         .unwrap_err();
-    assert!(err.to_string().starts_with("tags[0]"));
+    assert!(err.to_string().starts_with("options.tags[0]"));
     let zero_ttl = SetOptions {
         ttl_ms: Some(0),
         ..SetOptions::default()
