@@ -195,22 +195,31 @@ unsafe fn read_key(
         ))),
         Some(Ok(())) => {
             // a key with a lone surrogate gets bytes of its own (WTF-8, as long as its UTF-8)
-            if wtf8::may_hide_lone_surrogates(buf) {
-                unsafe { wtf8::reread_as_wtf8(env, value, buf) };
-            }
+            unsafe { wtf8::keep_lone_surrogates(env, value, buf) };
             Ok(())
         }
     }
 }
 
-/// A selector argument (a tag or a key prefix) as the bytes keys and tags are stored as
-/// (WTF-8, see `common::wtf8`); `None` when it is not a string.
+/// A string argument (a tag, a key prefix, a key for the Redis tier) as the bytes keys and tags
+/// are stored as (WTF-8, see `common::wtf8`); `None` when it is not a string.
 fn read_wtf8(env: sys::napi_env, value: sys::napi_value) -> Option<Vec<u8>> {
     let mut bytes = read_string(env, value)?.into_bytes();
-    if wtf8::may_hide_lone_surrogates(&bytes) {
-        unsafe { wtf8::reread_as_wtf8(env, value, &mut bytes) };
-    }
+    unsafe { wtf8::keep_lone_surrogates(env, value, &mut bytes) };
     Some(bytes)
+}
+
+/// [`read_wtf8`] of argument `name`, or a thrown `TypeError` naming it.
+fn read_wtf8_arg(env: &Env, value: &Unknown, name: &str) -> Result<Vec<u8>> {
+    read_wtf8(env.raw(), value.raw()).ok_or_else(|| {
+        throw_invalid(
+            env.raw(),
+            InvalidInput::argument_type(format!(
+                "{name} must be a string, received {}",
+                describe_value(env.raw(), value.raw())
+            )),
+        )
+    })
 }
 
 /// The bytes of a Uint8Array (or Buffer) argument; `None` for anything else.
@@ -451,15 +460,14 @@ unsafe extern "C" fn set(env: sys::napi_env, info: sys::napi_callback_info) -> s
                     let read = read_utf8_into(env, args[1], &mut buf, usize::MAX);
                     // JSON text is always well-formed (JSON.stringify escapes lone surrogates); a
                     // string with one is kept as WTF-8 under a kind of its own
-                    let mut kind = if kind == ValueKind::Json {
-                        kind
-                    } else {
+                    let mut kind = if kind == ValueKind::IllFormedString {
                         ValueKind::String
+                    } else {
+                        kind
                     };
                     if read.is_some()
                         && kind == ValueKind::String
-                        && wtf8::may_hide_lone_surrogates(&buf)
-                        && wtf8::reread_as_wtf8(env, args[1], &mut buf) == Some(false)
+                        && wtf8::keep_lone_surrogates(env, args[1], &mut buf)
                     {
                         kind = ValueKind::IllFormedString;
                     }
@@ -757,19 +765,6 @@ impl PersistentCacheBinding {
         })?;
         f(&mut cache).map_err(|e| throw_cache(env.raw(), e.into()))
     }
-
-    fn read_selector(&self, env: &Env, value: &Unknown, name: &str) -> Result<Vec<u8>> {
-        match read_wtf8(env.raw(), value.raw()) {
-            Some(bytes) => Ok(bytes),
-            None => Err(throw_invalid(
-                env.raw(),
-                InvalidInput::argument_type(format!(
-                    "{name} must be a string, received {}",
-                    describe_value(env.raw(), value.raw())
-                )),
-            )),
-        }
-    }
 }
 
 #[napi]
@@ -828,14 +823,14 @@ impl PersistentCacheBinding {
     /// Removes every entry tagged `tag` from both tiers; returns how many.
     #[napi(ts_args_type = "tag: string")]
     pub fn invalidate_tag(&self, env: Env, tag: Unknown) -> Result<f64> {
-        let tag = self.read_selector(&env, &tag, "tag")?;
+        let tag = read_wtf8_arg(&env, &tag, "tag")?;
         self.with(&env, |c| c.invalidate_tag(&tag).map(|n| n as f64))
     }
 
     /// Removes every entry whose key starts with `prefix` from both tiers; returns how many.
     #[napi(ts_args_type = "prefix: string")]
     pub fn invalidate_prefix(&self, env: Env, prefix: Unknown) -> Result<f64> {
-        let prefix = self.read_selector(&env, &prefix, "prefix")?;
+        let prefix = read_wtf8_arg(&env, &prefix, "prefix")?;
         self.with(&env, |c| c.invalidate_prefix(&prefix).map(|n| n as f64))
     }
 
@@ -885,16 +880,6 @@ const REDIS_TIER_OPTIONS: &[&str] = &[
     "commandTimeoutMs",
     "retryMs",
 ];
-
-/// A string argument of the Redis tier as WTF-8 (what the local tiers store keys and tags as).
-fn tier_string(env: &Env, value: &Unknown, name: &str) -> Result<Vec<u8>> {
-    read_wtf8(env.raw(), value.raw()).ok_or_else(|| {
-        throw_invalid(
-            env.raw(),
-            InvalidInput::argument_type(format!("{name} must be a string")),
-        )
-    })
-}
 
 /// Internal (the cache's Redis tier): the string whose WTF-8 is `bytes` (keys, tags and values
 /// with a lone surrogate come back from Redis so).
@@ -1064,7 +1049,7 @@ impl CacheRedisTierBinding {
     /// Queues a lookup of `key`; its id.
     #[napi(ts_args_type = "key: string")]
     pub fn get(&self, env: Env, key: Unknown) -> Result<f64> {
-        let key = tier_string(&env, &key, "key")?;
+        let key = read_wtf8_arg(&env, &key, "key")?;
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         self.pending.borrow_mut().push(Command::Get { id, key });
@@ -1084,7 +1069,7 @@ impl CacheRedisTierBinding {
         ttl_ms: Option<f64>,
         tags: Option<Unknown>,
     ) -> Result<()> {
-        let key = tier_string(&env, &key, "key")?;
+        let key = read_wtf8_arg(&env, &key, "key")?;
         let mut kind = kind as u8;
         let bytes = if value_type(env.raw(), payload.raw()) == ValueType::String {
             let mut text = read_string(env.raw(), payload.raw())
@@ -1092,9 +1077,7 @@ impl CacheRedisTierBinding {
                 .into_bytes();
             // a string with a lone surrogate goes as WTF-8, under the kind the local tiers use
             if kind == ValueKind::String as u8
-                && wtf8::may_hide_lone_surrogates(&text)
-                && unsafe { wtf8::reread_as_wtf8(env.raw(), payload.raw(), &mut text) }
-                    == Some(false)
+                && unsafe { wtf8::keep_lone_surrogates(env.raw(), payload.raw(), &mut text) }
             {
                 kind = ValueKind::IllFormedString as u8;
             }
@@ -1136,7 +1119,7 @@ impl CacheRedisTierBinding {
     pub fn invalidate(&self, env: Env, op: String, arg: Unknown) -> Result<()> {
         let op = InvalidateOp::parse(&op)
             .ok_or_else(|| Error::from_reason(format!("unknown invalidation {op}")))?;
-        let arg = tier_string(&env, &arg, "arg")?;
+        let arg = read_wtf8_arg(&env, &arg, "arg")?;
         self.pending
             .borrow_mut()
             .push(Command::Invalidate { op, arg });

@@ -382,7 +382,7 @@ impl CommandWorker {
                                 .arg(TAG_SCRIPT)
                                 .arg(1)
                                 .arg(redis_key(&self.settings.prefix, "t", &arg))
-                                .arg(format!("{}v:", self.settings.prefix))
+                                .arg(redis_key(&self.settings.prefix, "v", b""))
                                 .arg(&self.settings.channel)
                                 .arg(message)
                                 .ignore();

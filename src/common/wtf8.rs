@@ -21,7 +21,7 @@ const REPLACEMENT: [u8; 3] = [0xEF, 0xBF, 0xBD];
 /// answers for nearly every string; it has no early exit, so that it compiles to a few vector
 /// compares for a key.
 #[inline]
-pub fn may_hide_lone_surrogates(utf8: &[u8]) -> bool {
+fn may_hide_lone_surrogates(utf8: &[u8]) -> bool {
     let lead = utf8
         .iter()
         .fold(false, |found, &b| found | (b == REPLACEMENT[0]));
@@ -100,13 +100,28 @@ pub fn decode_to_utf16(bytes: &[u8]) -> Vec<u16> {
     units
 }
 
+/// Makes `utf8`, N-API's UTF-8 of JS string `value`, the string's WTF-8: it stays as it is
+/// unless it holds U+FFFD (one byte scan), which may stand for a lone surrogate; then the
+/// string is read again as UTF-16. Returns whether the string was ill-formed (its bytes were
+/// replaced).
+///
+/// # Safety
+/// `env` and `value` must be live N-API handles of the current call.
+pub unsafe fn keep_lone_surrogates(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    utf8: &mut Vec<u8>,
+) -> bool {
+    may_hide_lone_surrogates(utf8) && unsafe { reread_as_wtf8(env, value, utf8) } == Some(false)
+}
+
 /// Replaces `buf`, which holds N-API's UTF-8 of JS string `value` and contains U+FFFD, with the
 /// string's WTF-8; returns whether the string was well-formed (the bytes then stay as they
 /// were). `None` when `value` cannot be read as a string.
 ///
 /// # Safety
 /// `env` and `value` must be live N-API handles of the current call.
-pub unsafe fn reread_as_wtf8(
+unsafe fn reread_as_wtf8(
     env: sys::napi_env,
     value: sys::napi_value,
     buf: &mut Vec<u8>,
