@@ -401,6 +401,13 @@ impl MemoryTier {
         self.slots[slot as usize].view()
     }
 
+    /// Starts loading what a lookup or insert of `hash` will count in the frequency sketch
+    /// (see [`FrequencySketch::prefetch`]); call it as soon as the hash is known.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.sketch.prefetch(hash);
+    }
+
     /// The estimated recent occurrences of the key with `hash` (0..=16), as the policy sees
     /// them.
     pub fn frequency(&self, hash: u64) -> u8 {

@@ -348,8 +348,10 @@ impl Cache {
         allow_stale: bool,
     ) -> Result<Option<Found<'_>>, CacheError> {
         validate_key(key)?;
-        let now = self.begin()?;
         let hash = hash_key(self.seed, key);
+        // the sketch's lines load while the clock is read and the index is probed
+        self.memory.prefetch(hash);
+        let now = self.begin()?;
         // decide first and borrow the entry again to return it: a borrow returned on one path
         // cannot be followed by the disk path's mutable use of the tiers
         let in_memory = match self.memory.lookup(key, hash, now, allow_stale) {
@@ -460,8 +462,9 @@ impl Cache {
             ))
             .into());
         }
-        let now = self.begin()?;
         let hash = hash_key(self.seed, key);
+        self.memory.prefetch(hash);
+        let now = self.begin()?;
         let expires_at = options
             .ttl_ms
             .or(self.default_ttl_ms)

@@ -101,6 +101,18 @@ impl FrequencySketch {
         self.doorkeeper[word] & bits == bits
     }
 
+    /// Starts loading the cache lines that counting `hash` will touch (its doorkeeper word and
+    /// its block), so that their misses overlap with the caller's other work instead of coming
+    /// one after the other when [`FrequencySketch::increment`] runs. In a sketch larger than the
+    /// CPU caches these are two misses on every hit; a hint only, it changes nothing.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let (word, _) = self.door_bits(hash);
+        let block = (hash as usize) & self.mask;
+        prefetch_line(&self.doorkeeper[word]);
+        prefetch_line(&self.table[block]);
+    }
+
     /// The estimated number of recent occurrences of the key with `hash`, 0..=16.
     #[inline]
     pub fn frequency(&self, hash: u64) -> u8 {
@@ -150,6 +162,21 @@ impl FrequencySketch {
         self.doorkeeper.fill(0);
         self.additions /= 2;
     }
+}
+
+/// Asks the CPU to bring the cache line holding `value` closer; a no-op where there is no
+/// stable prefetch instruction to ask with.
+#[inline(always)]
+fn prefetch_line<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults and has no visible effect; the pointer
+    // comes from a reference in any case
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[cfg(test)]
