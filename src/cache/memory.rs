@@ -377,11 +377,10 @@ impl MemoryTier {
         let Some(index) = self.find(key, hash) else {
             return Probe::Miss;
         };
-        self.sketch.increment(hash);
         let slot = &self.slots[index as usize];
-        let expires_at = slot.expires_at;
-        let mut stale = false;
-        if expires_at != 0 && now_ms >= expires_at {
+        let expired = slot.expires_at != 0 && now_ms >= slot.expires_at;
+        if expired {
+            self.sketch.increment(hash);
             if now_ms >= slot.reclaim_at() {
                 self.remove_slot(index);
                 self.counters.expirations += 1;
@@ -390,10 +389,17 @@ impl MemoryTier {
             if !allow_stale {
                 return Probe::Expired;
             }
-            stale = true;
         }
         self.on_hit(index);
-        Probe::Found { slot: index, stale }
+        if !expired {
+            // counted after the recency update, which gives the sketch's prefetched lines (see
+            // `prefetch`) that much longer to arrive
+            self.sketch.increment(hash);
+        }
+        Probe::Found {
+            slot: index,
+            stale: expired,
+        }
     }
 
     /// The entry in `slot`, as returned by the last [`MemoryTier::lookup`].

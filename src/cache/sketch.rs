@@ -172,7 +172,7 @@ fn prefetch_line<T>(value: &T) {
     // SAFETY: a prefetch is a hint that never faults and has no visible effect; the pointer
     // comes from a reference in any case
     unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
