@@ -321,8 +321,8 @@ export interface CacheDiskStats {
   /** Entries not written because alone they exceed `diskMaxBytes`. */
   oversized: number
   /**
-   * Writes not queued because the disk writer was too far behind (those entries live in
-   * memory only).
+   * Writes not queued because the disk writer was too far behind or the tier was resetting
+   * after a disk error (those entries live in memory only).
    */
   skipped: number
 }

@@ -358,7 +358,7 @@ export interface PersistentCacheStats {
   /** Entries too large for the memory tier. */
   oversized: number
   memory: { entries: number; bytes: number; hits: number; evictions: number }
-  /** `skipped`: writes not queued because the disk writer was too far behind (those entries live in memory only). */
+  /** `skipped`: writes not queued because the disk writer was too far behind or the tier was resetting after a disk error (those entries live in memory only). */
   disk: { entries: number; bytes: number; hits: number; reads: number; writes: number; errors: number; evictions: number; oversized: number; skipped: number }
   /** `ratio` is rawBytes / storedBytes (1 when nothing was stored). */
   compression: { rawBytes: number; storedBytes: number; ratio: number }

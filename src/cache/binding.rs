@@ -667,8 +667,8 @@ pub struct CacheDiskStats {
     pub evictions: f64,
     /// Entries not written because alone they exceed `diskMaxBytes`.
     pub oversized: f64,
-    /// Writes not queued because the disk writer was too far behind (those entries live in
-    /// memory only).
+    /// Writes not queued because the disk writer was too far behind or the tier was resetting
+    /// after a disk error (those entries live in memory only).
     pub skipped: f64,
 }
 

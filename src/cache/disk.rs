@@ -39,6 +39,23 @@
 //!
 //! Once open, disk failures never fail a `get` or `set`: they are counted (`errors`) and the
 //! cache goes on serving from memory. A `flush` reports whether what came before it is durable.
+//!
+//! A write batch that fails leaves the file behind the index: its records are missing, and the
+//! records its writes replaced or deleted are still there, to come back after a restart in place
+//! of newer values. redb also refuses every later operation on a database that met an I/O error
+//! until it is opened again. So a failed batch takes the tier offline and resets it, in a
+//! handshake that keeps the index and the file in step:
+//!
+//! 1. the writer marks the tier failed and from then on discards what it is sent;
+//! 2. the calling thread, at its next disk operation, empties its index and sends a reset; until
+//!    the tier is back, sets live in memory only (counted as skipped) and lookups miss on disk;
+//! 3. the writer reopens the database and drops its entries (or, when even that cannot be
+//!    written, replaces the file with an empty one), retrying with a growing pause
+//!    ([`FIRST_RETRY`] to [`LAST_RETRY`]), and puts the tier back online.
+//!
+//! A tier still failed when the cache closes is reset (or its file removed) the same way, so no
+//! restart serves a value that was overwritten or deleted before it. Only a crash while the tier
+//! is failed can leave such a value on disk, as it can leave any write not yet flushed.
 //! Two caches on one directory would corrupt each other's view, so the directory is locked: an
 //! advisory lock on `cache.lock` (held by the writer thread until it ends, so it covers
 //! other processes and this one alike) and redb's own lock on `cache.redb`; either refusal is
@@ -48,9 +65,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -91,6 +108,17 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 pub const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 /// How long `Drop` waits for the writer to drain before leaving it to finish on its own.
 const DROP_WAIT: Duration = Duration::from_secs(2);
+/// The pause before a failed tier's first reset attempt; it doubles after each failed one.
+pub const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest pause between two reset attempts of a failed tier.
+pub const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// [`Shared::health`]: the tier is in use.
+const ONLINE: u8 = 0;
+/// [`Shared::health`]: a write failed; the calling thread has not yet dropped its index.
+const FAILED: u8 = 1;
+/// [`Shared::health`]: the index is dropped and a reset sent; the writer has not yet reset.
+const RESETTING: u8 = 2;
 /// Bytes of a record before its key: kind, flags, expiry, key length, tags length.
 const RECORD_HEADER: usize = 1 + 1 + 8 + 4 + 4;
 /// Bytes of a meta record before its key: hash, expiry, last write, size, key length, tags
@@ -140,7 +168,8 @@ pub struct DiskCounters {
     pub expirations: u64,
     /// Entries not written because alone they exceed `disk_max_bytes`.
     pub oversized: u64,
-    /// Writes not queued because [`MAX_PENDING_BYTES`] were already waiting for the writer.
+    /// Writes not queued because [`MAX_PENDING_BYTES`] were already waiting for the writer, or
+    /// because the tier was failed or resetting.
     pub skipped: u64,
 }
 
@@ -187,18 +216,44 @@ enum Op {
     Flush {
         reply: SyncSender<bool>,
     },
+    /// The calling thread has emptied its index after a failure: empty the database to match
+    /// and go back online (see the module doc).
+    Reset {
+        seq: u64,
+    },
     Shutdown,
 }
 
 /// State the writer shares with the calling thread.
-#[derive(Debug, Default)]
 struct Shared {
-    /// Sequence number of the last operation applied (committed or failed).
+    /// The database; `None` while the writer reopens it after a failure. Lookups read under
+    /// the read lock; the writer takes the write lock only to swap it.
+    db: RwLock<Option<Database>>,
+    /// [`ONLINE`], [`FAILED`] or [`RESETTING`].
+    health: AtomicU8,
+    /// Sequence number of the last operation applied (committed, failed or discarded).
     applied_seq: AtomicU64,
     writes: AtomicU64,
     errors: AtomicU64,
-    /// Test hook: the writer fails every batch and reads fail.
+    /// Test hook: the writer fails every batch and reset, and reads fail.
     fail: AtomicBool,
+}
+
+impl Shared {
+    fn new(db: Database) -> Self {
+        Shared {
+            db: RwLock::new(Some(db)),
+            health: AtomicU8::new(ONLINE),
+            applied_seq: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            fail: AtomicBool::new(false),
+        }
+    }
+
+    fn is_online(&self) -> bool {
+        self.health.load(Ordering::Acquire) == ONLINE
+    }
 }
 
 /// Completes when everything enqueued before it is durable. The binding waits on it off the JS
@@ -412,7 +467,6 @@ struct Pending {
 /// The disk tier, owned by the calling thread, with its writer thread.
 pub struct DiskTier {
     dir: PathBuf,
-    db: Arc<Database>,
     seed: u64,
     index: DiskIndex,
     /// (expiry, hash) of entries with a TTL, soonest first; stale items are skipped.
@@ -433,6 +487,26 @@ pub struct DiskTier {
     writer_done: Option<Receiver<()>>,
     max_bytes: Option<u64>,
     counters: DiskCounters,
+}
+
+/// Opens (creating if needed) the database file in `dir`.
+fn open_database(dir: &Path) -> Result<Database, DatabaseError> {
+    // redb's page cache defaults to 1 GiB, which a cache in a service's process must not
+    // quietly grow into; the memory tier is the cache of hot entries.
+    Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(dir.join(DB_FILE))
+}
+
+/// The read side of the shared database slot; a panic elsewhere while it was held does not
+/// stop lookups (the slot holds either a database or nothing, never half of one).
+fn read_lock(db: &RwLock<Option<Database>>) -> RwLockReadGuard<'_, Option<Database>> {
+    db.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The write side of the shared database slot.
+fn write_lock(db: &RwLock<Option<Database>>) -> RwLockWriteGuard<'_, Option<Database>> {
+    db.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn dir_error(dir: &Path, what: &str, err: impl std::fmt::Display) -> CacheError {
@@ -602,18 +676,22 @@ impl DiskTier {
                 expiry.push(Reverse((entry.expires_at, entry.hash)));
             }
         }
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(db));
         let (sender, receiver) = mpsc::channel();
         let (done_sender, writer_done) = mpsc::channel();
-        let db = Arc::new(db);
         let writer = {
-            let db = Arc::clone(&db);
             let shared = Arc::clone(&shared);
+            let writer = Writer {
+                dir: dir.to_path_buf(),
+                seed: loaded.seed,
+                shared: Arc::clone(&shared),
+            };
             std::thread::Builder::new()
                 .name("bulwark-cache-disk".into())
                 .spawn(move || {
-                    run_writer(&db, &shared, receiver);
-                    drop(db);
+                    writer.run(receiver);
+                    // the database closes before the lock goes
+                    drop(write_lock(&shared.db).take());
                     drop(lock);
                     let _ = done_sender.send(());
                 })
@@ -621,7 +699,6 @@ impl DiskTier {
         };
         let mut tier = DiskTier {
             dir: dir.to_path_buf(),
-            db,
             seed: loaded.seed,
             index,
             expiry,
@@ -677,12 +754,7 @@ impl DiskTier {
             Err(TryLockError::WouldBlock) => return Err(locked()),
             Err(TryLockError::Error(e)) => return Err(dir_error(dir, "cannot lock it", e)),
         }
-        // redb's page cache defaults to 1 GiB, which a cache in a service's process must not
-        // quietly grow into; the memory tier is the cache of hot entries.
-        match Database::builder()
-            .set_cache_size(DB_CACHE_BYTES)
-            .create(dir.join(DB_FILE))
-        {
+        match open_database(dir) {
             Ok(db) => Ok((lock, db)),
             Err(DatabaseError::DatabaseAlreadyOpen) => Err(locked()),
             Err(e) => Err(dir_error(dir, "cannot open its database", e)),
@@ -759,7 +831,11 @@ impl DiskTier {
 
     /// Entries on disk (or queued for it).
     pub fn len(&self) -> usize {
-        self.index.len()
+        if self.shared.is_online() {
+            self.index.len()
+        } else {
+            0
+        }
     }
 
     /// Whether the tier is empty.
@@ -769,7 +845,11 @@ impl DiskTier {
 
     /// Bytes on disk (record and meta of each entry).
     pub fn bytes(&self) -> u64 {
-        self.index.bytes
+        if self.shared.is_online() {
+            self.index.bytes
+        } else {
+            0
+        }
     }
 
     /// The tier's counts.
@@ -800,6 +880,33 @@ impl DiskTier {
         self.pending_bytes += bytes;
         self.pending.insert(hash, Pending { seq, record });
         self.pending_order.push_back((seq, hash, bytes));
+    }
+
+    /// Keeps this thread in step with the writer: after a failed write, drops the index (the
+    /// file may no longer hold what it says) and asks the writer for a reset (module doc); then
+    /// forgets pending writes the writer has applied.
+    fn sync_with_writer(&mut self) {
+        if self.shared.health.load(Ordering::Acquire) == FAILED
+            && self
+                .shared
+                .health
+                .compare_exchange(FAILED, RESETTING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.drop_index();
+            let seq = self.take_seq();
+            self.send(Op::Reset { seq });
+        }
+        self.prune_pending();
+    }
+
+    /// Forgets every entry and pending write (the writer is told separately).
+    fn drop_index(&mut self) {
+        self.index.clear();
+        self.expiry.clear();
+        self.pending.clear();
+        self.pending_order.clear();
+        self.pending_bytes = 0;
     }
 
     /// Forgets pending writes the writer has applied.
@@ -833,12 +940,12 @@ impl DiskTier {
 
     /// Looks `key` up at `now_ms`; a hit refreshes its recency (in memory only).
     pub fn get(&mut self, key: &[u8], hash: u64, now_ms: u64) -> DiskLookup {
-        self.prune_pending();
+        self.sync_with_writer();
         let Some(&slot) = self.index.get(hash) else {
             return DiskLookup::Miss;
         };
         if slot.expires_at != 0 && now_ms >= slot.expires_at {
-            self.remove(hash);
+            self.drop_entry(hash);
             self.counters.expirations += 1;
             return DiskLookup::Expired;
         }
@@ -868,7 +975,11 @@ impl DiskTier {
             if self.shared.fail.load(Ordering::Relaxed) {
                 return Err(redb::Error::Corrupted("injected read failure".into()));
             }
-            let txn = self.db.begin_read()?;
+            let db = read_lock(&self.shared.db);
+            let Some(db) = db.as_ref() else {
+                return Ok(None);
+            };
+            let txn = db.begin_read()?;
             let table = txn.open_table(LOG)?;
             let Some(value) = table.get(position)? else {
                 return Ok(None);
@@ -889,9 +1000,11 @@ impl DiskTier {
     /// Whether `hash` is on disk and live at `now_ms` (by the index alone: no disk read, so
     /// a colliding key reads as present, with the odds given in the module doc).
     pub fn contains(&self, hash: u64, now_ms: u64) -> bool {
-        self.index
-            .get(hash)
-            .is_some_and(|s| s.expires_at == 0 || now_ms < s.expires_at)
+        self.shared.is_online()
+            && self
+                .index
+                .get(hash)
+                .is_some_and(|s| s.expires_at == 0 || now_ms < s.expires_at)
     }
 
     /// Marks `hash` as just used, so that a key served from memory is not the disk's LRU
@@ -903,7 +1016,13 @@ impl DiskTier {
     /// Queues an entry for writing and evicts (expired entries first, then the least recently
     /// used) to stay within `disk_max_bytes`. Returns whether it will be written.
     pub fn put(&mut self, entry: DiskWrite<'_>, now_ms: u64) -> bool {
-        self.prune_pending();
+        self.sync_with_writer();
+        if !self.shared.is_online() {
+            // failed or being reset: the index is (or is about to be) empty, so no older copy
+            // remains to be dropped; this value lives in memory only
+            self.counters.skipped += 1;
+            return false;
+        }
         let record = encode_record(
             entry.kind,
             entry.flags,
@@ -915,14 +1034,14 @@ impl DiskTier {
         let size = record.len() + META_HEADER + entry.key.len() + entry.tags.len();
         if self.max_bytes.is_some_and(|max| size as u64 > max) || size > u32::MAX as usize {
             self.counters.oversized += 1;
-            self.remove(entry.hash);
+            self.drop_entry(entry.hash);
             return false;
         }
         if self.pending_bytes + record.len() > self.pending_limit {
             // The writer is behind: this value lives in memory only. An older copy on disk must
             // not come back in its place, so it goes (a delete carries no record).
             self.counters.skipped += 1;
-            self.remove(entry.hash);
+            self.drop_entry(entry.hash);
             return false;
         }
         let meta = encode_meta(
@@ -970,13 +1089,19 @@ impl DiskTier {
         }
         while self.index.bytes > max && self.index.head != NIL {
             let victim = self.index.slots[self.index.head as usize].hash;
-            self.remove(victim);
+            self.drop_entry(victim);
             self.counters.evictions += 1;
         }
     }
 
     /// Removes `hash` from the index and its record from disk; returns whether it was there.
     pub fn remove(&mut self, hash: u64) -> bool {
+        self.sync_with_writer();
+        self.drop_entry(hash)
+    }
+
+    /// Removes `hash` from the index and sends the deletion of its record.
+    fn drop_entry(&mut self, hash: u64) -> bool {
         match self.index.remove(hash) {
             Some(position) => {
                 self.send_delete(hash, position);
@@ -988,12 +1113,13 @@ impl DiskTier {
 
     /// Removes everything; returns how many entries there were.
     pub fn clear(&mut self) -> usize {
+        self.sync_with_writer();
+        if !self.shared.is_online() {
+            // nothing on disk is indexed, and the reset empties the file
+            return 0;
+        }
         let removed = self.index.len();
-        self.index.clear();
-        self.expiry.clear();
-        self.pending.clear();
-        self.pending_order.clear();
-        self.pending_bytes = 0;
+        self.drop_index();
         let seq = self.take_seq();
         self.send(Op::Clear { seq });
         removed
@@ -1003,6 +1129,10 @@ impl DiskTier {
     /// their hashes. Blocks until the writer has applied it (an invalidation must see writes
     /// not yet durable, and tags live on disk, not in memory).
     pub fn invalidate(&mut self, selector: Selector) -> Vec<u64> {
+        self.sync_with_writer();
+        if !self.shared.is_online() {
+            return Vec::new();
+        }
         let seq = self.take_seq();
         let (reply, answer) = mpsc::sync_channel(1);
         if !self.send(Op::Invalidate {
@@ -1016,12 +1146,14 @@ impl DiskTier {
         for &hash in &removed {
             self.index.remove(hash);
         }
-        self.prune_pending();
+        // a failed batch answers with nothing: the index is then dropped here
+        self.sync_with_writer();
         removed
     }
 
     /// Removes up to `budget` entries whose time is up at `now_ms`; returns how many.
     pub fn reclaim_expired(&mut self, now_ms: u64, budget: usize) -> usize {
+        self.sync_with_writer();
         let mut reclaimed = 0;
         while reclaimed < budget {
             let Some(&Reverse((expires_at, hash))) = self.expiry.peek() else {
@@ -1036,7 +1168,7 @@ impl DiskTier {
                 .get(hash)
                 .is_some_and(|s| s.expires_at == expires_at)
             {
-                self.remove(hash);
+                self.drop_entry(hash);
                 self.counters.expirations += 1;
                 reclaimed += 1;
             }
@@ -1103,75 +1235,223 @@ impl Drop for DiskTier {
     }
 }
 
-/// The writer thread: applies queued operations in batches, one write transaction each.
-fn run_writer(db: &Database, shared: &Shared, receiver: Receiver<Op>) {
-    let mut batch = Vec::new();
-    let mut last_durable = Instant::now();
-    // a flush is durable only when no batch failed since the previous flush
-    let mut failed_since_flush = false;
-    loop {
-        let Ok(first) = receiver.recv() else {
-            return;
-        };
-        batch.push(first);
-        while batch.len() < MAX_BATCH && !matches!(batch.last(), Some(Op::Shutdown)) {
-            match receiver.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+/// The writer thread's state (module doc, Threads and Failures).
+struct Writer {
+    dir: PathBuf,
+    /// The directory's hash seed, written into a database made anew.
+    seed: u64,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Applies queued operations in batches, one write transaction each, until a shutdown or
+    /// until the calling side is gone. After a failed batch, discards what it is sent until the
+    /// calling thread's reset, then resets the database, retrying with a growing pause.
+    fn run(&self, receiver: Receiver<Op>) {
+        let shared = &self.shared;
+        let mut batch = Vec::new();
+        let mut last_durable = Instant::now();
+        // a flush is durable only when no batch failed since the previous flush
+        let mut failed_since_flush = false;
+        // a batch failed, and the database is not yet reset
+        let mut failed = false;
+        // the calling thread has dropped its index and asked for the reset
+        let mut reset_asked = false;
+        let mut pause = FIRST_RETRY;
+        let mut next_attempt = Instant::now();
+        loop {
+            let first = if failed && reset_asked {
+                let wait = next_attempt.saturating_duration_since(Instant::now());
+                match receiver.recv_timeout(wait) {
+                    Ok(op) => Some(op),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return self.settle_on_close(),
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(op) => Some(op),
+                    Err(_) if failed => return self.settle_on_close(),
+                    Err(_) => return,
+                }
+            };
+            batch.extend(first);
+            while batch.len() < MAX_BATCH && !matches!(batch.last(), Some(Op::Shutdown)) {
+                match receiver.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let shutdown = matches!(batch.last(), Some(Op::Shutdown));
+            if failed {
+                reset_asked |= batch.iter().any(|op| matches!(op, Op::Reset { .. }));
+                if reset_asked && (shutdown || Instant::now() >= next_attempt) {
+                    if self.reset() {
+                        failed = false;
+                        reset_asked = false;
+                        pause = FIRST_RETRY;
+                        last_durable = Instant::now();
+                        shared.health.store(ONLINE, Ordering::Release);
+                    } else {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        next_attempt = Instant::now() + pause;
+                        pause = (pause * 2).min(LAST_RETRY);
+                    }
+                }
+                // everything sent before the reset is discarded: the reset empties the file
+                self.finish_batch(&mut batch, Vec::new(), &mut failed_since_flush, true);
+                if shutdown {
+                    if failed {
+                        self.settle_on_close();
+                    }
+                    return;
+                }
+                continue;
+            }
+
+            // fsync only when someone waits for it (a flush, a shutdown) or once a second: a
+            // durable commit per batch held the writer to about 22 MB/s here
+            let durable = shutdown
+                || last_durable.elapsed() >= DURABLE_EVERY
+                || batch.iter().any(|op| matches!(op, Op::Flush { .. }));
+            let outcome = if shared.fail.load(Ordering::Relaxed) {
+                Err(redb::Error::Corrupted("injected write failure".into()))
+            } else {
+                let db = read_lock(&shared.db);
+                match db.as_ref() {
+                    Some(db) => apply_batch(db, &batch, durable),
+                    None => Err(redb::Error::Corrupted("the database is closed".into())),
+                }
+            };
+            let removed_sets = match outcome {
+                Ok((written, removed_sets)) => {
+                    if durable {
+                        last_durable = Instant::now();
+                    }
+                    shared.writes.fetch_add(written, Ordering::Relaxed);
+                    removed_sets
+                }
+                Err(_) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    failed_since_flush = true;
+                    failed = true;
+                    reset_asked = false;
+                    next_attempt = Instant::now();
+                    // before any reply: whoever waits on one then finds the tier failed
+                    shared.health.store(FAILED, Ordering::Release);
+                    Vec::new()
+                }
+            };
+            self.finish_batch(&mut batch, removed_sets, &mut failed_since_flush, failed);
+            if shutdown {
+                if failed {
+                    self.settle_on_close();
+                }
+                return;
             }
         }
-        let shutdown = matches!(batch.last(), Some(Op::Shutdown));
-        // fsync only when someone waits for it (a flush, a shutdown) or once a second: a
-        // durable commit per batch held the writer to about 22 MB/s here
-        let durable = shutdown
-            || last_durable.elapsed() >= DURABLE_EVERY
-            || batch.iter().any(|op| matches!(op, Op::Flush { .. }));
-        let outcome = if shared.fail.load(Ordering::Relaxed) {
-            Err(redb::Error::Corrupted("injected write failure".into()))
-        } else {
-            apply_batch(db, &batch, durable)
-        };
-        if durable && outcome.is_ok() {
-            last_durable = Instant::now();
+    }
+
+    /// Marks the batch applied (so the calling thread lets go of its pending records) and
+    /// answers its invalidations and flushes. `removed_sets` holds, for each invalidation in
+    /// order, the hashes it removed; a failed or discarded batch removed nothing, and none of
+    /// its flushes is durable.
+    fn finish_batch(
+        &self,
+        batch: &mut Vec<Op>,
+        removed_sets: Vec<Vec<u64>>,
+        failed_since_flush: &mut bool,
+        failed: bool,
+    ) {
+        if let Some(seq) = batch.iter().filter_map(Op::seq).max() {
+            self.shared.applied_seq.fetch_max(seq, Ordering::Release);
         }
-        let mut removed_sets = match outcome {
-            Ok((written, removed_sets)) => {
-                shared.writes.fetch_add(written, Ordering::Relaxed);
-                removed_sets.into_iter()
-            }
-            Err(_) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                failed_since_flush = true;
-                Vec::new().into_iter()
-            }
-        };
-        let last_seq = batch
-            .iter()
-            .filter_map(|op| match op {
-                Op::Put { seq, .. }
-                | Op::Delete { seq, .. }
-                | Op::Clear { seq }
-                | Op::Invalidate { seq, .. } => Some(*seq),
-                _ => None,
-            })
-            .max();
-        if let Some(seq) = last_seq {
-            shared.applied_seq.fetch_max(seq, Ordering::Release);
-        }
+        let mut removed_sets = removed_sets.into_iter();
         for op in batch.drain(..) {
             match op {
                 Op::Invalidate { reply, .. } => {
                     let _ = reply.send(removed_sets.next().unwrap_or_default());
                 }
                 Op::Flush { reply } => {
-                    let _ = reply.send(!failed_since_flush);
-                    failed_since_flush = false;
+                    let _ = reply.send(!failed && !*failed_since_flush);
+                    *failed_since_flush = false;
                 }
                 _ => {}
             }
         }
-        if shutdown {
-            return;
+    }
+
+    /// Empties the database: opens it again (redb refuses everything after an I/O error until
+    /// then) and drops both tables, or, when that cannot be written, replaces the file with a
+    /// new one holding only the seed. Returns whether the tier is usable again.
+    fn reset(&self) -> bool {
+        if self.shared.fail.load(Ordering::Relaxed) {
+            return false;
+        }
+        // no lookup holds it: they read under the read lock
+        drop(write_lock(&self.shared.db).take());
+        let emptied = open_database(&self.dir)
+            .map_err(redb::Error::from)
+            .and_then(|db| {
+                let txn = db.begin_write()?;
+                txn.delete_table(LOG)?;
+                txn.delete_table(LOG_META)?;
+                create_tables(&txn)?;
+                txn.commit()?;
+                Ok(db)
+            });
+        let db = match emptied {
+            Ok(db) => db,
+            Err(_) => match self.new_database() {
+                Ok(db) => db,
+                Err(_) => return false,
+            },
+        };
+        *write_lock(&self.shared.db) = Some(db);
+        true
+    }
+
+    /// Removes the database file and makes a new one with the directory's seed.
+    fn new_database(&self) -> Result<Database, redb::Error> {
+        match std::fs::remove_file(self.dir.join(DB_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(redb::Error::Io(e)),
+        }
+        let db = open_database(&self.dir)?;
+        let txn = db.begin_write()?;
+        txn.open_table(SETTINGS)?.insert("seed", self.seed)?;
+        create_tables(&txn)?;
+        txn.commit()?;
+        Ok(db)
+    }
+
+    /// At the shutdown of a tier still failed: resets it now, or else removes its file, so
+    /// that no restart serves what the failure left behind.
+    fn settle_on_close(&self) {
+        if !self.reset() {
+            drop(write_lock(&self.shared.db).take());
+            let _ = std::fs::remove_file(self.dir.join(DB_FILE));
+        }
+    }
+}
+
+/// Creates the (empty) entry tables in `txn` if they are missing: lookups expect them.
+fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(LOG)?;
+    txn.open_table(LOG_META)?;
+    Ok(())
+}
+
+impl Op {
+    /// The sequence number of an operation the calling thread tracks.
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Op::Put { seq, .. }
+            | Op::Delete { seq, .. }
+            | Op::Clear { seq }
+            | Op::Reset { seq }
+            | Op::Invalidate { seq, .. } => Some(*seq),
+            Op::Flush { .. } | Op::Shutdown => None,
         }
     }
 }
@@ -1222,7 +1502,10 @@ fn apply_batch(
                     written += 1;
                 }
                 Op::Delete { position, .. } => delete_record(&mut log, &mut meta, *position)?,
-                Op::Clear { .. } => {
+                // a reset is sent only after a failure, and the writer leaves its failed state
+                // only on it, so a working writer never sees one; it would empty the file like
+                // the index it answers
+                Op::Clear { .. } | Op::Reset { .. } => {
                     log.retain(|_, _| false)?;
                     meta.retain(|_, _| false)?;
                 }

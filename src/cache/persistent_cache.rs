@@ -205,7 +205,8 @@ pub struct DiskStats {
     pub evictions: u64,
     /// Entries not written because alone they exceed `diskMaxBytes` (memory only, if they fit).
     pub oversized: u64,
-    /// Writes not queued because the disk writer was too far behind (memory only).
+    /// Writes not queued because the disk writer was too far behind or the tier was resetting
+    /// after a disk error (memory only).
     pub skipped: u64,
 }
 
