@@ -590,22 +590,33 @@ test('after close every call throws ERR_CACHE_CLOSED; close is idempotent', asyn
   await assert.rejects(cache.getOrSet('k', () => 1), isClosed)
 })
 
-test('a disk that fails mid-run: get and set keep working, the tier comes back, and no overwritten or deleted value returns after a restart', { timeout: 60_000 }, async (t) => {
-  // A real I/O error: the child runs under a 4 MiB file size limit, so the database file cannot
-  // grow past it (EFBIG). The Rust test disk_errors_are_counted_and_never_fail_get_or_set checks
-  // the same with injected failures, and the close of a tier still failed.
-  const dir = tempDir(t)
+/**
+ * Runs helpers/cache-disk-full.js on `dir` under a 4 MiB file size limit, so that the database
+ * file cannot grow past it and a write fails with a real I/O error (EFBIG); resolves with the
+ * exit code and what the child printed.
+ */
+async function runWithFullDisk(dir) {
   const helper = path.join(__dirname, 'helpers', 'cache-disk-full.js')
   const child = spawn('/bin/sh', ['-c', 'ulimit -f 4096 && exec "$0" "$@"', process.execPath, helper, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
   let output = ''
   child.stdout.on('data', (chunk) => (output += chunk))
   const code = await new Promise((resolve, reject) => {
     child.on('error', reject)
-    child.on('exit', resolve)
+    child.on('close', resolve)
   })
+  return { code, output, seen: output ? JSON.parse(output) : {} }
+}
+
+test('a disk that fails mid-run: get and set keep working, the tier comes back, and no overwritten or deleted value returns after a restart', { timeout: 60_000 }, async (t) => {
+  // The Rust tests disk_errors_are_counted_and_never_fail_get_or_set,
+  // a_cache_closed_while_its_disk_fails_leaves_nothing_stale_behind and
+  // a_crash_after_a_disk_failure_brings_back_nothing_overwritten_or_deleted check the same with
+  // injected failures, and a close and a crash while the tier is failed.
+  const dir = tempDir(t)
+  const { code, output, seen } = await runWithFullDisk(dir)
   assert.equal(code, 0, output)
-  const seen = JSON.parse(output)
   assert.ok(seen.errors > 0, `the disk failed: ${output}`)
+  assert.ok(seen.rounds > 1, `some rounds were written before it failed: ${output}`)
   assert.equal(seen.flushRejected, true, 'a flush over the failed writes rejects')
   assert.equal(seen.throwsDuringFailure, 0, seen.error)
   assert.equal(seen.servedDuringFailure, true, 'memory served the latest values')
@@ -616,7 +627,7 @@ test('a disk that fails mid-run: get and set keep working, the tier comes back, 
   const { bigValue } = require('./helpers/cache-disk-full.js')
   const cache = new PersistentCache({ maxEntries: 10, dir })
   t.after(() => cache.close())
-  assert.notEqual(cache.get('report'), 'old', 'an overwritten value came back')
+  assert.ok([undefined, 'new'].includes(cache.get('report')), `an overwritten value came back: ${cache.get('report')}`)
   assert.equal(cache.get('gone'), undefined, 'a deleted value came back')
   assert.equal(cache.get('after'), 'a', 'written after the tier came back, and flushed')
   for (let i = 0; i < seen.bigWritten; i++) {

@@ -1,9 +1,10 @@
 'use strict'
 // Child process of the disk-failure test in cache.test.js, started under a file size limit
 // (`ulimit -f`), so that the disk tier's file cannot grow past it and its writes fail with a real
-// I/O error (EFBIG; Node ignores SIGXFSZ). Fills the disk tier until writes fail, overwrites and
-// deletes entries that were flushed before, checks that the cache keeps serving, waits for the
-// disk tier to come back, and prints what it saw as one JSON line.
+// I/O error (EFBIG; Node ignores SIGXFSZ). Fills the disk tier until writes fail (overwriting
+// `report` with each batch), overwrites and deletes entries that were flushed before, checks
+// that the cache keeps serving, waits for the disk tier to come back, closes the cache, and
+// prints what it saw as one JSON line.
 const { PersistentCache } = require('../..')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -26,14 +27,19 @@ async function main() {
   cache.set('gone', 'g')
   await cache.flush()
 
-  // fill the disk until it refuses a write
+  // fill the disk until it refuses a write; each batch also overwrites `report`, so the batch
+  // that fails holds an overwrite of a value that an earlier flush made durable
   let written = 0
+  let round = 0
   while (cache.stats().disk.errors === 0 && written < 4000) {
+    round++
+    cache.set('report', `round ${round}`)
     for (let n = 0; n < 20; n++, written++) cache.set(`big${written}`, bigValue(written))
     await cache.flush().catch(() => {
       seen.flushRejected = true
     })
   }
+  seen.rounds = round
   seen.bigWritten = written
   seen.errors = cache.stats().disk.errors
 

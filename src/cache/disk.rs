@@ -46,16 +46,19 @@
 //! until it is opened again. So a failed batch takes the tier offline and resets it, in a
 //! handshake that keeps the index and the file in step:
 //!
-//! 1. the writer marks the tier failed and from then on discards what it is sent;
+//! 1. the writer marks the tier failed, removes the database file (the open database keeps
+//!    reading it) and from then on discards what it is sent;
 //! 2. the calling thread, at its next disk operation, empties its index and sends a reset; until
 //!    the tier is back, sets live in memory only (counted as skipped) and lookups miss on disk;
-//! 3. the writer reopens the database and drops its entries (or, when even that cannot be
-//!    written, replaces the file with an empty one), retrying with a growing pause
-//!    ([`FIRST_RETRY`] to [`LAST_RETRY`]), and puts the tier back online.
+//! 3. the writer closes the database and makes a new, empty one with the directory's seed
+//!    (when the file could not be removed, it empties the tables instead, or failing that
+//!    replaces the file), retrying with a growing pause ([`FIRST_RETRY`] to [`LAST_RETRY`]),
+//!    and puts the tier back online.
 //!
-//! A tier still failed when the cache closes is reset (or its file removed) the same way, so no
-//! restart serves a value that was overwritten or deleted before it. Only a crash while the tier
-//! is failed can leave such a value on disk, as it can leave any write not yet flushed.
+//! So no restart, not even one after a crash, serves a value that was overwritten or deleted
+//! before a failure; a tier still failed when the cache closes is reset (or its file removed)
+//! the same way. The one exception is a file that cannot be removed (a read-only file system)
+//! and a crash before the reset.
 //! Two caches on one directory would corrupt each other's view, so the directory is locked: an
 //! advisory lock on `cache.lock` (held by the writer thread until it ends, so it covers
 //! other processes and this one alike) and redb's own lock on `cache.redb`; either refusal is
@@ -1338,6 +1341,7 @@ impl Writer {
                     next_attempt = Instant::now();
                     // before any reply: whoever waits on one then finds the tier failed
                     shared.health.store(FAILED, Ordering::Release);
+                    self.unlink_file();
                     Vec::new()
                 }
             };
@@ -1380,9 +1384,19 @@ impl Writer {
         }
     }
 
+    /// Removes the database file as soon as a write fails: whatever it holds may contradict
+    /// what the cache was told since, and the reset would empty it anyway. So not even a crash
+    /// before the reset can bring back a value overwritten or deleted before the failure. The
+    /// open database keeps the removed file readable until the reset closes it. Where the file
+    /// cannot be removed (a read-only file system), the reset empties it instead.
+    fn unlink_file(&self) {
+        let _ = std::fs::remove_file(self.dir.join(DB_FILE));
+    }
+
     /// Empties the database: opens it again (redb refuses everything after an I/O error until
-    /// then) and drops both tables, or, when that cannot be written, replaces the file with a
-    /// new one holding only the seed. Returns whether the tier is usable again.
+    /// then; a removed file is made anew) and drops both tables, or, when that cannot be
+    /// written, replaces the file with a new one holding only the seed. Returns whether the
+    /// tier is usable again.
     fn reset(&self) -> bool {
         if self.shared.fail.load(Ordering::Relaxed) {
             return false;
@@ -1395,6 +1409,7 @@ impl Writer {
                 let txn = db.begin_write()?;
                 txn.delete_table(LOG)?;
                 txn.delete_table(LOG_META)?;
+                txn.open_table(SETTINGS)?.insert("seed", self.seed)?;
                 create_tables(&txn)?;
                 txn.commit()?;
                 Ok(db)

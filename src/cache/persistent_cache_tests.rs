@@ -646,8 +646,12 @@ fn an_entry_larger_than_the_disk_bound_stays_in_memory_only() {
 
 /// Sets `report` = old, `gone`, and `k0`..`k4` (a memory tier of 2 entries, so most live on
 /// disk only), flushed; then makes the disk fail and overwrites `report` and deletes `gone`.
-fn cache_with_a_failed_disk(dir: &TempDir, clock: Clock) -> Cache {
-    let mut cache = Cache::open(on_disk(dir, 2), clock).unwrap();
+fn cache_with_a_failed_disk(dir: &std::path::Path, clock: Clock) -> Cache {
+    let options = CacheOptions {
+        dir: Some(dir.to_path_buf()),
+        ..entries(2)
+    };
+    let mut cache = Cache::open(options, clock).unwrap();
     set(&mut cache, "report", "old");
     set(&mut cache, "gone", "g");
     for i in 0..5 {
@@ -666,7 +670,7 @@ fn cache_with_a_failed_disk(dir: &TempDir, clock: Clock) -> Cache {
 fn disk_errors_are_counted_and_never_fail_get_or_set() {
     let dir = TempDir::new("errors");
     let (_, clock) = manual_clock();
-    let mut cache = cache_with_a_failed_disk(&dir, clock.clone());
+    let mut cache = cache_with_a_failed_disk(dir.path(), clock.clone());
     // memory still serves; keys only on disk miss (the tier is offline), never an error
     assert_eq!(get(&mut cache, "report").as_deref(), Some("new"));
     assert_eq!(get(&mut cache, "gone"), None);
@@ -712,7 +716,7 @@ fn disk_errors_are_counted_and_never_fail_get_or_set() {
 fn a_cache_closed_while_its_disk_fails_leaves_nothing_stale_behind() {
     let dir = TempDir::new("errors-close");
     let (_, clock) = manual_clock();
-    let mut cache = cache_with_a_failed_disk(&dir, clock.clone());
+    let mut cache = cache_with_a_failed_disk(dir.path(), clock.clone());
     // the failure is not noticed by a lookup before the close; the reset at close cannot be
     // written either (the hook fails it), so the file goes
     cache.close();
@@ -749,6 +753,50 @@ fn writes_beyond_the_writer_queue_bound_stay_in_memory_and_drop_the_old_disk_cop
     let mut reopened = Cache::open(on_disk(&dir, 100), clock).unwrap();
     assert_eq!(get(&mut reopened, "report"), None);
     assert_eq!(get(&mut reopened, "other"), None);
+}
+
+/// Set by `a_crash_after_a_disk_failure_brings_back_nothing_overwritten_or_deleted` for the
+/// copy of this test binary it starts.
+const CRASH_PROBE_ENV: &str = "BULWARK_CACHE_CRASH_PROBE";
+
+#[test]
+fn a_crash_after_a_disk_failure_brings_back_nothing_overwritten_or_deleted() {
+    let dir = TempDir::new("errors-crash");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cache::persistent_cache::tests::crash_probe",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env(CRASH_PROBE_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the probe ends by aborting: {status}");
+    assert!(
+        dir.path().join(crate::cache::disk::LOCK_FILE).exists(),
+        "the probe ran"
+    );
+    let (_, clock) = manual_clock();
+    let mut reopened = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    assert_ne!(get(&mut reopened, "report").as_deref(), Some("old"));
+    assert_eq!(get(&mut reopened, "gone"), None);
+}
+
+/// Run by `a_crash_after_a_disk_failure_brings_back_nothing_overwritten_or_deleted` in a child
+/// process: fails the disk of a cache in the directory it is given, then aborts (a crash: no
+/// drop, no close, no reset). Does nothing on its own.
+#[test]
+#[ignore = "a probe that a_crash_after_a_disk_failure_... starts in a child process"]
+fn crash_probe() {
+    let Some(dir) = std::env::var_os(CRASH_PROBE_ENV) else {
+        return;
+    };
+    let cache = cache_with_a_failed_disk(std::path::Path::new(&dir), Clock::system());
+    std::mem::forget(cache);
+    std::process::abort();
 }
 
 /// Set by `a_second_process_is_locked_out` for the copy of this test binary it starts.
