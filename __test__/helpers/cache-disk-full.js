@@ -57,7 +57,7 @@ async function main() {
     seen.error = String(error)
   }
 
-  // the tier resets and takes writes again (the emptied file has room below the limit)
+  // the tier resets and takes writes again (its new, empty file has room below the limit)
   const started = Date.now()
   seen.recovered = false
   while (Date.now() - started < 20_000) {

@@ -683,7 +683,6 @@ impl DiskTier {
         let (sender, receiver) = mpsc::channel();
         let (done_sender, writer_done) = mpsc::channel();
         let writer = {
-            let shared = Arc::clone(&shared);
             let writer = Writer {
                 dir: dir.to_path_buf(),
                 seed: loaded.seed,
@@ -694,7 +693,7 @@ impl DiskTier {
                 .spawn(move || {
                     writer.run(receiver);
                     // the database closes before the lock goes
-                    drop(write_lock(&shared.db).take());
+                    drop(write_lock(&writer.shared.db).take());
                     drop(lock);
                     let _ = done_sender.send(());
                 })
@@ -1285,7 +1284,9 @@ impl Writer {
                 }
             }
             let shutdown = matches!(batch.last(), Some(Op::Shutdown));
-            if failed {
+            // a failed tier discards the batch: the reset empties the file
+            let discarded = failed;
+            let removed_sets = if discarded {
                 reset_asked |= batch.iter().any(|op| matches!(op, Op::Reset { .. }));
                 if reset_asked && (shutdown || Instant::now() >= next_attempt) {
                     if self.reset() {
@@ -1300,52 +1301,47 @@ impl Writer {
                         pause = (pause * 2).min(LAST_RETRY);
                     }
                 }
-                // everything sent before the reset is discarded: the reset empties the file
-                self.finish_batch(&mut batch, Vec::new(), &mut failed_since_flush, true);
-                if shutdown {
-                    if failed {
-                        self.settle_on_close();
-                    }
-                    return;
-                }
-                continue;
-            }
-
-            // fsync only when someone waits for it (a flush, a shutdown) or once a second: a
-            // durable commit per batch held the writer to about 22 MB/s here
-            let durable = shutdown
-                || last_durable.elapsed() >= DURABLE_EVERY
-                || batch.iter().any(|op| matches!(op, Op::Flush { .. }));
-            let outcome = if shared.fail.load(Ordering::Relaxed) {
-                Err(redb::Error::Corrupted("injected write failure".into()))
+                Vec::new()
             } else {
-                let db = read_lock(&shared.db);
-                match db.as_ref() {
-                    Some(db) => apply_batch(db, &batch, durable),
-                    None => Err(redb::Error::Corrupted("the database is closed".into())),
-                }
-            };
-            let removed_sets = match outcome {
-                Ok((written, removed_sets)) => {
-                    if durable {
-                        last_durable = Instant::now();
+                // fsync only when someone waits for it (a flush, a shutdown) or once a second:
+                // a durable commit per batch held the writer to about 22 MB/s here
+                let durable = shutdown
+                    || last_durable.elapsed() >= DURABLE_EVERY
+                    || batch.iter().any(|op| matches!(op, Op::Flush { .. }));
+                let outcome = if shared.fail.load(Ordering::Relaxed) {
+                    Err(redb::Error::Corrupted("injected write failure".into()))
+                } else {
+                    let db = read_lock(&shared.db);
+                    match db.as_ref() {
+                        Some(db) => apply_batch(db, &batch, durable),
+                        None => Err(redb::Error::Corrupted("the database is closed".into())),
                     }
-                    shared.writes.fetch_add(written, Ordering::Relaxed);
-                    removed_sets
-                }
-                Err(_) => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                    failed_since_flush = true;
-                    failed = true;
-                    reset_asked = false;
-                    next_attempt = Instant::now();
-                    // before any reply: whoever waits on one then finds the tier failed
-                    shared.health.store(FAILED, Ordering::Release);
-                    self.unlink_file();
-                    Vec::new()
+                };
+                match outcome {
+                    Ok((written, removed_sets)) => {
+                        if durable {
+                            last_durable = Instant::now();
+                        }
+                        shared.writes.fetch_add(written, Ordering::Relaxed);
+                        removed_sets
+                    }
+                    Err(_) => {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        failed_since_flush = true;
+                        failed = true;
+                        next_attempt = Instant::now();
+                        // before any reply: whoever waits on one then finds the tier failed
+                        shared.health.store(FAILED, Ordering::Release);
+                        // the reset would empty it anyway, and until then a crash could
+                        // bring back what the failed batch overwrote or deleted; the open
+                        // database keeps reading it (where it cannot be removed, read-only
+                        // say, the reset empties it instead)
+                        let _ = self.remove_database_file();
+                        Vec::new()
+                    }
                 }
             };
-            self.finish_batch(&mut batch, removed_sets, &mut failed_since_flush, failed);
+            self.finish_batch(&mut batch, removed_sets, &mut failed_since_flush, discarded);
             if shutdown {
                 if failed {
                     self.settle_on_close();
@@ -1357,14 +1353,14 @@ impl Writer {
 
     /// Marks the batch applied (so the calling thread lets go of its pending records) and
     /// answers its invalidations and flushes. `removed_sets` holds, for each invalidation in
-    /// order, the hashes it removed; a failed or discarded batch removed nothing, and none of
+    /// order, the hashes it removed; a failed or `discarded` batch removed nothing, and none of
     /// its flushes is durable.
     fn finish_batch(
         &self,
         batch: &mut Vec<Op>,
         removed_sets: Vec<Vec<u64>>,
         failed_since_flush: &mut bool,
-        failed: bool,
+        discarded: bool,
     ) {
         if let Some(seq) = batch.iter().filter_map(Op::seq).max() {
             self.shared.applied_seq.fetch_max(seq, Ordering::Release);
@@ -1376,7 +1372,7 @@ impl Writer {
                     let _ = reply.send(removed_sets.next().unwrap_or_default());
                 }
                 Op::Flush { reply } => {
-                    let _ = reply.send(!failed && !*failed_since_flush);
+                    let _ = reply.send(!discarded && !*failed_since_flush);
                     *failed_since_flush = false;
                 }
                 _ => {}
@@ -1384,58 +1380,47 @@ impl Writer {
         }
     }
 
-    /// Removes the database file as soon as a write fails: whatever it holds may contradict
-    /// what the cache was told since, and the reset would empty it anyway. So not even a crash
-    /// before the reset can bring back a value overwritten or deleted before the failure. The
-    /// open database keeps the removed file readable until the reset closes it. Where the file
-    /// cannot be removed (a read-only file system), the reset empties it instead.
-    fn unlink_file(&self) {
-        let _ = std::fs::remove_file(self.dir.join(DB_FILE));
+    /// Removes the database file (a file already gone is no error).
+    fn remove_database_file(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(self.dir.join(DB_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Empties the database: opens it again (redb refuses everything after an I/O error until
-    /// then; a removed file is made anew) and drops both tables, or, when that cannot be
-    /// written, replaces the file with a new one holding only the seed. Returns whether the
-    /// tier is usable again.
+    /// then; a removed file is made anew) and empties it, or, when that cannot be written,
+    /// removes the file and makes a new one. Returns whether the tier is usable again.
     fn reset(&self) -> bool {
         if self.shared.fail.load(Ordering::Relaxed) {
             return false;
         }
         // no lookup holds it: they read under the read lock
         drop(write_lock(&self.shared.db).take());
-        let emptied = open_database(&self.dir)
-            .map_err(redb::Error::from)
-            .and_then(|db| {
-                let txn = db.begin_write()?;
-                txn.delete_table(LOG)?;
-                txn.delete_table(LOG_META)?;
-                txn.open_table(SETTINGS)?.insert("seed", self.seed)?;
-                create_tables(&txn)?;
-                txn.commit()?;
-                Ok(db)
-            });
-        let db = match emptied {
-            Ok(db) => db,
-            Err(_) => match self.new_database() {
-                Ok(db) => db,
-                Err(_) => return false,
-            },
-        };
-        *write_lock(&self.shared.db) = Some(db);
-        true
+        let reopened = self.open_empty().or_else(|_| {
+            self.remove_database_file()?;
+            self.open_empty()
+        });
+        match reopened {
+            Ok(db) => {
+                *write_lock(&self.shared.db) = Some(db);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
-    /// Removes the database file and makes a new one with the directory's seed.
-    fn new_database(&self) -> Result<Database, redb::Error> {
-        match std::fs::remove_file(self.dir.join(DB_FILE)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(redb::Error::Io(e)),
-        }
+    /// Opens (or creates) the database and leaves it holding the directory's seed and empty
+    /// entry tables, durably.
+    fn open_empty(&self) -> Result<Database, redb::Error> {
         let db = open_database(&self.dir)?;
         let txn = db.begin_write()?;
+        txn.delete_table(LOG)?;
+        txn.delete_table(LOG_META)?;
+        // lookups expect the tables to exist
+        txn.open_table(LOG)?;
+        txn.open_table(LOG_META)?;
         txn.open_table(SETTINGS)?.insert("seed", self.seed)?;
-        create_tables(&txn)?;
         txn.commit()?;
         Ok(db)
     }
@@ -1445,16 +1430,9 @@ impl Writer {
     fn settle_on_close(&self) {
         if !self.reset() {
             drop(write_lock(&self.shared.db).take());
-            let _ = std::fs::remove_file(self.dir.join(DB_FILE));
+            let _ = self.remove_database_file();
         }
     }
-}
-
-/// Creates the (empty) entry tables in `txn` if they are missing: lookups expect them.
-fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
-    txn.open_table(LOG)?;
-    txn.open_table(LOG_META)?;
-    Ok(())
 }
 
 impl Op {
