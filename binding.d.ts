@@ -157,9 +157,10 @@ export declare class PersistentCache {
   constructor(options: PersistentCacheOptions)
   /**
    * Internal (used by the facade's constructor): the hot-path functions bound to this cache
-   * and the shared array they exchange numbers through (slots in `lib/cache.js`).
+   * and the shared array they exchange numbers through (slots in `lib/cache.js`), the
+   * options the facade applies, and why the disk tier's file was replaced at open (or null).
    */
-  _fastPath(): { get(key: string): string | Buffer | Uint8Array | true | undefined; getStale(key: string): string | Buffer | Uint8Array | true | undefined; set(key: string, value: string | Uint8Array, tags?: string[]): void; has(key: string): boolean; delete(key: string): boolean; io: Float64Array; hotObjects: number; serveStaleOnError: boolean }
+  _fastPath(): { get(key: string): string | Buffer | Uint8Array | true | undefined; getStale(key: string): string | Buffer | Uint8Array | true | undefined; set(key: string, value: string | Uint8Array, tags?: string[]): void; has(key: string): boolean; delete(key: string): boolean; io: Float64Array; hotObjects: number; serveStaleOnError: boolean; diskDamageAtOpen: string | null }
   /** Removes every entry from both tiers; returns how many there were. */
   clear(): number
   /** Removes every entry tagged `tag` from both tiers; returns how many. */
@@ -325,6 +326,11 @@ export interface CacheDiskStats {
    * after a disk error (those entries live in memory only).
    */
   skipped: number
+  /**
+   * Times the disk tier was emptied and made anew because its file was found damaged (at
+   * open or by a lookup) or a write to it failed.
+   */
+  resets: number
 }
 
 /** Stats of the memory tier. */

@@ -169,6 +169,13 @@ class PersistentCache extends binding.PersistentCache {
     this.#hotMax = fast.hotObjects
     if (fast.hotObjects > 0) this.#hot = new Map()
     this.#serveStaleOnError = fast.serveStaleOnError
+    if (fast.diskDamageAtOpen !== null && fast.diskDamageAtOpen !== undefined) {
+      // the cache started with an empty disk tier instead of refusing to start: say so once
+      process.emitWarning(
+        `PersistentCache: the disk tier's file in ${options.dir} was damaged and has been replaced by an empty one (${fast.diskDamageAtOpen})`,
+        { type: 'BulwarkCacheWarning', code: 'BULWARK_CACHE_DISK_RESET' },
+      )
+    }
     this.#defaultTtl = options.ttlMs
     this.#dir = options.dir
     if (tier !== null) {

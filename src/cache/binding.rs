@@ -670,6 +670,9 @@ pub struct CacheDiskStats {
     /// Writes not queued because the disk writer was too far behind or the tier was resetting
     /// after a disk error (those entries live in memory only).
     pub skipped: f64,
+    /// Times the disk tier was emptied and made anew because its file was found damaged (at
+    /// open or by a lookup) or a write to it failed.
+    pub resets: f64,
 }
 
 /// Raw versus stored payload bytes.
@@ -727,6 +730,7 @@ impl From<CacheStats> for CacheNativeStats {
                 evictions: s.disk.evictions as f64,
                 oversized: s.disk.oversized as f64,
                 skipped: s.disk.skipped as f64,
+                resets: s.disk.resets as f64,
             },
             compression: CacheCompressionStats {
                 raw_bytes: s.compression.raw_bytes as f64,
@@ -804,10 +808,11 @@ impl PersistentCacheBinding {
     }
 
     /// Internal (used by the facade's constructor): the hot-path functions bound to this cache
-    /// and the shared array they exchange numbers through (slots in `lib/cache.js`).
+    /// and the shared array they exchange numbers through (slots in `lib/cache.js`), the
+    /// options the facade applies, and why the disk tier's file was replaced at open (or null).
     #[napi(
         js_name = "_fastPath",
-        ts_return_type = "{ get(key: string): string | Buffer | Uint8Array | true | undefined; getStale(key: string): string | Buffer | Uint8Array | true | undefined; set(key: string, value: string | Uint8Array, tags?: string[]): void; has(key: string): boolean; delete(key: string): boolean; io: Float64Array; hotObjects: number; serveStaleOnError: boolean }"
+        ts_return_type = "{ get(key: string): string | Buffer | Uint8Array | true | undefined; getStale(key: string): string | Buffer | Uint8Array | true | undefined; set(key: string, value: string | Uint8Array, tags?: string[]): void; has(key: string): boolean; delete(key: string): boolean; io: Float64Array; hotObjects: number; serveStaleOnError: boolean; diskDamageAtOpen: string | null }"
     )]
     pub fn fast_path<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let io = self.shared.io.get() as *mut f64;
@@ -828,6 +833,13 @@ impl PersistentCacheBinding {
         };
         object.set("hotObjects", self.js_side.hot_objects)?;
         object.set("serveStaleOnError", self.js_side.serve_stale_on_error)?;
+        let damage = self
+            .shared
+            .cache
+            .borrow()
+            .disk_damage_at_open()
+            .map(str::to_owned);
+        object.set("diskDamageAtOpen", damage)?;
         Ok(object)
     }
 

@@ -67,6 +67,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions, TryLockError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -76,6 +77,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::codec::ValueKind;
 use super::error::CacheError;
@@ -89,6 +91,11 @@ const OLD_TABLES: [TableDefinition<u64, &[u8]>; 2] = [
     TableDefinition::new("meta"),
 ];
 const SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("settings");
+/// The record layout this code writes, kept in `settings` under `layout`. A file without it (or
+/// with another) has its entry tables emptied on open: records of layout 1 carry no checksum.
+const LAYOUT: u64 = 2;
+/// Bytes of the checksum that ends every record and meta record.
+const CHECKSUM: usize = 8;
 
 /// The database file inside the cache directory.
 pub const DB_FILE: &str = "cache.redb";
@@ -174,6 +181,9 @@ pub struct DiskCounters {
     /// Writes not queued because [`MAX_PENDING_BYTES`] were already waiting for the writer, or
     /// because the tier was failed or resetting.
     pub skipped: u64,
+    /// Times the tier was emptied and made anew: its file was found damaged (at open or by a
+    /// lookup), or a write to it failed (module doc, Failures).
+    pub resets: u64,
 }
 
 /// Which entries an invalidation removes.
@@ -238,6 +248,8 @@ struct Shared {
     applied_seq: AtomicU64,
     writes: AtomicU64,
     errors: AtomicU64,
+    /// Resets done (see [`DiskCounters::resets`]).
+    resets: AtomicU64,
     /// Test hook: the writer fails every batch and reset, and reads fail.
     fail: AtomicBool,
 }
@@ -250,6 +262,7 @@ impl Shared {
             applied_seq: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             fail: AtomicBool::new(false),
         }
     }
@@ -297,7 +310,7 @@ impl FlushTicket {
         match durable {
             Some(true) => Ok(()),
             Some(false) => Err(CacheError::Disk {
-                message: "flush failed: the disk tier could not write (see stats.disk.errors)"
+                message: "flush failed: writes before it were lost to a disk error or a damaged file (see stats.disk.errors and stats.disk.resets)"
                     .into(),
             }),
             None => Err(CacheError::Disk {
@@ -490,6 +503,8 @@ pub struct DiskTier {
     writer_done: Option<Receiver<()>>,
     max_bytes: Option<u64>,
     counters: DiskCounters,
+    /// Why the file found at open was replaced by an empty one, if it was.
+    damage_at_open: Option<String>,
 }
 
 /// Opens (creating if needed) the database file in `dir`.
@@ -512,6 +527,55 @@ fn write_lock(db: &RwLock<Option<Database>>) -> RwLockWriteGuard<'_, Option<Data
     db.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Runs a call into redb, turning a panic inside it into an error. redb panics on some kinds of
+/// damage to its file (a page whose type byte is garbage reaches an `unreachable!`), and a
+/// panic that reaches a N-API callback aborts the process; so every use of the database goes
+/// through here, and damage found that way is handled as any other ([`is_damage`]).
+fn guarded<T>(call: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, redb::Error> {
+    catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(redb::Error::Corrupted(format!(
+            "the database file is damaged: {reason}"
+        )))
+    })
+}
+
+/// Closes a database (taken out of its slot), whatever state a panic inside redb left it in.
+fn close_database(db: Option<Database>) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(db)));
+}
+
+/// Whether `error` says the file's content is damaged or unreadable as a database (rather than
+/// that the disk or the file system failed): the file is then of no use, and is replaced.
+fn is_damage(error: &redb::Error) -> bool {
+    match error {
+        redb::Error::Corrupted(_)
+        | redb::Error::UpgradeRequired(_)
+        | redb::Error::TransactionPoisoned
+        | redb::Error::LockPoisoned(_)
+        | redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::TableIsMultimap(_) => true,
+        redb::Error::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+/// Removes the database file in `dir` (a file already gone is no error).
+fn remove_database_file(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(DB_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn dir_error(dir: &Path, what: &str, err: impl std::fmt::Display) -> CacheError {
     CacheError::Disk {
         message: format!(
@@ -530,7 +594,8 @@ fn encode_record(
     tags: &[u8],
     stored: &[u8],
 ) -> Vec<u8> {
-    let mut record = Vec::with_capacity(RECORD_HEADER + key.len() + tags.len() + stored.len());
+    let mut record =
+        Vec::with_capacity(RECORD_HEADER + key.len() + tags.len() + stored.len() + CHECKSUM);
     record.push(kind as u8);
     record.push(flags);
     record.extend_from_slice(&expires_at.to_le_bytes());
@@ -539,11 +604,26 @@ fn encode_record(
     record.extend_from_slice(key);
     record.extend_from_slice(tags);
     record.extend_from_slice(stored);
+    seal(&mut record);
     record
 }
 
-/// Decodes a full record into (key, entry); `None` when corrupt.
+/// Appends the checksum of what `bytes` holds so far.
+fn seal(bytes: &mut Vec<u8>) {
+    let sum = xxh3_64(bytes);
+    bytes.extend_from_slice(&sum.to_le_bytes());
+}
+
+/// The bytes before a record's checksum, or `None` when the checksum does not match them.
+fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(CHECKSUM)?)?;
+    (xxh3_64(body).to_le_bytes() == sum).then_some(body)
+}
+
+/// Decodes a full record into (key, entry); `None` when damaged (its checksum or its lengths
+/// do not hold).
 fn decode_record(record: &[u8]) -> Option<(&[u8], DiskEntry)> {
+    let record = unseal(record)?;
     let kind = ValueKind::from_byte(*record.first()?)?;
     let flags = *record.get(1)?;
     let expires_at = u64::from_le_bytes(record.get(2..10)?.try_into().ok()?);
@@ -572,7 +652,7 @@ fn encode_meta(
     key: &[u8],
     tags: &[u8],
 ) -> Vec<u8> {
-    let mut meta = Vec::with_capacity(META_HEADER + key.len() + tags.len());
+    let mut meta = Vec::with_capacity(META_HEADER + key.len() + tags.len() + CHECKSUM);
     meta.extend_from_slice(&hash.to_le_bytes());
     meta.extend_from_slice(&expires_at.to_le_bytes());
     meta.extend_from_slice(&written_at.to_le_bytes());
@@ -581,6 +661,7 @@ fn encode_meta(
     meta.extend_from_slice(&(tags.len() as u32).to_le_bytes());
     meta.extend_from_slice(key);
     meta.extend_from_slice(tags);
+    seal(&mut meta);
     meta
 }
 
@@ -594,7 +675,9 @@ struct MetaView<'a> {
     tags: &'a [u8],
 }
 
+/// Decodes a meta record; `None` when damaged.
 fn decode_meta(meta: &[u8]) -> Option<MetaView<'_>> {
+    let meta = unseal(meta)?;
     let hash = u64::from_le_bytes(meta.get(0..8)?.try_into().ok()?);
     let expires_at = u64::from_le_bytes(meta.get(8..16)?.try_into().ok()?);
     let written_at = u64::from_le_bytes(meta.get(16..24)?.try_into().ok()?);
@@ -659,9 +742,18 @@ impl DiskTier {
         if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
             return Err(dir_error(dir, "not a directory", "exists as a file"));
         }
-        let (lock, db) = Self::acquire(dir)?;
-        let loaded =
-            Self::load(&db, now_ms).map_err(|e| dir_error(dir, "cannot read its database", e))?;
+        let (lock, db, damage) = Self::acquire(dir)?;
+        let (db, loaded, damage) = match guarded(|| Self::load(&db, now_ms)) {
+            Ok(loaded) => (db, loaded, damage),
+            Err(e) if is_damage(&e) => {
+                close_database(Some(db));
+                let db = Self::replace_damaged(dir, &e)?;
+                let loaded = guarded(|| Self::load(&db, now_ms))
+                    .map_err(|e| dir_error(dir, "cannot read its database", e))?;
+                (db, loaded, Some(e.to_string()))
+            }
+            Err(e) => return Err(dir_error(dir, "cannot read its database", e)),
+        };
         let mut index = DiskIndex::new();
         let mut expiry = BinaryHeap::new();
         // positions to delete: expired records, and any older record of a hash met twice
@@ -680,6 +772,9 @@ impl DiskTier {
             }
         }
         let shared = Arc::new(Shared::new(db));
+        if damage.is_some() {
+            shared.resets.fetch_add(1, Ordering::Relaxed);
+        }
         let (sender, receiver) = mpsc::channel();
         let (done_sender, writer_done) = mpsc::channel();
         let writer = {
@@ -693,7 +788,7 @@ impl DiskTier {
                 .spawn(move || {
                     writer.run(receiver);
                     // the database closes before the lock goes
-                    drop(write_lock(&writer.shared.db).take());
+                    close_database(write_lock(&writer.shared.db).take());
                     drop(lock);
                     let _ = done_sender.send(());
                 })
@@ -716,6 +811,7 @@ impl DiskTier {
             writer_done: Some(writer_done),
             max_bytes,
             counters: DiskCounters::default(),
+            damage_at_open: damage,
         };
         for position in stale {
             tier.send_drop(position);
@@ -728,7 +824,7 @@ impl DiskTier {
     /// can still read as locked for a moment (a child process being spawned holds copies of
     /// the descriptors until it execs), so a refusal is retried for [`LOCK_PATIENCE`] before it
     /// is reported.
-    fn acquire(dir: &Path) -> Result<(File, Database), CacheError> {
+    fn acquire(dir: &Path) -> Result<(File, Database, Option<String>), CacheError> {
         let started = Instant::now();
         loop {
             match Self::try_acquire(dir) {
@@ -740,7 +836,7 @@ impl DiskTier {
         }
     }
 
-    fn try_acquire(dir: &Path) -> Result<(File, Database), CacheError> {
+    fn try_acquire(dir: &Path) -> Result<(File, Database, Option<String>), CacheError> {
         let locked = || CacheError::Locked {
             dir: dir.display().to_string(),
         };
@@ -756,32 +852,59 @@ impl DiskTier {
             Err(TryLockError::WouldBlock) => return Err(locked()),
             Err(TryLockError::Error(e)) => return Err(dir_error(dir, "cannot lock it", e)),
         }
-        match open_database(dir) {
-            Ok(db) => Ok((lock, db)),
-            Err(DatabaseError::DatabaseAlreadyOpen) => Err(locked()),
+        match guarded(|| Ok(open_database(dir)?)) {
+            Ok(db) => Ok((lock, db, None)),
+            Err(redb::Error::DatabaseAlreadyOpen) => Err(locked()),
+            Err(e) if is_damage(&e) => {
+                let db = Self::replace_damaged(dir, &e)?;
+                Ok((lock, db, Some(e.to_string())))
+            }
             Err(e) => Err(dir_error(dir, "cannot open its database", e)),
         }
     }
 
+    /// Removes a database file found damaged (`damage`) and makes a new, empty one in its
+    /// place: the cache starts empty rather than refusing to start (module doc, Failures).
+    fn replace_damaged(dir: &Path, damage: &redb::Error) -> Result<Database, CacheError> {
+        remove_database_file(dir).map_err(|e| {
+            dir_error(
+                dir,
+                &format!("its database is damaged ({damage}) and cannot be removed"),
+                e,
+            )
+        })?;
+        guarded(|| Ok(open_database(dir)?))
+            .map_err(|e| dir_error(dir, "cannot open its database", e))
+    }
+
     /// Reads the seed (creating it) and `log_meta`: the live entries in write order, the
-    /// positions of expired ones, and the next free position. Drops the tables of the earlier
-    /// layout.
+    /// positions of expired and damaged ones, and the next free position. Drops the tables of
+    /// the first layout, and empties those of a layout other than [`LAYOUT`].
     fn load(db: &Database, now_ms: u64) -> Result<Loaded, redb::Error> {
         let txn = db.begin_write()?;
-        let seed = {
+        let (seed, layout) = {
             let mut settings = txn.open_table(SETTINGS)?;
             let stored = settings.get("seed")?.map(|v| v.value());
-            match stored {
+            let layout = settings.get("layout")?.map(|v| v.value());
+            let seed = match stored {
                 Some(seed) => seed,
                 None => {
                     let seed = random_seed();
                     settings.insert("seed", seed)?;
                     seed
                 }
+            };
+            if layout != Some(LAYOUT) {
+                settings.insert("layout", LAYOUT)?;
             }
+            (seed, layout)
         };
         for table in OLD_TABLES {
             txn.delete_table(table)?;
+        }
+        if layout != Some(LAYOUT) {
+            txn.delete_table(LOG)?;
+            txn.delete_table(LOG_META)?;
         }
         let mut live = Vec::new();
         let mut expired = Vec::new();
@@ -831,6 +954,12 @@ impl DiskTier {
         &self.dir
     }
 
+    /// Why the database file found at open was damaged, and so replaced by an empty one; `None`
+    /// when it was read as it was.
+    pub fn damage_at_open(&self) -> Option<&str> {
+        self.damage_at_open.as_deref()
+    }
+
     /// Entries on disk (or queued for it).
     pub fn len(&self) -> usize {
         if self.shared.is_online() {
@@ -859,6 +988,7 @@ impl DiskTier {
         DiskCounters {
             writes: self.shared.writes.load(Ordering::Relaxed),
             errors: self.counters.errors + self.shared.errors.load(Ordering::Relaxed),
+            resets: self.shared.resets.load(Ordering::Relaxed),
             ..self.counters
         }
     }
@@ -975,7 +1105,9 @@ impl DiskTier {
         self.counters.reads += 1;
         let read = || -> Result<Option<DiskEntry>, redb::Error> {
             if self.shared.fail.load(Ordering::Relaxed) {
-                return Err(redb::Error::Corrupted("injected read failure".into()));
+                return Err(redb::Error::Io(std::io::Error::other(
+                    "injected read failure",
+                )));
             }
             let db = read_lock(&self.shared.db);
             let Some(db) = db.as_ref() else {
@@ -986,16 +1118,41 @@ impl DiskTier {
             let Some(value) = table.get(position)? else {
                 return Ok(None);
             };
-            Ok(decode_record(value.value())
-                .filter(|(k, _)| *k == key)
-                .map(|(_, e)| e))
+            match decode_record(value.value()) {
+                Some((stored_key, entry)) => Ok((stored_key == key).then_some(entry)),
+                None => Err(redb::Error::Corrupted(format!(
+                    "the record at position {position} does not match its checksum"
+                ))),
+            }
         };
-        match read() {
+        match guarded(read) {
             Ok(entry) => entry,
-            Err(_) => {
+            Err(e) => {
                 self.counters.errors += 1;
+                if is_damage(&e) {
+                    self.take_offline();
+                }
                 None
             }
+        }
+    }
+
+    /// After a lookup found the file damaged: drops the index and asks the writer for a reset,
+    /// as after a failed write (module doc, Failures). A tier already failed is left to
+    /// [`Self::sync_with_writer`].
+    fn take_offline(&mut self) {
+        let taken = self.shared.health.compare_exchange(
+            ONLINE,
+            RESETTING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if taken.is_ok() {
+            self.drop_index();
+            let seq = self.take_seq();
+            self.send(Op::Reset { seq });
+        } else {
+            self.sync_with_writer();
         }
     }
 
@@ -1284,6 +1441,15 @@ impl Writer {
                 }
             }
             let shutdown = matches!(batch.last(), Some(Op::Shutdown));
+            if !failed && batch.iter().any(|op| matches!(op, Op::Reset { .. })) {
+                // a reset reaching a working writer comes from a lookup that found the file
+                // damaged: the calling thread has dropped its index; the file goes as after a
+                // failed batch
+                failed = true;
+                failed_since_flush = true;
+                next_attempt = Instant::now();
+                let _ = remove_database_file(&self.dir);
+            }
             // a failed tier discards the batch: the reset empties the file
             let discarded = failed;
             let removed_sets = if discarded {
@@ -1313,7 +1479,7 @@ impl Writer {
                 } else {
                     let db = read_lock(&shared.db);
                     match db.as_ref() {
-                        Some(db) => apply_batch(db, &batch, durable),
+                        Some(db) => guarded(|| apply_batch(db, &batch, durable)),
                         None => Err(redb::Error::Corrupted("the database is closed".into())),
                     }
                 };
@@ -1331,12 +1497,19 @@ impl Writer {
                         failed = true;
                         next_attempt = Instant::now();
                         // before any reply: whoever waits on one then finds the tier failed
-                        shared.health.store(FAILED, Ordering::Release);
+                        // (unless a lookup found the file damaged first: its reset is on the
+                        // way)
+                        let _ = shared.health.compare_exchange(
+                            ONLINE,
+                            FAILED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
                         // the reset would empty it anyway, and until then a crash could
                         // bring back what the failed batch overwrote or deleted; the open
                         // database keeps reading it (where it cannot be removed, read-only
                         // say, the reset empties it instead)
-                        let _ = self.remove_database_file();
+                        let _ = remove_database_file(&self.dir);
                         Vec::new()
                     }
                 }
@@ -1380,14 +1553,6 @@ impl Writer {
         }
     }
 
-    /// Removes the database file (a file already gone is no error).
-    fn remove_database_file(&self) -> std::io::Result<()> {
-        match std::fs::remove_file(self.dir.join(DB_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
     /// Empties the database: opens it again (redb refuses everything after an I/O error until
     /// then; a removed file is made anew) and empties it, or, when that cannot be written,
     /// removes the file and makes a new one. Returns whether the tier is usable again.
@@ -1396,14 +1561,15 @@ impl Writer {
             return false;
         }
         // no lookup holds it: they read under the read lock
-        drop(write_lock(&self.shared.db).take());
-        let reopened = self.open_empty().or_else(|_| {
-            self.remove_database_file()?;
-            self.open_empty()
+        close_database(write_lock(&self.shared.db).take());
+        let reopened = guarded(|| self.open_empty()).or_else(|_| {
+            remove_database_file(&self.dir)?;
+            guarded(|| self.open_empty())
         });
         match reopened {
             Ok(db) => {
                 *write_lock(&self.shared.db) = Some(db);
+                self.shared.resets.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(_) => false,
@@ -1420,7 +1586,10 @@ impl Writer {
         // lookups expect the tables to exist
         txn.open_table(LOG)?;
         txn.open_table(LOG_META)?;
-        txn.open_table(SETTINGS)?.insert("seed", self.seed)?;
+        let mut settings = txn.open_table(SETTINGS)?;
+        settings.insert("seed", self.seed)?;
+        settings.insert("layout", LAYOUT)?;
+        drop(settings);
         txn.commit()?;
         Ok(db)
     }
@@ -1429,8 +1598,8 @@ impl Writer {
     /// that no restart serves what the failure left behind.
     fn settle_on_close(&self) {
         if !self.reset() {
-            drop(write_lock(&self.shared.db).take());
-            let _ = self.remove_database_file();
+            close_database(write_lock(&self.shared.db).take());
+            let _ = remove_database_file(&self.dir);
         }
     }
 }

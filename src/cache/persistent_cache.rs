@@ -208,6 +208,9 @@ pub struct DiskStats {
     /// Writes not queued because the disk writer was too far behind or the tier was resetting
     /// after a disk error (memory only).
     pub skipped: u64,
+    /// Times the disk tier was emptied and made anew: its file was found damaged, or a write
+    /// to it failed.
+    pub resets: u64,
 }
 
 /// Bytes given to `set` and bytes stored after compression, since open.
@@ -630,6 +633,7 @@ impl Cache {
                     evictions: c.evictions,
                     oversized: c.oversized,
                     skipped: c.skipped,
+                    resets: c.resets,
                 };
                 let whole = (stats.entries, stats.bytes, c.evictions, c.expirations);
                 (stats, whole)
@@ -661,6 +665,12 @@ impl Cache {
             },
             oversized: memory.oversized,
         }
+    }
+
+    /// Why the disk tier's file was found damaged at open and replaced by an empty one; `None`
+    /// when it was read as it was, or without a disk tier.
+    pub fn disk_damage_at_open(&self) -> Option<&str> {
+        self.disk.as_ref().and_then(DiskTier::damage_at_open)
     }
 
     #[cfg(test)]
