@@ -252,6 +252,8 @@ struct Shared {
     resets: AtomicU64,
     /// Test hook: the writer fails every batch and reset, and reads fail.
     fail: AtomicBool,
+    /// Test hook: reads panic inside the read transaction, as redb does on some damaged pages.
+    panic_reads: AtomicBool,
 }
 
 impl Shared {
@@ -264,6 +266,7 @@ impl Shared {
             errors: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             fail: AtomicBool::new(false),
+            panic_reads: AtomicBool::new(false),
         }
     }
 
@@ -1115,6 +1118,9 @@ impl DiskTier {
             };
             let txn = db.begin_read()?;
             let table = txn.open_table(LOG)?;
+            if self.shared.panic_reads.load(Ordering::Relaxed) {
+                panic!("injected: invalid page type byte");
+            }
             let Some(value) = table.get(position)? else {
                 return Ok(None);
             };
@@ -1190,7 +1196,7 @@ impl DiskTier {
             entry.tags,
             entry.stored,
         );
-        let size = record.len() + META_HEADER + entry.key.len() + entry.tags.len();
+        let size = record.len() + META_HEADER + entry.key.len() + entry.tags.len() + CHECKSUM;
         if self.max_bytes.is_some_and(|max| size as u64 > max) || size > u32::MAX as usize {
             self.counters.oversized += 1;
             self.drop_entry(entry.hash);
@@ -1374,6 +1380,12 @@ impl DiskTier {
     #[cfg(test)]
     pub(crate) fn inject_failures(&self, fail: bool) {
         self.shared.fail.store(fail, Ordering::Relaxed);
+    }
+
+    /// Test hook: make every later read panic inside redb's read transaction.
+    #[cfg(test)]
+    pub(crate) fn inject_read_panics(&self, panic: bool) {
+        self.shared.panic_reads.store(panic, Ordering::Relaxed);
     }
 }
 

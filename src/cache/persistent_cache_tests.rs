@@ -588,8 +588,9 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
     let (manual, clock) = manual_clock();
     let mut options = on_disk(&dir, 1_000);
     options.compression = Compression::None;
-    // one entry: record 18 + 3 + 100, meta 36 + 3: 160 bytes; room for 10
-    options.disk_max_bytes = Some(1_600);
+    // one entry: record 18 + 3 + 100 + 8, meta 36 + 3 + 8 (each with its checksum): 176
+    // bytes; room for 10
+    options.disk_max_bytes = Some(1_760);
     let mut cache = Cache::open(options.clone(), clock.clone()).unwrap();
     let value = "v".repeat(100);
     set_with(&mut cache, "e00", &value, Some(100), &[]);
@@ -597,7 +598,7 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
         set(&mut cache, &format!("k{i:02}"), &value);
     }
     assert_eq!(cache.stats().disk.entries, 10);
-    assert_eq!(cache.stats().disk.bytes, 1_600);
+    assert_eq!(cache.stats().disk.bytes, 1_760);
     advance_ms(&manual, 200);
     set(&mut cache, "k10", &value);
     let stats = cache.stats();
@@ -618,7 +619,7 @@ fn disk_max_bytes_evicts_expired_first_then_least_recent() {
     ));
     for i in 12..100 {
         set(&mut cache, &format!("k{i:02}"), &value);
-        assert!(cache.stats().disk.bytes <= 1_600);
+        assert!(cache.stats().disk.bytes <= 1_760);
     }
     cache.flush().unwrap().wait().unwrap();
     drop(cache);
@@ -1047,6 +1048,245 @@ fn a_directory_of_the_earlier_layout_is_emptied_on_open() {
     cache.close();
     assert_eq!(disk_rows(&dir), (1, 1, false), "the old tables are gone");
     let mut cache = Cache::open(on_disk(&dir, 100), clock).unwrap();
+    assert_eq!(get(&mut cache, "fresh").as_deref(), Some("f"));
+    cache.close();
+}
+
+/// The value the damage tests store under `key-{i}`: text that can be found in the file.
+fn marked_value(i: usize) -> String {
+    format!("value-{i}-{}", "x".repeat(200))
+}
+
+/// Opens a cache on `dir`, stores `key-0`..`key-{n-1}` uncompressed, and closes it.
+fn fill_and_close(dir: &TempDir, n: usize, clock: &Clock) {
+    let mut options = on_disk(dir, 10);
+    options.compression = Compression::None;
+    let mut cache = Cache::open(options, clock.clone()).unwrap();
+    for i in 0..n {
+        set(&mut cache, &format!("key-{i}"), &marked_value(i));
+    }
+    cache.close();
+}
+
+/// Reads `key-0`..`key-{n-1}` back: how many came back as stored; panics on any other value.
+fn read_back(cache: &mut Cache, n: usize) -> usize {
+    let mut intact = 0;
+    for i in 0..n {
+        if let Some(value) = get(cache, &format!("key-{i}")) {
+            assert_eq!(value, marked_value(i), "key-{i} came back changed");
+            intact += 1;
+        }
+    }
+    intact
+}
+
+/// Overwrites `bytes.len()` bytes of the cache's database file at `offset`.
+fn overwrite(dir: &TempDir, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(crate::cache::disk::DB_FILE))
+        .unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+/// Where `needle` first occurs in the cache's database file.
+fn find_in_file(dir: &TempDir, needle: &[u8]) -> u64 {
+    let bytes = std::fs::read(dir.path().join(crate::cache::disk::DB_FILE)).unwrap();
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the marked value is in the file") as u64
+}
+
+/// Bytes that are not a redb page: a fixed pseudo-random sequence.
+fn garbage(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Damages the database file of a closed cache, given the file's length.
+type Damage = fn(&TempDir, u64);
+
+#[test]
+fn a_file_damaged_while_closed_is_replaced_by_an_empty_one_at_open() {
+    let file_len = |dir: &TempDir| {
+        std::fs::metadata(dir.path().join(crate::cache::disk::DB_FILE))
+            .unwrap()
+            .len()
+    };
+    let damages: [(&str, Damage); 3] = [
+        ("truncated to half", |dir, len| {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.path().join(crate::cache::disk::DB_FILE))
+                .unwrap();
+            file.set_len(len / 2).unwrap();
+        }),
+        ("header overwritten", |dir, _| {
+            overwrite(dir, 0, &garbage(4096, 7))
+        }),
+        ("not a database", |dir, _| {
+            std::fs::write(
+                dir.path().join(crate::cache::disk::DB_FILE),
+                b"a file of some other program\n",
+            )
+            .unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        let dir = TempDir::new("damaged");
+        let (_, clock) = manual_clock();
+        fill_and_close(&dir, 300, &clock);
+        damage(&dir, file_len(&dir));
+        let mut cache = Cache::open(on_disk(&dir, 10), clock.clone())
+            .unwrap_or_else(|e| panic!("{what}: the cache refused to open: {e}"));
+        assert!(cache.disk_damage_at_open().is_some(), "{what}");
+        assert_eq!(cache.stats().disk.resets, 1, "{what}");
+        assert_eq!(cache.stats().disk.entries, 0, "{what}");
+        assert_eq!(read_back(&mut cache, 300), 0, "{what}");
+        set(&mut cache, "after", "a");
+        cache.flush().unwrap().wait().unwrap();
+        cache.close();
+        let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+        assert_eq!(
+            cache.disk_damage_at_open(),
+            None,
+            "{what}: the new file is sound"
+        );
+        assert_eq!(get(&mut cache, "after").as_deref(), Some("a"), "{what}");
+        cache.close();
+    }
+}
+
+#[test]
+fn garbage_pages_anywhere_in_the_file_never_abort_and_are_never_served() {
+    // every third page of the file overwritten: some of them are pages the open reads, others
+    // only lookups reach (where redb may panic: the panic must not escape)
+    let dir = TempDir::new("garbage");
+    let (_, clock) = manual_clock();
+    fill_and_close(&dir, 300, &clock);
+    let len = std::fs::metadata(dir.path().join(crate::cache::disk::DB_FILE))
+        .unwrap()
+        .len();
+    for (n, page) in (4096..len).step_by(3 * 4096).enumerate() {
+        overwrite(&dir, page, &garbage(4096, n as u64));
+    }
+    let mut cache = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    read_back(&mut cache, 300);
+    let _ = cache.flush().unwrap().wait();
+    set(&mut cache, "after", "a");
+    cache.flush().unwrap().wait().unwrap();
+    assert!(cache.stats().disk.resets >= 1);
+    cache.close();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    assert_eq!(cache.disk_damage_at_open(), None);
+    assert_eq!(
+        read_back(&mut cache, 300),
+        0,
+        "nothing from the damaged file"
+    );
+    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"));
+    cache.close();
+}
+
+#[test]
+fn a_damaged_record_is_never_served_and_resets_the_tier() {
+    let dir = TempDir::new("record");
+    let (_, clock) = manual_clock();
+    fill_and_close(&dir, 300, &clock);
+    // one byte inside one value: redb's pages stay sound, only the record's checksum fails
+    let at = find_in_file(&dir, marked_value(150).as_bytes());
+    overwrite(&dir, at + 50, b"y");
+    let mut cache = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    assert_eq!(cache.disk_damage_at_open(), None);
+    assert_eq!(
+        get(&mut cache, "key-149").as_deref(),
+        Some(&*marked_value(149))
+    );
+    assert_eq!(
+        get(&mut cache, "key-150"),
+        None,
+        "the damaged value is not served"
+    );
+    assert_eq!(cache.stats().disk.errors, 1);
+    // the tier no longer trusts the file: it is emptied (key-149 was promoted to memory)
+    assert_eq!(read_back(&mut cache, 300), 1);
+    assert!(
+        cache.flush().unwrap().wait().is_err(),
+        "what was on the file is lost"
+    );
+    set(&mut cache, "after", "a");
+    cache.flush().unwrap().wait().unwrap();
+    assert_eq!(cache.stats().disk.resets, 1);
+    cache.close();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"));
+    assert_eq!(read_back(&mut cache, 300), 0);
+    cache.close();
+}
+
+#[test]
+fn a_lookup_that_panics_inside_redb_resets_the_tier() {
+    // redb panics on some damaged pages (in release builds, a lookup is the first to read a
+    // record's page; debug builds of redb walk every page at open): the panic must become a
+    // miss and a reset, never an abort
+    let dir = TempDir::new("panic");
+    let (_, clock) = manual_clock();
+    fill_and_close(&dir, 300, &clock);
+    let mut cache = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    cache.disk().unwrap().inject_read_panics(true);
+    assert_eq!(get(&mut cache, "key-150"), None);
+    cache.disk().unwrap().inject_read_panics(false);
+    assert_eq!(cache.stats().disk.errors, 1);
+    assert_eq!(read_back(&mut cache, 300), 0, "the tier was emptied");
+    assert!(cache.flush().unwrap().wait().is_err());
+    set(&mut cache, "after", "a");
+    cache.flush().unwrap().wait().unwrap();
+    assert_eq!(cache.stats().disk.resets, 1);
+    cache.close();
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"));
+    assert_eq!(read_back(&mut cache, 300), 0);
+    cache.close();
+}
+
+#[test]
+fn records_of_the_layout_without_checksums_are_emptied_on_open() {
+    use redb::TableDefinition;
+    let dir = TempDir::new("layout1");
+    let (_, clock) = manual_clock();
+    fill_and_close(&dir, 10, &clock);
+    {
+        // a file written before records carried a checksum has no `layout` setting
+        let db = redb::Database::open(dir.path().join(crate::cache::disk::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TableDefinition::<&str, u64>::new("settings"))
+            .unwrap()
+            .remove("layout")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let mut cache = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    assert_eq!(
+        cache.disk_damage_at_open(),
+        None,
+        "an older layout is not damage"
+    );
+    assert_eq!(cache.stats().disk.resets, 0);
+    assert_eq!(cache.len(), 0);
+    set(&mut cache, "fresh", "f");
+    cache.close();
+    assert_eq!(disk_rows(&dir), (1, 1, false));
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
     assert_eq!(get(&mut cache, "fresh").as_deref(), Some("f"));
     cache.close();
 }
