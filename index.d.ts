@@ -358,8 +358,13 @@ export interface PersistentCacheStats {
   /** Entries too large for the memory tier. */
   oversized: number
   memory: { entries: number; bytes: number; hits: number; evictions: number }
-  /** `skipped`: writes not queued because the disk writer was too far behind or the tier was resetting after a disk error (those entries live in memory only). */
-  disk: { entries: number; bytes: number; hits: number; reads: number; writes: number; errors: number; evictions: number; oversized: number; skipped: number }
+  /**
+   * `skipped`: writes not queued because the disk writer was too far behind or the tier was
+   * resetting after a disk error (those entries live in memory only). `resets`: times the disk
+   * tier was emptied and made anew because its file was found damaged (at open or by a lookup)
+   * or a write to it failed.
+   */
+  disk: { entries: number; bytes: number; hits: number; reads: number; writes: number; errors: number; evictions: number; oversized: number; skipped: number; resets: number }
   /** `ratio` is rawBytes / storedBytes (1 when nothing was stored). */
   compression: { rawBytes: number; storedBytes: number; ratio: number }
   /** getOrSet calls, those that joined a load already running, and loader failures. */

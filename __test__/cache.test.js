@@ -636,6 +636,110 @@ test('a disk that fails mid-run: get and set keep working, the tier comes back, 
   }
 })
 
+/** Stores `key-0`..`key-{count-1}` (see helpers/cache-damaged-file.js) in `dir` and closes. */
+async function fillForDamage(dir, count) {
+  const { markedValue, OPTIONS } = require('./helpers/cache-damaged-file.js')
+  const cache = new PersistentCache({ ...OPTIONS, dir })
+  for (let i = 0; i < count; i++) cache.set(`key-${i}`, markedValue(i))
+  await cache.close()
+}
+
+/** Runs helpers/cache-damaged-file.js on `dir`: its exit code, signal and report. */
+async function openDamaged(dir, count) {
+  const helper = path.join(__dirname, 'helpers', 'cache-damaged-file.js')
+  const child = spawn(process.execPath, [helper, dir, String(count)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  let errors = ''
+  child.stdout.on('data', (chunk) => (output += chunk))
+  child.stderr.on('data', (chunk) => (errors += chunk))
+  const [code, signal] = await new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve([code, signal]))
+  })
+  return { code, signal, stderr: errors, seen: output ? JSON.parse(output) : {} }
+}
+
+/** Bytes no redb page holds: a fixed pseudo-random sequence. */
+function garbage(length, seed) {
+  const bytes = Buffer.alloc(length)
+  let x = seed + 1
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648
+    bytes[i] = x >>> 16
+  }
+  return bytes
+}
+
+test('a disk file damaged while closed: a page of records overwritten with garbage is never served and never aborts', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t)
+  await fillForDamage(dir, 300)
+  const file = path.join(dir, 'cache.redb')
+  const { markedValue } = require('./helpers/cache-damaged-file.js')
+  const at = fs.readFileSync(file).indexOf(markedValue(150))
+  assert.ok(at > 0, 'the record is in the file')
+  // the whole page holding key-150's record: the open reads only the index table, so a lookup
+  // is the first to meet it (redb then panics inside the read)
+  const fd = fs.openSync(file, 'r+')
+  fs.writeSync(fd, garbage(4096, 150), 0, 4096, at - (at % 4096))
+  fs.closeSync(fd)
+  const { code, signal, stderr, seen } = await openDamaged(dir, 300)
+  assert.equal(signal, null, `the process was killed: ${stderr}`)
+  assert.equal(code, 0, stderr)
+  assert.deepEqual(seen.changed, [], 'no damaged value was served')
+  assert.ok(seen.missing > 0, 'the damaged records are not served')
+  assert.ok(seen.disk.errors >= 1, JSON.stringify(seen.disk))
+  assert.equal(seen.disk.resets, 1, 'the tier was emptied and made anew')
+  assert.equal(seen.flush, 'resolved')
+  const cache = new PersistentCache({ maxEntries: 10, dir })
+  t.after(() => cache.close())
+  assert.equal(cache.get('after'), 'a')
+  for (let i = 0; i < 300; i++) assert.equal(cache.get(`key-${i}`), undefined, `key-${i} outlived the damaged file`)
+})
+
+test('a disk file damaged while closed: one changed byte in a value fails its checksum and is not served', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t)
+  await fillForDamage(dir, 300)
+  const file = path.join(dir, 'cache.redb')
+  const { markedValue } = require('./helpers/cache-damaged-file.js')
+  const at = fs.readFileSync(file).indexOf(markedValue(150))
+  const fd = fs.openSync(file, 'r+')
+  fs.writeSync(fd, Buffer.from('y'), 0, 1, at + 50)
+  fs.closeSync(fd)
+  const { code, stderr, seen } = await openDamaged(dir, 300)
+  assert.equal(code, 0, stderr)
+  assert.deepEqual(seen.changed, [], 'the changed value was not served')
+  assert.equal(seen.intact, 150, 'keys read before the damage was met are served')
+  assert.equal(seen.disk.errors, 1)
+  assert.equal(seen.disk.resets, 1)
+  assert.equal(seen.firstFlush, codes.CACHE_DISK, 'the flush says the file\'s writes were lost')
+  assert.equal(seen.flush, 'resolved')
+  assert.deepEqual(seen.warnings, [], 'the file opened as it was')
+})
+
+test('a disk file that is truncated or not a database: the cache starts empty, warns once and counts the reset', { timeout: 60_000 }, async (t) => {
+  const damages = {
+    truncated: (file) => fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2)),
+    'not a database': (file) => fs.writeFileSync(file, 'a file some other program wrote\n'),
+  }
+  for (const [what, damage] of Object.entries(damages)) {
+    const dir = tempDir(t)
+    await fillForDamage(dir, 300)
+    damage(path.join(dir, 'cache.redb'))
+    const { code, stderr, seen } = await openDamaged(dir, 300)
+    assert.equal(code, 0, `${what}: ${stderr}`)
+    assert.equal(seen.missing, 300, what)
+    assert.equal(seen.disk.resets, 1, what)
+    assert.equal(seen.flush, 'resolved', what)
+    assert.equal(seen.warnings.length, 1, `${what}: ${JSON.stringify(seen.warnings)}`)
+    assert.equal(seen.warnings[0].code, 'BULWARK_CACHE_DISK_RESET')
+    assert.equal(seen.warnings[0].name, 'BulwarkCacheWarning')
+    assert.ok(seen.warnings[0].message.includes(dir), seen.warnings[0].message)
+    const cache = new PersistentCache({ maxEntries: 10, dir })
+    assert.equal(cache.get('after'), 'a', what)
+    await cache.close()
+  }
+})
+
 test('hotObjects: hot hits return the same instance until the entry changes', async (t) => {
   const clock = new TestClock(START)
   const dir = tempDir(t)

@@ -17,8 +17,12 @@
 //! collide (odds of about n²/2^65) share one index slot, the later write replacing the earlier
 //! one, as any cache eviction would.
 //!
-//! A directory written by an earlier layout (tables `entries` and `meta`, keyed by hash) is
-//! emptied on open: it is a cache, and its entries would otherwise be unreachable.
+//! Every record and meta record ends with the xxh3 checksum of its bytes ([`CHECKSUM`]), checked
+//! whenever it is read, so a damaged record is found instead of served.
+//!
+//! A directory written by an earlier layout (tables `entries` and `meta`, keyed by hash; or
+//! records without checksums, which lack the `layout` setting) is emptied on open: it is a
+//! cache, and its entries would otherwise be unreachable or unchecked.
 //!
 //! # Threads
 //!
@@ -59,6 +63,15 @@
 //! before a failure; a tier still failed when the cache closes is reset (or its file removed)
 //! the same way. The one exception is a file that cannot be removed (a read-only file system)
 //! and a crash before the reset.
+//!
+//! A damaged file (changed by something other than this writer) is handled the same way.
+//! redb returns errors for some damage and panics on other kinds (a page whose type byte is
+//! garbage); every call into redb runs under [`guarded`], which turns a panic into an error, so
+//! that it never unwinds into Node (which aborts). Damage found at open ([`is_damage`]:
+//! truncated, not a database, unreadable pages) replaces the file with an empty one and is
+//! reported ([`DiskTier::damage_at_open`]) rather than refusing to open; damage a lookup meets
+//! (such an error, or a record whose checksum fails) drops the index and sends a reset, which
+//! the writer, finding it while healthy, takes as a failure of the file.
 //! Two caches on one directory would corrupt each other's view, so the directory is locked: an
 //! advisory lock on `cache.lock` (held by the writer thread until it ends, so it covers
 //! other processes and this one alike) and redb's own lock on `cache.redb`; either refusal is
