@@ -95,6 +95,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::codec::ValueKind;
 use super::error::CacheError;
 use super::key::{random_seed, tags_contain};
+use crate::common::error::panic_message;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const LOG_META: TableDefinition<u64, &[u8]> = TableDefinition::new("log_meta");
@@ -549,13 +550,9 @@ fn write_lock(db: &RwLock<Option<Database>>) -> RwLockWriteGuard<'_, Option<Data
 /// through here, and damage found that way is handled as any other ([`is_damage`]).
 fn guarded<T>(call: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, redb::Error> {
     catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
         Err(redb::Error::Corrupted(format!(
-            "the database file is damaged: {reason}"
+            "the database file is damaged: {}",
+            panic_message(&*panic)
         )))
     })
 }

@@ -131,6 +131,17 @@ pub fn integer_at_least(name: &str, value: f64, min: u64) -> Result<u64, Invalid
     }
 }
 
+/// The message a panic carried (its payload as text, or an empty string when it was not text):
+/// for the places that catch a panic from a dependency and report it as an error instead of
+/// letting it unwind into Node, which aborts the process.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

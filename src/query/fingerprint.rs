@@ -22,6 +22,7 @@
 //! size, depth or syntax, and never an error.
 
 use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::{GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
@@ -29,6 +30,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::tokens::{self, Normalized, TokenKind};
+use crate::common::error::panic_message;
 
 /// The SQL dialects the parser reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -194,7 +196,22 @@ pub fn parse_with<T>(
         }
         Ok(work(statements))
     };
-    let result = if big { with_big_stack(run) } else { run() };
+    // The parser has panicked on malformed input in past versions (and the rules walk its tree):
+    // a panic here would unwind into Node and abort the service whose queries are instrumented,
+    // so it is caught and the statement treated as one the parser rejected.
+    let guarded = || {
+        catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            Err(format!(
+                "the SQL parser failed on this statement ({})",
+                panic_message(&*panic)
+            ))
+        })
+    };
+    let result = if big {
+        with_big_stack(guarded)
+    } else {
+        guarded()
+    };
     result.map_err(|message| (NotParsed::Rejected(message), scanned))
 }
 
@@ -527,6 +544,31 @@ mod tests {
         assert_eq!(f.normalized, "SELECT * FROM t WHERE a = ?");
         assert_eq!(fp("").normalized, "");
         assert!(!parses(""));
+    }
+
+    #[test]
+    fn a_panic_in_the_parser_or_the_rules_is_a_rejection_not_an_abort() {
+        for big in [false, true] {
+            // a statement big enough to be parsed on a stack segment of its own, or not
+            let sql = if big {
+                format!("SELECT 1 FROM t WHERE a = '{}'", "x".repeat(70 << 10))
+            } else {
+                "SELECT 1".to_string()
+            };
+            let outcome = parse_with(&sql, Dialect::Postgres, &Limits::default(), |_| {
+                panic!("a rule met a tree it did not expect")
+            });
+            match outcome {
+                Err((NotParsed::Rejected(why), _)) => assert!(
+                    why.contains("the SQL parser failed")
+                        && why.contains("a rule met a tree it did not expect"),
+                    "{why}"
+                ),
+                _ => panic!("the panic was not caught (big: {big})"),
+            }
+        }
+        // the thread goes on parsing
+        assert!(parses("SELECT 1"));
     }
 
     #[test]
