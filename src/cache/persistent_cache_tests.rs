@@ -885,6 +885,11 @@ mod model {
         InvalidatePrefix(u8),
         /// Makes the disk tier's writes, reads and resets fail (true) or work again (false).
         FailDisk(bool),
+        /// Makes the disk tier's reads panic inside redb, as on a damaged page (true), or not.
+        PanicReads(bool),
+        /// Closes the cache, overwrites 64 bytes of its file (at this fraction of its length, in
+        /// 1/256ths) with garbage, and opens it again: the open must succeed.
+        DamageFile(u8, u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -896,6 +901,8 @@ mod model {
             1 => Just(Op::Reopen),
             1 => (0..3u8).prop_map(Op::InvalidatePrefix),
             1 => any::<bool>().prop_map(Op::FailDisk),
+            1 => any::<bool>().prop_map(Op::PanicReads),
+            1 => (any::<u8>(), any::<u64>()).prop_map(|(at, seed)| Op::DamageFile(at, seed)),
         ]
     }
 
@@ -904,10 +911,11 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+        #![proptest_config(ProptestConfig::with_cases(64))]
         /// With a disk tier and no disk bound, the cache loses nothing: every `get` returns
         /// the last value set, across memory evictions, pending writes and restarts. Once the
-        /// disk has failed, entries may be lost (the tier resets), but a `get` never returns
+        /// disk has failed, a read has panicked, or the file was damaged while closed, entries
+        /// may be lost (the tier resets), but the cache opens, and a `get` never returns
         /// anything but the last value set, in this process or after a restart.
         #[test]
         fn a_disk_backed_cache_returns_exactly_the_last_value(
@@ -967,6 +975,22 @@ mod model {
                     Op::FailDisk(fail) => {
                         c.disk().unwrap().inject_failures(fail);
                         lossy |= fail;
+                    }
+                    Op::PanicReads(panic) => {
+                        c.disk().unwrap().inject_read_panics(panic);
+                        lossy |= panic;
+                    }
+                    Op::DamageFile(at, seed) => {
+                        drop(cache.take());
+                        let path = dir.path().join(crate::cache::disk::DB_FILE);
+                        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                        if len > 64 {
+                            overwrite(&dir, (len - 64) * u64::from(at) / 256, &garbage(64, seed));
+                        }
+                        let reopened = Cache::open(options.clone(), clock.clone());
+                        prop_assert!(reopened.is_ok(), "a damaged file refused to open");
+                        cache = reopened.ok();
+                        lossy = true;
                     }
                 }
                 if !lossy {
