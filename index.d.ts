@@ -324,6 +324,8 @@ export interface CacheRedisStats {
   flushes: number
   /** Pipelines or removals that failed. */
   errors: number
+  /** Values found in Redis that did not decode (another writer's format, or damaged), served as misses. */
+  undecodable: number
   /** Whether the subscription is up. */
   subscribed: boolean
 }

@@ -93,6 +93,35 @@ describe('PersistentCache with a Redis tier', async () => {
     assert.equal(await settledWithin(lookup, 5000), 'from redis')
   })
 
+  test('a value in Redis that does not decode is a miss for getAsync and getOrSet, never a lookup left waiting', { skip: service.skip }, async () => {
+    const keyPrefix = prefix()
+    const redisKey = `${keyPrefix}v:report`
+    const undecodable = {
+      'JSON that does not parse': Buffer.concat([Buffer.from([2, 0, 0]), Buffer.from('{not json')]),
+      'an unknown kind': Buffer.from([9, 0, 0, 120]),
+      'tags longer than the value': Buffer.from([0, 255, 255, 65]),
+      'too short': Buffer.from([2]),
+    }
+    for (const [what, bytes] of Object.entries(undecodable)) {
+      await client.set(redisKey, bytes)
+      // a fresh instance: its memory tier is empty, so the lookup goes to Redis
+      const cache = open(keyPrefix)
+      const got = await settledWithin(cache.getAsync('report'), 3000, 'still waiting')
+      assert.equal(got, undefined, `${what}: ${String(got)}`)
+      assert.equal(cache.stats().redis.undecodable, 1, what)
+      let loads = 0
+      const loaded = await settledWithin(cache.getOrSet('report', async () => { loads++; return { fresh: true } }), 3000, 'still waiting')
+      assert.deepEqual(loaded, { fresh: true }, what)
+      assert.equal(loads, 1, what)
+      // the load replaced the value in Redis: another instance reads it
+      await eventually(async () => {
+        const other = open(keyPrefix)
+        const value = await other.getAsync('report')
+        return value !== undefined && value.fresh === true
+      }, `${what}: the loaded value in Redis`)
+    }
+  })
+
   test('getOrSet looks in Redis before running the loader, and a loaded value is shared', { skip: service.skip }, async () => {
     const keyPrefix = prefix()
     const a = open(keyPrefix)

@@ -117,6 +117,49 @@ function readTags(options, shared) {
   return tags
 }
 
+/**
+ * A value as the Redis tier stores it (src/cache/redis_tier.rs): a kind byte, the tags (a 16-bit
+ * length, then NUL-separated WTF-8), the payload. Returns `{ kind, value, local, tags }` (`local`
+ * is what the local tiers keep: a JSON value's text), or null when the bytes are not such a
+ * value: too short, an unknown kind, tags longer than the value, or a payload that does not
+ * decode (JSON that does not parse, WTF-8 that is not).
+ */
+function decodeTierValue(bytes) {
+  if (bytes.length < 3) return null
+  const kind = bytes[0]
+  const tagsLength = bytes.readUInt16LE(1)
+  if (3 + tagsLength > bytes.length) return null
+  const payload = bytes.subarray(3 + tagsLength)
+  try {
+    const tags = tagsLength > 0 ? binding._decodeWtf8(bytes.subarray(3, 3 + tagsLength)).split('\0') : undefined
+    let value
+    let local
+    switch (kind) {
+      case STRING:
+        value = local = payload.toString('utf8')
+        break
+      case ILL_FORMED_STRING:
+        value = local = binding._decodeWtf8(payload)
+        break
+      case JSON_KIND:
+        local = payload.toString('utf8')
+        value = JSON.parse(local)
+        break
+      case BYTES:
+        value = local = Buffer.from(payload)
+        break
+      case UINT8:
+        value = local = new Uint8Array(payload)
+        break
+      default:
+        return null
+    }
+    return { kind, value, local, tags }
+  } catch {
+    return null
+  }
+}
+
 class PersistentCache extends binding.PersistentCache {
   #get
   #getStale
@@ -142,6 +185,8 @@ class PersistentCache extends binding.PersistentCache {
   #tierFlush = null
   /** Invalidations applied here (local or remote), to tell a lookup that one passed it by. */
   #invalidations = 0
+  /** Values found in Redis that did not decode (see decodeTierValue). */
+  #tierUndecodable = 0
 
   constructor(options) {
     // the Redis tier's options are checked before the local tiers open (and lock `dir`)
@@ -252,45 +297,29 @@ class PersistentCache extends binding.PersistentCache {
       waiter.resolve(MISS)
       return
     }
-    // kind byte, tags (16-bit length, NUL-separated), payload (src/cache/redis_tier.rs); tags,
-    // and a string with a lone surrogate, are WTF-8
-    const kind = bytes[0]
-    const tagsLength = bytes.length >= 3 ? bytes.readUInt16LE(1) : 0
-    const tags = tagsLength > 0 ? binding._decodeWtf8(bytes.subarray(3, 3 + tagsLength)).split('\0') : undefined
-    const payload = bytes.subarray(3 + tagsLength)
-    let value
-    let local
-    switch (kind) {
-      case STRING:
-        value = local = payload.toString('utf8')
-        break
-      case ILL_FORMED_STRING:
-        value = local = binding._decodeWtf8(payload)
-        break
-      case JSON_KIND:
-        local = payload.toString('utf8')
-        value = JSON.parse(local)
-        break
-      case BYTES:
-        value = local = Buffer.from(payload)
-        break
-      case UINT8:
-        value = local = new Uint8Array(payload)
-        break
-      default:
-        waiter.resolve(MISS)
-        return
+    const decoded = decodeTierValue(bytes)
+    if (decoded === null) {
+      // another writer's format, or damaged: a miss (the next set replaces it), never a
+      // lookup left waiting
+      this.#tierUndecodable++
+      waiter.resolve(MISS)
+      return
     }
+    const { kind, value, local, tags } = decoded
     // Fill the local tiers for the entry's remaining time (no write-through: it came from
     // there), unless something was invalidated since the lookup left: the answer may predate it.
     if (waiter.epoch === this.#invalidations) {
-      const io = this.#io
-      io[KIND] = kind
-      io[TTL] = ttlMs < 0 ? -1 : Math.max(1, Math.ceil(ttlMs))
-      io[KEEP_STALE] = 0
-      if (tags === undefined) this.#set(waiter.key, local)
-      else this.#set(waiter.key, local, tags)
-      if (this.#hot !== null) this.#hot.delete(waiter.key)
+      try {
+        const io = this.#io
+        io[KIND] = kind
+        io[TTL] = ttlMs < 0 ? -1 : Math.max(1, Math.ceil(ttlMs))
+        io[KEEP_STALE] = 0
+        if (tags === undefined) this.#set(waiter.key, local)
+        else this.#set(waiter.key, local, tags)
+        if (this.#hot !== null) this.#hot.delete(waiter.key)
+      } catch {
+        // tags this cache refuses: the value is still the answer, the local tiers just miss it
+      }
     }
     waiter.resolve(value)
   }
@@ -524,7 +553,7 @@ class PersistentCache extends binding.PersistentCache {
       disk: s.disk,
       compression: { rawBytes, storedBytes, ratio: storedBytes === 0 ? 1 : rawBytes / storedBytes },
       loads: { ...this.#loads },
-      ...(this.#tier !== null ? { redis: this.#tier.stats() } : {}),
+      ...(this.#tier !== null ? { redis: { ...this.#tier.stats(), undecodable: this.#tierUndecodable } } : {}),
     }
   }
 
