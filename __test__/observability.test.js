@@ -111,6 +111,7 @@ test('prometheus: an independent parser reads names, types, labels and values', 
   // the name with a quote, a backslash and an n came back unescaped, exactly
   assert.equal(hits.metrics[0].labels.name, 'providers "eu"\\n')
   assert.equal(hits.metrics[0].value, '1')
+  assert.equal(family(parsed, 'bulwark_cache_disk_resets_total').metrics[0].value, '0')
   const spans = family(parsed, 'bulwark_tracer_span_count_total')
   assert.deepEqual(spans.metrics, [{ value: '2', labels: { service: 'budget-server', name: 'tracer', span: 'GET /api/budget' } }])
   // (this parser reads only one unlabelled series per histogram family: histograms are checked
