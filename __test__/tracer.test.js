@@ -598,6 +598,10 @@ test('bad options are refused with errors naming the option', () => {
   bad({ serviceName: 's', exporter: 'zipkin' }, 'RangeError', /options\.exporter must be 'none', 'memory', 'console'/)
   bad({ serviceName: 's', exporter: { otlp: { url: 'not a url' } } }, 'RangeError', /options\.exporter\.otlp\.url must be an absolute http/)
   bad({ serviceName: 's', exporter: { otlp: { url: 'ftp://x/v1/traces' } } }, 'RangeError', /options\.exporter\.otlp\.url/)
+  // URLs a prefix check let through: the exporter's HTTP client refuses the first, and reads the
+  // second's port as none (it would send to port 80)
+  bad({ serviceName: 's', exporter: { otlp: { url: 'http://[::1:4318/v1/traces' } } }, 'RangeError', /options\.exporter\.otlp\.url .*received "http:\/\/\[::1:4318/)
+  bad({ serviceName: 's', exporter: { otlp: { url: 'http://127.0.0.1:431800/v1/traces' } } }, 'RangeError', /a port from 1 to 65535/)
   bad({ serviceName: 's', exporter: { otlp: { protocol: 'grpc' } } }, 'RangeError', /options\.exporter\.otlp\.protocol/)
   bad({ serviceName: 's', exporter: { otlp: { headers: { a: 1 } } } }, 'TypeError', /options\.exporter\.otlp\.headers\.a must be a string/)
   bad({ serviceName: 's', exporter: { zipkin: {} } }, 'TypeError', /options\.exporter has an unknown option "zipkin"/)

@@ -316,22 +316,40 @@ fn read_batch(reader: &OptionsReader) -> std::result::Result<BatchConfig, Invali
     Ok(batch)
 }
 
-/// Checks that a traces URL is an absolute `http:` or `https:` URL with a host.
+/// Checks that a traces URL is one the exporter's HTTP client can send to: an absolute `http:`
+/// or `https:` URL, as `http::Uri` (the parser ureq sends with) reads it, with a host and, when
+/// it names one, a port from 1 to 65535. `http::Uri` reads a port it cannot hold (`:99999`) as
+/// no port, which would send to the scheme's default port instead: hence the port check.
 fn check_url(option: &str, url: &str) -> std::result::Result<(), InvalidInput> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let host_ok = rest.is_some_and(|r| {
-        let host = r.split(['/', '?', '#']).next().unwrap_or("");
-        !host.is_empty() && !host.starts_with(':')
+    let valid = url.parse::<ureq::http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+            && uri
+                .authority()
+                .is_some_and(|authority| port_is_valid(authority.as_str()))
     });
-    if host_ok && !url.chars().any(char::is_whitespace) {
+    if valid {
         Ok(())
     } else {
         Err(InvalidInput::option_range(format!(
-            "{option} must be an absolute http:// or https:// URL, received \"{url}\""
+            "{option} must be an absolute http:// or https:// URL with a host (and a port from 1 to 65535, if any), received \"{url}\""
         )))
     }
+}
+
+/// Whether the port of `authority` (`[user@]host[:port]`, the host maybe a bracketed IPv6
+/// address) is absent, empty (the scheme's default) or a number from 1 to 65535.
+fn port_is_valid(authority: &str) -> bool {
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, rest)| rest);
+    let after_host = match host_port.rfind(']') {
+        Some(end) => &host_port[end + 1..],
+        None => host_port.find(':').map_or("", |colon| &host_port[colon..]),
+    };
+    let port = after_host.strip_prefix(':').unwrap_or(after_host);
+    port.is_empty()
+        || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
 fn read_exporter(
@@ -1560,6 +1578,24 @@ mod tests {
         assert!(check_url("u", "http://").is_err());
         assert!(check_url("u", "not a url").is_err());
         assert!(check_url("u", "http://a b").is_err());
+        assert!(check_url("u", "http://[::1]:4318/v1/traces").is_ok());
+        assert!(check_url("u", "http://localhost").is_ok());
+        assert!(check_url("u", "http://host:/v1/traces").is_ok());
+        assert!(check_url("u", "https://u:p@collector.example.com:443/v1/traces?x=1").is_ok());
+        // what the parser ureq sends with refuses, or reads as another address
+        for url in [
+            "http://[::1",
+            "http://host:99999/x",
+            "http://host:0/x",
+            "http://[::1]:70000/x",
+            "http://user@:80/",
+            "http://:80/",
+            "http://h%zz/",
+            "http://h\u{e9}/x",
+        ] {
+            let err = check_url("options.exporter.otlp.url", url).unwrap_err();
+            assert!(err.message.contains(url), "{url}: {}", err.message);
+        }
     }
 
     #[test]
