@@ -735,6 +735,8 @@ struct Loaded {
     live: Vec<LoadedEntry>,
     /// Positions of expired records (and of unreadable ones).
     expired: Vec<u64>,
+    /// Meta records that failed their checksum (their positions are in `expired`).
+    damaged: u64,
     next_position: u64,
 }
 
@@ -823,7 +825,11 @@ impl DiskTier {
             writer: Some(writer),
             writer_done: Some(writer_done),
             max_bytes,
-            counters: DiskCounters::default(),
+            counters: DiskCounters {
+                // a damaged meta record drops its entry (below): counted, so that it shows
+                errors: loaded.damaged,
+                ..DiskCounters::default()
+            },
             damage_at_open: damage,
         };
         for position in stale {
@@ -921,6 +927,7 @@ impl DiskTier {
         }
         let mut live = Vec::new();
         let mut expired = Vec::new();
+        let mut damaged = 0;
         let mut next_position = 1;
         {
             let log = txn.open_table(LOG)?;
@@ -944,7 +951,11 @@ impl DiskTier {
                             written_at: m.written_at,
                         })
                     }
-                    _ => expired.push(position),
+                    Some(_) => expired.push(position),
+                    None => {
+                        damaged += 1;
+                        expired.push(position);
+                    }
                 }
             }
         }
@@ -953,6 +964,7 @@ impl DiskTier {
             seed,
             live,
             expired,
+            damaged,
             next_position,
         })
     }

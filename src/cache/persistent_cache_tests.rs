@@ -1259,6 +1259,41 @@ fn a_damaged_record_is_never_served_and_resets_the_tier() {
 }
 
 #[test]
+fn a_damaged_index_record_drops_its_entry_and_is_counted() {
+    let dir = TempDir::new("meta");
+    let (_, clock) = manual_clock();
+    fill_and_close(&dir, 300, &clock);
+    // the key's copy in `log_meta` is the one not followed by its value
+    let bytes = std::fs::read(dir.path().join(crate::cache::disk::DB_FILE)).unwrap();
+    let key = b"key-150";
+    let value = marked_value(150);
+    let at = bytes
+        .windows(key.len())
+        .enumerate()
+        .filter(|(_, w)| *w == key)
+        .map(|(i, _)| i)
+        .find(|&i| !bytes[i + key.len()..].starts_with(value.as_bytes()))
+        .expect("the meta record holds the key") as u64;
+    overwrite(&dir, at, b"K");
+    let mut cache = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
+    assert_eq!(cache.disk_damage_at_open(), None, "the file itself opens");
+    assert_eq!(cache.stats().disk.errors, 1);
+    assert_eq!(cache.stats().disk.entries, 299);
+    assert_eq!(get(&mut cache, "key-150"), None);
+    assert_eq!(
+        read_back(&mut cache, 300),
+        299,
+        "every other entry is served"
+    );
+    cache.close();
+    // its records were deleted: the next open finds nothing damaged
+    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
+    assert_eq!(cache.stats().disk.errors, 0);
+    assert_eq!(read_back(&mut cache, 300), 299);
+    cache.close();
+}
+
+#[test]
 fn a_lookup_that_panics_inside_redb_resets_the_tier() {
     // redb panics on some damaged pages (in release builds, a lookup is the first to read a
     // record's page; debug builds of redb walk every page at open): the panic must become a
