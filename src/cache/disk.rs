@@ -757,11 +757,11 @@ impl DiskTier {
         if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
             return Err(dir_error(dir, "not a directory", "exists as a file"));
         }
-        let (lock, db, damage) = Self::acquire(dir)?;
-        let (db, loaded, damage) = match guarded(|| Self::load(&db, now_ms)) {
-            Ok(loaded) => (db, loaded, damage),
+        let (lock, opened) = Self::acquire(dir)?;
+        // a file that does not open or load as a database is replaced by an empty one
+        let (db, loaded, damage) = match opened.and_then(|db| Self::load_or_close(db, now_ms)) {
+            Ok((db, loaded)) => (db, loaded, None),
             Err(e) if is_damage(&e) => {
-                close_database(Some(db));
                 let db = Self::replace_damaged(dir, &e)?;
                 let loaded = guarded(|| Self::load(&db, now_ms))
                     .map_err(|e| dir_error(dir, "cannot read its database", e))?;
@@ -842,8 +842,9 @@ impl DiskTier {
     /// Takes the directory's advisory lock and opens its database. A directory just released
     /// can still read as locked for a moment (a child process being spawned holds copies of
     /// the descriptors until it execs), so a refusal is retried for [`LOCK_PATIENCE`] before it
-    /// is reported.
-    fn acquire(dir: &Path) -> Result<(File, Database, Option<String>), CacheError> {
+    /// is reported. The database is an error when the file is damaged ([`is_damage`]): the
+    /// caller replaces it.
+    fn acquire(dir: &Path) -> Result<(File, Result<Database, redb::Error>), CacheError> {
         let started = Instant::now();
         loop {
             match Self::try_acquire(dir) {
@@ -855,7 +856,7 @@ impl DiskTier {
         }
     }
 
-    fn try_acquire(dir: &Path) -> Result<(File, Database, Option<String>), CacheError> {
+    fn try_acquire(dir: &Path) -> Result<(File, Result<Database, redb::Error>), CacheError> {
         let locked = || CacheError::Locked {
             dir: dir.display().to_string(),
         };
@@ -872,13 +873,20 @@ impl DiskTier {
             Err(TryLockError::Error(e)) => return Err(dir_error(dir, "cannot lock it", e)),
         }
         match guarded(|| Ok(open_database(dir)?)) {
-            Ok(db) => Ok((lock, db, None)),
             Err(redb::Error::DatabaseAlreadyOpen) => Err(locked()),
-            Err(e) if is_damage(&e) => {
-                let db = Self::replace_damaged(dir, &e)?;
-                Ok((lock, db, Some(e.to_string())))
+            Err(e) if !is_damage(&e) => Err(dir_error(dir, "cannot open its database", e)),
+            opened => Ok((lock, opened)),
+        }
+    }
+
+    /// [`Self::load`]s `db`, or closes it when that fails.
+    fn load_or_close(db: Database, now_ms: u64) -> Result<(Database, Loaded), redb::Error> {
+        match guarded(|| Self::load(&db, now_ms)) {
+            Ok(loaded) => Ok((db, loaded)),
+            Err(e) => {
+                close_database(Some(db));
+                Err(e)
             }
-            Err(e) => Err(dir_error(dir, "cannot open its database", e)),
         }
     }
 
