@@ -258,7 +258,7 @@ pub fn decode(flags: u8, stored: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -308,8 +308,10 @@ mod tests {
         (0..len).map(|i| b"abcabcabd"[i % 9]).collect()
     }
 
-    fn incompressible(len: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    /// `len` bytes of a xorshift sequence from `seed`: no codec shrinks them, and no file
+    /// format reads them as its own.
+    pub(crate) fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
         (0..len)
             .map(|_| {
                 x ^= x << 13;
@@ -318,6 +320,10 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    fn incompressible(len: usize) -> Vec<u8> {
+        pseudo_random_bytes(len, 0x9e37_79b9_7f4a_7c15)
     }
 
     #[test]

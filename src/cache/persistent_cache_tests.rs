@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
+use crate::cache::codec::tests::pseudo_random_bytes;
 use crate::cache::disk::FlushTicket;
 use crate::cache::error::{ERR_CACHE_CLOSED, ERR_CACHE_LOCKED};
 use crate::common::clock::NANOS_PER_MS;
@@ -985,7 +986,7 @@ mod model {
                         let path = dir.path().join(crate::cache::disk::DB_FILE);
                         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                         if len > 64 {
-                            overwrite(&dir, (len - 64) * u64::from(at) / 256, &garbage(64, seed));
+                            overwrite(&dir, (len - 64) * u64::from(at) / 256, &pseudo_random_bytes(64, seed));
                         }
                         let reopened = Cache::open(options.clone(), clock.clone());
                         prop_assert!(reopened.is_ok(), "a damaged file refused to open");
@@ -1124,17 +1125,33 @@ fn find_in_file(dir: &TempDir, needle: &[u8]) -> u64 {
         .expect("the marked value is in the file") as u64
 }
 
-/// Bytes that are not a redb page: a fixed pseudo-random sequence.
-fn garbage(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+/// After the disk tier of `cache` (filled by [`fill_and_close`]) was reset: a value set now is
+/// flushed, and a restart opens a sound file with that value and nothing from before the reset.
+/// Returns the resets counted before the restart.
+fn writes_after_the_reset_survive_a_restart(
+    mut cache: Cache,
+    dir: &TempDir,
+    clock: &Clock,
+    what: &str,
+) -> u64 {
+    set(&mut cache, "after", "a");
+    cache.flush().unwrap().wait().unwrap();
+    let resets = cache.stats().disk.resets;
+    cache.close();
+    let mut cache = Cache::open(on_disk(dir, 10), clock.clone()).unwrap();
+    assert_eq!(
+        cache.disk_damage_at_open(),
+        None,
+        "{what}: the new file is sound"
+    );
+    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"), "{what}");
+    assert_eq!(
+        read_back(&mut cache, 300),
+        0,
+        "{what}: nothing from the damaged file"
+    );
+    cache.close();
+    resets
 }
 
 /// Damages the database file of a closed cache, given the file's length.
@@ -1156,7 +1173,7 @@ fn a_file_damaged_while_closed_is_replaced_by_an_empty_one_at_open() {
             file.set_len(len / 2).unwrap();
         }),
         ("header overwritten", |dir, _| {
-            overwrite(dir, 0, &garbage(4096, 7))
+            overwrite(dir, 0, &pseudo_random_bytes(4096, 7))
         }),
         ("not a database", |dir, _| {
             std::fs::write(
@@ -1177,17 +1194,8 @@ fn a_file_damaged_while_closed_is_replaced_by_an_empty_one_at_open() {
         assert_eq!(cache.stats().disk.resets, 1, "{what}");
         assert_eq!(cache.stats().disk.entries, 0, "{what}");
         assert_eq!(read_back(&mut cache, 300), 0, "{what}");
-        set(&mut cache, "after", "a");
-        cache.flush().unwrap().wait().unwrap();
-        cache.close();
-        let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
-        assert_eq!(
-            cache.disk_damage_at_open(),
-            None,
-            "{what}: the new file is sound"
-        );
-        assert_eq!(get(&mut cache, "after").as_deref(), Some("a"), "{what}");
-        cache.close();
+        let resets = writes_after_the_reset_survive_a_restart(cache, &dir, &clock, what);
+        assert_eq!(resets, 1, "{what}");
     }
 }
 
@@ -1202,24 +1210,13 @@ fn garbage_pages_anywhere_in_the_file_never_abort_and_are_never_served() {
         .unwrap()
         .len();
     for (n, page) in (4096..len).step_by(3 * 4096).enumerate() {
-        overwrite(&dir, page, &garbage(4096, n as u64));
+        overwrite(&dir, page, &pseudo_random_bytes(4096, n as u64));
     }
     let mut cache = Cache::open(on_disk(&dir, 10), clock.clone()).unwrap();
     read_back(&mut cache, 300);
     let _ = cache.flush().unwrap().wait();
-    set(&mut cache, "after", "a");
-    cache.flush().unwrap().wait().unwrap();
-    assert!(cache.stats().disk.resets >= 1);
-    cache.close();
-    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
-    assert_eq!(cache.disk_damage_at_open(), None);
-    assert_eq!(
-        read_back(&mut cache, 300),
-        0,
-        "nothing from the damaged file"
-    );
-    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"));
-    cache.close();
+    let resets = writes_after_the_reset_survive_a_restart(cache, &dir, &clock, "garbage pages");
+    assert!(resets >= 1);
 }
 
 #[test]
@@ -1248,14 +1245,8 @@ fn a_damaged_record_is_never_served_and_resets_the_tier() {
         cache.flush().unwrap().wait().is_err(),
         "what was on the file is lost"
     );
-    set(&mut cache, "after", "a");
-    cache.flush().unwrap().wait().unwrap();
-    assert_eq!(cache.stats().disk.resets, 1);
-    cache.close();
-    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
-    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"));
-    assert_eq!(read_back(&mut cache, 300), 0);
-    cache.close();
+    let resets = writes_after_the_reset_survive_a_restart(cache, &dir, &clock, "a damaged record");
+    assert_eq!(resets, 1);
 }
 
 #[test]
@@ -1308,14 +1299,9 @@ fn a_lookup_that_panics_inside_redb_resets_the_tier() {
     assert_eq!(cache.stats().disk.errors, 1);
     assert_eq!(read_back(&mut cache, 300), 0, "the tier was emptied");
     assert!(cache.flush().unwrap().wait().is_err());
-    set(&mut cache, "after", "a");
-    cache.flush().unwrap().wait().unwrap();
-    assert_eq!(cache.stats().disk.resets, 1);
-    cache.close();
-    let mut cache = Cache::open(on_disk(&dir, 10), clock).unwrap();
-    assert_eq!(get(&mut cache, "after").as_deref(), Some("a"));
-    assert_eq!(read_back(&mut cache, 300), 0);
-    cache.close();
+    let resets =
+        writes_after_the_reset_survive_a_restart(cache, &dir, &clock, "a read that panics");
+    assert_eq!(resets, 1);
 }
 
 #[test]
